@@ -1,0 +1,99 @@
+"""Configuration of EcoMask2Former: stock Mask2Former plus input-adaptive encoder depth (ECO-M2F).
+
+With every new field at its default the model *is* stock Mask2Former: the same modules, the same state-dict keys
+(plus the small gate) and, at full encoder depth, the same outputs.
+"""
+
+from __future__ import annotations
+
+from transformers import Mask2FormerConfig
+
+EXIT_LOSS_WEIGHTINGS = ("linear", "uniform")
+
+
+class EcoMask2FormerConfig(Mask2FormerConfig):
+    r"""
+    Configuration of [`EcoMask2FormerForUniversalSegmentation`]. Every field of [`Mask2FormerConfig`] keeps its
+    meaning; the fields below add ECO-M2F early exit from the pixel decoder's deformable encoder.
+
+    exit_layers (`list[int]`, *optional*):
+        Encoder depths at which the model may exit, strictly increasing, each in `[1, encoder_layers]`. `None`
+        (default) means every depth from 2 to `encoder_layers`, as in the authors' released code (ECO-M2F gate classes
+        map to exits 2..6 for a 6-layer encoder). The last entry is the depth used when nothing else is asked for.
+    exit_loss_weighting (`str`, *optional*, defaults to `"linear"`):
+        How the step-1 loss is weighted by the sampled depth k: `"linear"` multiplies the Mask2Former loss by k (the
+        authors' released training forward, "linear combination of losses at each layer"); `"uniform"` by 1.
+    gate_hidden_size (`int`, *optional*):
+        Width of the gate's hidden layer. `None` (default) gives the paper's gate: mean pooling followed by one
+        linear layer over the exits (ECO-M2F step C, seeds.md 2.4).
+    gate_input_level (`int`, *optional*, defaults to 0):
+        Which input-projected encoder level the gate pools: 0 is the coarsest (1/32) level, as in the paper.
+    gate_trained (`bool`, *optional*, defaults to `False`):
+        Whether the gate was trained (ECO-M2F step 3). When `True`, a forward without `num_encoder_layers` lets the
+        gate choose the depth of each image; when `False` such a forward runs the deepest exit.
+    """
+
+    model_type = "eco_mask2former"
+
+    exit_layers: list[int] | None = None
+    exit_loss_weighting: str = "linear"
+    gate_hidden_size: int | None = None
+    gate_input_level: int = 0
+    gate_trained: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # A stock Mask2Former config.json loaded into this class carries `model_type="mask2former"`; the class value
+        # is the truth (it is also what `save_pretrained` writes).
+        self.__dict__.pop("model_type", None)
+        if self.exit_layers is None:
+            self.exit_layers = list(range(min(2, self.encoder_layers), self.encoder_layers + 1))
+        self.exit_layers = [int(k) for k in self.exit_layers]
+        self._validate_eco_fields()
+
+    def _validate_eco_fields(self) -> None:
+        if self.encoder_layers < 1:
+            raise ValueError(f"encoder_layers must be >= 1, got {self.encoder_layers}")
+        exits = self.exit_layers
+        if not exits:
+            raise ValueError("exit_layers must name at least one encoder depth, got an empty list")
+        bad = [k for k in exits if not 1 <= k <= self.encoder_layers]
+        if bad:
+            raise ValueError(
+                f"exit_layers must lie in [1, encoder_layers={self.encoder_layers}], got {exits} (bad: {bad})"
+            )
+        if any(b <= a for a, b in zip(exits, exits[1:])):
+            raise ValueError(f"exit_layers must be strictly increasing, got {exits}")
+        if self.exit_loss_weighting not in EXIT_LOSS_WEIGHTINGS:
+            raise ValueError(
+                f"exit_loss_weighting must be one of {EXIT_LOSS_WEIGHTINGS}, got {self.exit_loss_weighting!r}"
+            )
+        if self.gate_hidden_size is not None and self.gate_hidden_size < 1:
+            raise ValueError(f"gate_hidden_size must be None or >= 1, got {self.gate_hidden_size}")
+        if not 0 <= self.gate_input_level < self.num_feature_levels:
+            raise ValueError(
+                f"gate_input_level must index an encoder level in [0, {self.num_feature_levels}), "
+                f"got {self.gate_input_level}"
+            )
+
+    @property
+    def num_feature_levels(self) -> int:
+        """Backbone levels the deformable encoder reads (1/32, 1/16, 1/8): the last three `feature_strides`."""
+        return min(3, len(self.feature_strides))
+
+    @property
+    def num_exits(self) -> int:
+        """Number of allowed exits, i.e. the number of gate classes."""
+        return len(self.exit_layers)
+
+    @property
+    def max_exit(self) -> int:
+        """The deepest allowed exit: the depth used when neither the caller nor a trained gate chooses."""
+        return self.exit_layers[-1]
+
+    def exit_loss_weight(self, depth: int) -> float:
+        """Step-1 loss weight of an exit at `depth` encoder layers (see `exit_loss_weighting`)."""
+        return float(depth) if self.exit_loss_weighting == "linear" else 1.0
+
+
+__all__ = ["EcoMask2FormerConfig"]

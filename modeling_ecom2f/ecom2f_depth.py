@@ -1,0 +1,76 @@
+"""Encoder-depth decisions: validating requested depths, mapping gate scores to depths, sampling step-1 depths."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+
+def exit_layers_tensor(exit_layers: list[int], device: torch.device) -> torch.Tensor:
+    """`exit_layers` as a LongTensor `(num_exits,)` on `device`."""
+    return torch.tensor(exit_layers, dtype=torch.long, device=device)
+
+
+def validate_encoder_depths(
+    num_encoder_layers: int | torch.Tensor, *, exit_layers: list[int], batch_size: int
+) -> int | torch.Tensor:
+    """Check a requested depth against the allowed exits.
+
+    Args:
+        num_encoder_layers: one depth for the whole batch (an `int` or a 0-d tensor) or one per image (a
+            LongTensor `(batch_size,)`).
+        exit_layers: the allowed exits (`config.exit_layers`).
+        batch_size: number of images in the batch.
+
+    Returns:
+        A Python `int` for one shared depth, else a LongTensor `(batch_size,)`.
+
+    Raises:
+        ValueError: a depth outside `exit_layers`, or a tensor of the wrong shape or dtype.
+    """
+    if isinstance(num_encoder_layers, torch.Tensor) and num_encoder_layers.dim() == 0:
+        num_encoder_layers = int(num_encoder_layers)
+    if isinstance(num_encoder_layers, bool) or not isinstance(num_encoder_layers, (int, torch.Tensor)):
+        raise ValueError(
+            f"num_encoder_layers must be an int, a LongTensor of shape (batch_size,) or None, "
+            f"got {type(num_encoder_layers).__name__}"
+        )
+    if isinstance(num_encoder_layers, int):
+        if num_encoder_layers not in exit_layers:
+            raise ValueError(f"num_encoder_layers={num_encoder_layers} is not an allowed exit; allowed: {exit_layers}")
+        return num_encoder_layers
+    depths = num_encoder_layers
+    if depths.shape != (batch_size,) or depths.dtype.is_floating_point or depths.dtype == torch.bool:
+        raise ValueError(
+            f"num_encoder_layers as a tensor must be an integer tensor of shape ({batch_size},), "
+            f"got dtype {depths.dtype} and shape {tuple(depths.shape)}"
+        )
+    allowed = exit_layers_tensor(exit_layers, depths.device)
+    # One host sync to validate user input; gate-made depths skip this function.
+    if not bool(torch.isin(depths, allowed).all()):
+        raise ValueError(f"num_encoder_layers={depths.tolist()} has depths that are not allowed exits: {exit_layers}")
+    return depths.long()
+
+
+def depths_from_gate_logits(gate_logits: torch.Tensor, *, exit_layers: list[int]) -> torch.Tensor:
+    """Per-image depth chosen by the gate: `exit_layers[argmax]`, `(batch,)` LongTensor (no host sync)."""
+    return exit_layers_tensor(exit_layers, gate_logits.device)[gate_logits.argmax(dim=-1)]
+
+
+def exit_indices(depths: torch.Tensor, *, exit_layers: list[int]) -> torch.Tensor:
+    """Map depths `(batch,)` to gate class indices `(batch,)`; raises `ValueError` for a depth that is no exit."""
+    allowed = exit_layers_tensor(exit_layers, depths.device)
+    matches = depths.long()[:, None] == allowed[None, :]  # (B, num_exits)
+    if not bool(matches.any(dim=1).all()):
+        raise ValueError(f"exit_labels={depths.tolist()} has depths that are not allowed exits: {exit_layers}")
+    return matches.long().argmax(dim=1)
+
+
+def sample_exit_depth(exit_layers: list[int], *, rng: random.Random) -> int:
+    """ECO-M2F step 1: one depth for the whole batch, uniform over the allowed exits (seeds.md 2.2).
+
+    A Python `random.Random` is used on purpose: the depth is a host-side decision that every data-parallel
+    process must make identically, so seed it the same on every process.
+    """
+    return exit_layers[rng.randrange(len(exit_layers))]

@@ -1,0 +1,247 @@
+"""EcoMask2Former: Mask2Former whose pixel-decoder encoder exits early, per image (ECO-M2F, arXiv 2404.15244).
+
+The modules are the stock transformers Mask2Former modules (same names, same state-dict keys) plus a tiny gate, so
+every stock Mask2Former checkpoint loads unchanged and, at full encoder depth, gives the stock outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.models.mask2former.modeling_mask2former import (
+    Mask2FormerForUniversalSegmentation,
+    Mask2FormerLoss,
+    Mask2FormerModel,
+    Mask2FormerPreTrainedModel,
+    Mask2FormerTransformerModule,
+)
+
+from configuration.configuration_ecom2f import EcoMask2FormerConfig
+
+from .ecom2f_depth import exit_indices, validate_encoder_depths
+from .ecom2f_gate import EcoMask2FormerGate
+from .ecom2f_outputs import EcoMask2FormerForUniversalSegmentationOutput, EcoMask2FormerModelOutput
+from .ecom2f_pixel_decoder import EcoMask2FormerPixelLevelModule
+
+
+class EcoMask2FormerPreTrainedModel(Mask2FormerPreTrainedModel):
+    config_class = EcoMask2FormerConfig
+    config: EcoMask2FormerConfig
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, EcoMask2FormerGate):
+            # seeds.md 2.4: the released gate's linear layer starts with zero bias.
+            for layer in module.modules():
+                if isinstance(layer, nn.Linear):
+                    init.normal_(layer.weight, mean=0.0, std=self.config.init_std)
+                    init.zeros_(layer.bias)
+        else:
+            super()._init_weights(module)
+
+
+class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
+    """Mask2Former backbone + pixel decoder + transformer decoder with a per-image encoder depth."""
+
+    def __init__(self, config: EcoMask2FormerConfig) -> None:
+        EcoMask2FormerPreTrainedModel.__init__(self, config)
+        self.pixel_level_module = EcoMask2FormerPixelLevelModule(config)
+        self.transformer_module = Mask2FormerTransformerModule(in_features=config.feature_size, config=config)
+        self.post_init()
+
+    def resolve_depths(self, num_encoder_layers: int | torch.Tensor | None, batch_size: int) -> int | torch.Tensor | None:
+        """The depth request after validation: an `int`, a LongTensor `(batch,)`, or `None` (the trained gate decides)."""
+        if num_encoder_layers is None:
+            return None if self.config.gate_trained else self.config.max_exit
+        return validate_encoder_depths(num_encoder_layers, exit_layers=self.config.exit_layers, batch_size=batch_size)
+
+    def compute_gate_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Gate scores `(batch, num_exits)` from the backbone and input projection only (no encoder, no decoder)."""
+        decoder = self.pixel_level_module.decoder
+        features = self.pixel_level_module.encoder(pixel_values).feature_maps
+        level = self.config.gate_input_level
+        coarse_to_fine = features[::-1][: decoder.num_feature_levels]
+        return decoder.gate(decoder.input_projections[level](coarse_to_fine[level]))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+        num_encoder_layers: int | torch.Tensor | None = None,
+        output_gate_logits: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> EcoMask2FormerModelOutput:
+        r"""
+        num_encoder_layers (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Deformable-encoder depth, one for the batch or one per image, each in `config.exit_layers`. `None`: the
+            gate decides per image if `config.gate_trained`, else the deepest exit.
+        output_gate_logits (`bool`, *optional*, defaults to `False`):
+            Run the gate even when the depth is given, and return its logits.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        depths = self.resolve_depths(num_encoder_layers, pixel_values.shape[0])
+        pixel_output, decoder_output = self.pixel_level_module(
+            pixel_values, depths=depths, run_gate=output_gate_logits, output_hidden_states=output_hidden_states
+        )
+        transformer_output = self.transformer_module(
+            multi_scale_features=pixel_output.decoder_hidden_states,
+            mask_features=pixel_output.decoder_last_hidden_state,
+            output_hidden_states=True,
+            output_attentions=output_attentions,
+        )
+        output = EcoMask2FormerModelOutput(
+            encoder_last_hidden_state=pixel_output.encoder_last_hidden_state,
+            pixel_decoder_last_hidden_state=pixel_output.decoder_last_hidden_state,
+            transformer_decoder_last_hidden_state=transformer_output.last_hidden_state,
+            encoder_hidden_states=pixel_output.encoder_hidden_states if output_hidden_states else None,
+            pixel_decoder_hidden_states=pixel_output.decoder_hidden_states if output_hidden_states else None,
+            transformer_decoder_hidden_states=transformer_output.hidden_states if output_hidden_states else None,
+            transformer_decoder_intermediate_states=transformer_output.intermediate_hidden_states,
+            attentions=transformer_output.attentions,
+            masks_queries_logits=transformer_output.masks_queries_logits,
+            encoder_layers_used=decoder_output.encoder_layers_used,
+            gate_logits=decoder_output.gate_logits,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask2FormerForUniversalSegmentation):
+    """Mask2Former for panoptic, instance and semantic segmentation with input-adaptive encoder depth.
+
+    Outputs are the stock ones (so the stock image processor's `post_process_*` methods work) plus
+    `encoder_layers_used` `(batch,)` and `gate_logits` `(batch, num_exits)`.
+    """
+
+    def __init__(self, config: EcoMask2FormerConfig) -> None:
+        EcoMask2FormerPreTrainedModel.__init__(self, config)
+        self.model = EcoMask2FormerModel(config)
+        self.weight_dict: dict[str, float] = {
+            "loss_cross_entropy": config.class_weight,
+            "loss_mask": config.mask_weight,
+            "loss_dice": config.dice_weight,
+        }
+        self.class_predictor = nn.Linear(config.hidden_dim, config.num_labels + 1)
+        self.criterion = Mask2FormerLoss(config=config, weight_dict=self.weight_dict)
+        self.post_init()
+
+    def freeze_all_but_gate(self) -> list[nn.Parameter]:
+        """ECO-M2F step 3: freeze every parameter except the gate's; returns the gate parameters."""
+        self.requires_grad_(False)
+        gate = self.model.pixel_level_module.decoder.gate
+        gate.requires_grad_(True)
+        return list(gate.parameters())
+
+    def depth_loss_weight(self, depths: int | torch.Tensor) -> float | torch.Tensor:
+        """Step-1 loss weight of the depth(s) used; the mean over images for per-image depths."""
+        if isinstance(depths, int):
+            return self.config.exit_loss_weight(depths)
+        if self.config.exit_loss_weighting == "uniform":
+            return 1.0
+        return depths.float().mean()  # "linear": weight k at exit k
+
+    def gate_loss(self, gate_logits: torch.Tensor, exit_labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of gate logits `(batch, num_exits)` against ideal depths `(batch,)` (ECO-M2F step 3)."""
+        targets = exit_indices(exit_labels.to(gate_logits.device), exit_layers=self.config.exit_layers)
+        return nn.functional.cross_entropy(gate_logits, targets)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        mask_labels: list[torch.Tensor] | None = None,
+        class_labels: list[torch.Tensor] | None = None,
+        pixel_mask: torch.Tensor | None = None,
+        num_encoder_layers: int | torch.Tensor | None = None,
+        exit_labels: torch.Tensor | None = None,
+        output_gate_logits: bool = False,
+        output_hidden_states: bool | None = None,
+        output_auxiliary_logits: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> EcoMask2FormerForUniversalSegmentationOutput:
+        r"""
+        mask_labels (`list[torch.Tensor]`, *optional*):
+            Per image, binary masks `(num_targets, height, width)`.
+        class_labels (`list[torch.LongTensor]`, *optional*):
+            Per image, the class of each mask `(num_targets,)`.
+        num_encoder_layers (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Deformable-encoder depth, one for the batch or one per image, each in `config.exit_layers`. `None`: the
+            gate decides per image if `config.gate_trained`, else the deepest exit.
+        exit_labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Ideal depth of each image (ECO-M2F step 2). Adds the gate's cross-entropy to the loss (`gate_loss`).
+        output_gate_logits (`bool`, *optional*, defaults to `False`):
+            Run the gate even when the depth is given, and return its logits.
+
+        With `mask_labels` and `class_labels`, `loss` is the stock Mask2Former loss times the step-1 depth weight
+        (`config.exit_loss_weighting`: k at exit k for `"linear"`).
+        """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        outputs = self.model(
+            pixel_values=pixel_values,
+            num_encoder_layers=num_encoder_layers,
+            output_gate_logits=output_gate_logits or exit_labels is not None,
+            output_hidden_states=output_hidden_states or self.config.use_auxiliary_loss,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        class_queries_logits = tuple(
+            self.class_predictor(state.transpose(0, 1)) for state in outputs.transformer_decoder_intermediate_states
+        )
+        masks_queries_logits = outputs.masks_queries_logits
+        auxiliary_logits = self.get_auxiliary_logits(class_queries_logits, masks_queries_logits)
+
+        loss = None
+        if mask_labels is not None and class_labels is not None:
+            loss_dict = self.get_loss_dict(
+                masks_queries_logits=masks_queries_logits[-1],
+                class_queries_logits=class_queries_logits[-1],
+                mask_labels=mask_labels,
+                class_labels=class_labels,
+                auxiliary_predictions=auxiliary_logits,
+            )
+            depths = num_encoder_layers if isinstance(num_encoder_layers, int) else outputs.encoder_layers_used
+            loss = self.get_loss(loss_dict) * self.depth_loss_weight(depths)
+        gate_loss = None
+        if exit_labels is not None:
+            gate_loss = self.gate_loss(outputs.gate_logits, exit_labels)
+            loss = gate_loss if loss is None else loss + gate_loss
+
+        output_auxiliary_logits = (
+            self.config.output_auxiliary_logits if output_auxiliary_logits is None else output_auxiliary_logits
+        )
+        output = EcoMask2FormerForUniversalSegmentationOutput(
+            loss=loss,
+            class_queries_logits=class_queries_logits[-1],
+            masks_queries_logits=masks_queries_logits[-1],
+            auxiliary_logits=auxiliary_logits if output_auxiliary_logits else None,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            pixel_decoder_last_hidden_state=outputs.pixel_decoder_last_hidden_state,
+            transformer_decoder_last_hidden_state=outputs.transformer_decoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states if output_hidden_states else None,
+            pixel_decoder_hidden_states=outputs.pixel_decoder_hidden_states if output_hidden_states else None,
+            transformer_decoder_hidden_states=outputs.transformer_decoder_hidden_states if output_hidden_states else None,
+            attentions=outputs.attentions,
+            encoder_layers_used=outputs.encoder_layers_used,
+            gate_logits=outputs.gate_logits,
+            gate_loss=gate_loss,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "EcoMask2FormerForUniversalSegmentation",
+    "EcoMask2FormerModel",
+    "EcoMask2FormerPreTrainedModel",
+]

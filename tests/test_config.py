@@ -1,0 +1,59 @@
+"""EcoMask2FormerConfig: defaults, validation errors naming the field, and JSON round trips."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import AutoConfig, Mask2FormerConfig
+
+from conftest import tiny_eco_config, tiny_kwargs
+from modeling_ecom2f import EcoMask2FormerConfig
+
+
+def test_defaults_follow_the_authors_code():
+    config = EcoMask2FormerConfig()
+    assert config.model_type == "eco_mask2former"
+    assert isinstance(config, Mask2FormerConfig)
+    assert config.exit_layers == [2, 3, 4, 5, 6]  # exits 2..6 of a 6-layer encoder
+    assert config.exit_loss_weighting == "linear"
+    assert config.exit_loss_weight(4) == 4.0
+    assert config.gate_hidden_size is None and config.gate_trained is False
+    assert EcoMask2FormerConfig(encoder_layers=3).exit_layers == [2, 3]
+    assert EcoMask2FormerConfig(encoder_layers=1).exit_layers == [1]
+    assert EcoMask2FormerConfig(exit_layers=[1, 2, 3, 4, 5, 6]).num_exits == 6
+    assert EcoMask2FormerConfig(exit_loss_weighting="uniform").exit_loss_weight(5) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"exit_layers": [2, 7]}, "exit_layers"),
+        ({"exit_layers": [0, 2]}, "exit_layers"),
+        ({"exit_layers": []}, "exit_layers"),
+        ({"exit_layers": [4, 3]}, "exit_layers"),
+        ({"exit_loss_weighting": "quadratic"}, "exit_loss_weighting"),
+        ({"gate_hidden_size": 0}, "gate_hidden_size"),
+        ({"gate_input_level": 3}, "gate_input_level"),
+    ],
+)
+def test_invalid_values_raise_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        EcoMask2FormerConfig(**kwargs)
+
+
+def test_round_trip_and_auto_config(tmp_path):
+    config = tiny_eco_config(exit_layers=[1, 3, 4], exit_loss_weighting="uniform", gate_hidden_size=8)
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "eco_mask2former" and saved["exit_layers"] == [1, 3, 4]
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is EcoMask2FormerConfig
+    assert (loaded.exit_layers, loaded.exit_loss_weighting, loaded.gate_hidden_size) == ([1, 3, 4], "uniform", 8)
+
+
+def test_stock_config_loads_into_eco_config(tmp_path):
+    Mask2FormerConfig(**tiny_kwargs()).save_pretrained(tmp_path)
+    loaded = EcoMask2FormerConfig.from_pretrained(tmp_path)
+    assert loaded.model_type == "eco_mask2former"
+    assert loaded.exit_layers == [2, 3, 4] and loaded.encoder_layers == 4
