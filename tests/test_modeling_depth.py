@@ -1,0 +1,103 @@
+"""Per-image encoder depth: each image stops at its own exit, is not computed further, and gets its solo result."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_eco_config
+from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
+
+
+def _layer_batch_sizes(model) -> tuple[list[int], list]:
+    """Record the batch size each deformable encoder layer sees (one entry per layer call)."""
+    calls: list[int] = []
+    hooks = [
+        layer.register_forward_pre_hook(lambda module, args, i=i: calls.append((i, args[0].shape[0])))
+        for i, layer in enumerate(model.model.pixel_level_module.decoder.encoder.layers)
+    ]
+    return calls, hooks
+
+
+@pytest.mark.parametrize("depths", [[2, 4], [4, 2], [3, 3], [2, 2]])
+def test_per_image_depth_equals_single_image_runs(eco_model, pixel_values, depths):
+    with torch.no_grad():
+        batched = eco_model(pixel_values=pixel_values, num_encoder_layers=torch.tensor(depths))
+        for i, depth in enumerate(depths):
+            alone = eco_model(pixel_values=pixel_values[i : i + 1], num_encoder_layers=depth)
+            torch.testing.assert_close(batched.masks_queries_logits[i], alone.masks_queries_logits[0], rtol=0, atol=1e-5)
+            torch.testing.assert_close(batched.class_queries_logits[i], alone.class_queries_logits[0], rtol=0, atol=1e-5)
+    assert batched.encoder_layers_used.tolist() == depths
+
+
+def test_exited_images_are_not_computed_further(eco_model, pixel_values):
+    x = torch.cat([pixel_values, pixel_values[:1]])  # batch of 3
+    calls, hooks = _layer_batch_sizes(eco_model)
+    with torch.no_grad():
+        eco_model(pixel_values=x, num_encoder_layers=torch.tensor([2, 4, 3]))
+    for hook in hooks:
+        hook.remove()
+    # layers 0,1 see all 3 images, layer 2 the two with depth > 2, layer 3 only the depth-4 image.
+    assert calls == [(0, 3), (1, 3), (2, 2), (3, 1)]
+
+
+def test_depth_changes_the_output_and_shallower_runs_fewer_layers(eco_model, pixel_values):
+    calls, hooks = _layer_batch_sizes(eco_model)
+    with torch.no_grad():
+        shallow = eco_model(pixel_values=pixel_values, num_encoder_layers=2)
+        deep = eco_model(pixel_values=pixel_values, num_encoder_layers=4)
+    for hook in hooks:
+        hook.remove()
+    assert [i for i, _ in calls] == [0, 1, 0, 1, 2, 3]
+    assert not torch.allclose(shallow.masks_queries_logits, deep.masks_queries_logits)
+    assert shallow.encoder_layers_used.tolist() == [2, 2]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [1, 5, 0, torch.tensor([2, 5]), torch.tensor([2]), torch.tensor([2.0, 3.0]), torch.tensor([[2, 3]]), "3", True],
+)
+def test_invalid_depth_raises_listing_the_exits(eco_model, pixel_values, bad):
+    with pytest.raises(ValueError, match="num_encoder_layers"):
+        eco_model(pixel_values=pixel_values, num_encoder_layers=bad)
+
+
+def test_gate_decides_only_when_trained(pixel_values):
+    torch.manual_seed(0)
+    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config(exit_layers=[1, 2, 3, 4])).eval()
+    with torch.no_grad():
+        untrained = model(pixel_values=pixel_values)
+    assert untrained.gate_logits is None and untrained.encoder_layers_used.tolist() == [4, 4]
+
+    gate = model.model.pixel_level_module.decoder.gate.classifier
+    with torch.no_grad():  # make the gate prefer exit index 1 (depth 2) for every input
+        gate.weight.zero_()
+        gate.bias.copy_(torch.tensor([0.0, 5.0, 0.0, 0.0]))
+    model.config.gate_trained = True
+    with torch.no_grad():
+        gated = model(pixel_values=pixel_values)
+        fixed = model(pixel_values=pixel_values, num_encoder_layers=2)
+    assert gated.gate_logits.shape == (2, 4)
+    assert gated.encoder_layers_used.tolist() == [2, 2]
+    torch.testing.assert_close(gated.masks_queries_logits, fixed.masks_queries_logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.model.compute_gate_logits(pixel_values), gated.gate_logits, rtol=0, atol=1e-6)
+
+
+def test_gate_picks_per_image(pixel_values):
+    torch.manual_seed(0)
+    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config(gate_trained=True)).eval()
+    with torch.no_grad():
+        out = model(pixel_values=pixel_values)
+        logits = model.model.compute_gate_logits(pixel_values)
+    expected = torch.tensor(model.config.exit_layers)[logits.argmax(-1)]
+    assert out.encoder_layers_used.tolist() == expected.tolist()
+    with torch.no_grad():
+        for i in range(2):
+            alone = model(pixel_values=pixel_values[i : i + 1])
+            torch.testing.assert_close(out.masks_queries_logits[i], alone.masks_queries_logits[0], rtol=0, atol=1e-5)
+
+
+def test_return_dict_false_gives_a_tuple(eco_model, pixel_values):
+    with torch.no_grad():
+        out = eco_model(pixel_values=pixel_values, num_encoder_layers=3, return_dict=False)
+    assert isinstance(out, tuple)
