@@ -28,7 +28,19 @@ class EcoMask2FormerGate(nn.Module):
                 nn.Linear(in_channels, hidden_size), nn.ReLU(), nn.Linear(hidden_size, num_exits)
             )
 
-    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """`feature_map` `(batch, channels, height, width)` -> exit logits `(batch, num_exits)`."""
-        pooled = feature_map.mean(dim=(2, 3))  # (B, C)
+    def forward(self, feature_map: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Score the exits.
+
+        Args:
+            feature_map: `(batch, channels, height, width)`.
+            padding_mask: `(batch, height, width)`, `True` on padding, which the mean then leaves out.
+
+        Returns:
+            Exit logits `(batch, num_exits)`.
+        """
+        if padding_mask is None:
+            pooled = feature_map.mean(dim=(2, 3))  # (B, C)
+        else:
+            valid = (~padding_mask).unsqueeze(1).to(feature_map.dtype)  # (B, 1, H, W)
+            pooled = (feature_map * valid).sum(dim=(2, 3)) / valid.sum(dim=(2, 3)).clamp(min=1.0)  # (B, C)
         return self.classifier(pooled)

@@ -39,11 +39,15 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         *,
         depths: int | torch.Tensor | None,
         run_gate: bool = False,
+        pixel_mask: torch.Tensor | None = None,
     ) -> EcoMask2FormerPixelDecoderOutput:
         """Encode the backbone maps at the given depth(s).
 
         Args:
             features: backbone maps at strides 4, 8, 16, 32, each `(batch, channels, h, w)`.
+            pixel_mask: `(batch, height, width)`, 1 on real pixels and 0 on padding. Padding is masked out of the
+                deformable attention (values and valid ratios, as in Deformable DETR) and of the gate's pooling.
+                `None` or all ones gives exactly the stock Mask2Former computation (which ignores the mask).
             depths: validated depth(s) (an `int` or a LongTensor `(batch,)`), or `None` to let the gate decide.
             run_gate: compute the gate logits even when `depths` is given (gate training, analysis).
         """
@@ -51,10 +55,12 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         levels = self.num_feature_levels
         # Coarse to fine: 1/32, 1/16, 1/8.
         inputs_embeds = [self.input_projections[i](x) for i, x in enumerate(features[::-1][:levels])]
+        padding_masks = self._padding_masks(pixel_mask, inputs_embeds)  # per level (B, h, w), True = padding
 
         gate_logits = None
         if depths is None or run_gate:
-            gate_logits = self.gate(inputs_embeds[config.gate_input_level])  # (B, num_exits)
+            level = config.gate_input_level
+            gate_logits = self.gate(inputs_embeds[level], padding_masks[level])  # (B, num_exits)
         if depths is None:
             depths = depths_from_gate_logits(gate_logits, exit_layers=config.exit_layers)
 
@@ -69,10 +75,10 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
             ],
             1,
         )  # (B, tokens, C)
-        masks_flat = torch.zeros(flat_embeds.shape[:2], device=flat_embeds.device, dtype=torch.bool)
+        masks_flat = torch.cat([mask.flatten(1) for mask in padding_masks], 1)  # (B, tokens)
         spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=flat_embeds.device)
         level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
-        valid_ratios = flat_embeds.new_ones((batch_size, levels, 2))
+        valid_ratios = torch.stack([self.get_valid_ratio(m, dtype=flat_embeds.dtype) for m in padding_masks], 1)
 
         encoded = self.encoder(
             inputs_embeds=flat_embeds,
@@ -111,6 +117,18 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         )
 
 
+    @staticmethod
+    def _padding_masks(pixel_mask: torch.Tensor | None, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per level `(batch, h, w)` bool masks, `True` on padding (all `False` without a pixel mask)."""
+        if pixel_mask is None:
+            return [torch.zeros((x.shape[0], x.shape[2], x.shape[3]), device=x.device, dtype=torch.bool) for x in maps]
+        mask = pixel_mask[:, None].to(maps[0].dtype)  # (B, 1, H, W)
+        return [
+            nn.functional.interpolate(mask, size=x.shape[-2:], mode="nearest")[:, 0] < 0.5  # (B, h, w)
+            for x in maps
+        ]
+
+
 class EcoMask2FormerPixelLevelModule(Mask2FormerPixelLevelModule):
     """Backbone + [`EcoMask2FormerPixelDecoder`]; same submodule names as the stock pixel-level module."""
 
@@ -125,10 +143,11 @@ class EcoMask2FormerPixelLevelModule(Mask2FormerPixelLevelModule):
         *,
         depths: int | torch.Tensor | None,
         run_gate: bool = False,
+        pixel_mask: torch.Tensor | None = None,
         output_hidden_states: bool = False,
     ) -> tuple[Mask2FormerPixelLevelModuleOutput, EcoMask2FormerPixelDecoderOutput]:
         backbone_features = self.encoder(pixel_values).feature_maps
-        decoder_output = self.decoder(backbone_features, depths=depths, run_gate=run_gate)
+        decoder_output = self.decoder(backbone_features, depths=depths, run_gate=run_gate, pixel_mask=pixel_mask)
         stock_output = Mask2FormerPixelLevelModuleOutput(
             encoder_last_hidden_state=backbone_features[-1],
             encoder_hidden_states=tuple(backbone_features) if output_hidden_states else None,

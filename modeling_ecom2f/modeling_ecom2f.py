@@ -55,13 +55,13 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
             return None if self.config.gate_trained else self.config.max_exit
         return validate_encoder_depths(num_encoder_layers, exit_layers=self.config.exit_layers, batch_size=batch_size)
 
-    def compute_gate_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def compute_gate_logits(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Gate scores `(batch, num_exits)` from the backbone and input projection only (no encoder, no decoder)."""
         decoder = self.pixel_level_module.decoder
         features = self.pixel_level_module.encoder(pixel_values).feature_maps
         level = self.config.gate_input_level
-        coarse_to_fine = features[::-1][: decoder.num_feature_levels]
-        return decoder.gate(decoder.input_projections[level](coarse_to_fine[level]))
+        projected = decoder.input_projections[level](features[::-1][level])  # (B, C, h, w)
+        return decoder.gate(projected, decoder._padding_masks(pixel_mask, [projected])[0])
 
     def forward(
         self,
@@ -75,6 +75,9 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
         **kwargs,
     ) -> EcoMask2FormerModelOutput:
         r"""
+        pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
+            1 on real pixels, 0 on padding (as the image processor makes it). Padding is left out of the deformable
+            attention and of the gate; all ones (or `None`) reproduces stock Mask2Former, which ignores the mask.
         num_encoder_layers (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Deformable-encoder depth, one for the batch or one per image, each in `config.exit_layers`. `None`: the
             gate decides per image if `config.gate_trained`, else the deepest exit.
@@ -89,7 +92,11 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
 
         depths = self.resolve_depths(num_encoder_layers, pixel_values.shape[0])
         pixel_output, decoder_output = self.pixel_level_module(
-            pixel_values, depths=depths, run_gate=output_gate_logits, output_hidden_states=output_hidden_states
+            pixel_values,
+            depths=depths,
+            run_gate=output_gate_logits,
+            pixel_mask=pixel_mask,
+            output_hidden_states=output_hidden_states,
         )
         transformer_output = self.transformer_module(
             multi_scale_features=pixel_output.decoder_hidden_states,
@@ -190,6 +197,7 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
 
         outputs = self.model(
             pixel_values=pixel_values,
+            pixel_mask=pixel_mask,
             num_encoder_layers=num_encoder_layers,
             output_gate_logits=output_gate_logits or exit_labels is not None,
             output_hidden_states=output_hidden_states or self.config.use_auxiliary_loss,

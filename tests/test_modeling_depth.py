@@ -101,3 +101,22 @@ def test_return_dict_false_gives_a_tuple(eco_model, pixel_values):
     with torch.no_grad():
         out = eco_model(pixel_values=pixel_values, num_encoder_layers=3, return_dict=False)
     assert isinstance(out, tuple)
+
+
+def test_pixel_mask_all_ones_is_stock_and_padding_is_masked(eco_model, pixel_values):
+    ones = torch.ones(2, 96, 128, dtype=torch.long)
+    padded = ones.clone()
+    padded[1, :, 96:] = 0  # the second image is 96x96, padded on the right
+    with torch.no_grad():
+        kwargs = {"pixel_values": pixel_values, "output_gate_logits": True, "output_hidden_states": True}
+        plain = eco_model(**kwargs)
+        with_ones = eco_model(pixel_mask=ones, **kwargs)
+        with_pad = eco_model(pixel_mask=padded, **kwargs)
+    torch.testing.assert_close(with_ones.masks_queries_logits, plain.masks_queries_logits, rtol=0, atol=0)
+    # The deformable encoder output (1/32 level, values of order 1) changes only for the padded image.
+    encoded_plain, encoded_pad = plain.pixel_decoder_hidden_states[0], with_pad.pixel_decoder_hidden_states[0]
+    torch.testing.assert_close(encoded_pad[0], encoded_plain[0], rtol=0, atol=1e-5)
+    assert (encoded_pad[1] - encoded_plain[1]).abs().max() > 1e-2
+    assert not torch.allclose(with_pad.gate_logits[1], plain.gate_logits[1], atol=1e-6)
+    gate_only = eco_model.model.compute_gate_logits(pixel_values, pixel_mask=padded)
+    torch.testing.assert_close(gate_only, with_pad.gate_logits, rtol=0, atol=1e-6)
