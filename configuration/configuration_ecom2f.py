@@ -1,4 +1,5 @@
-"""Configuration of EcoMask2Former: stock Mask2Former plus input-adaptive encoder depth (ECO-M2F).
+"""Configuration of EcoMask2Former: stock Mask2Former plus input-adaptive encoder depth (ECO-M2F) and progressive
+token-length scaling (PRO-SCALE).
 
 With every new field at its default the model *is* stock Mask2Former: the same modules, the same state-dict keys
 (plus the small gate) and, at full encoder depth, the same outputs.
@@ -31,6 +32,21 @@ class EcoMask2FormerConfig(Mask2FormerConfig):
     gate_trained (`bool`, *optional*, defaults to `False`):
         Whether the gate was trained (ECO-M2F step 3). When `True`, a forward without `num_encoder_layers` lets the
         gate choose the depth of each image; when `False` such a forward runs the deepest exit.
+    encoder_n_points (`int`, *optional*, defaults to 4):
+        Sampling points per head and level in the deformable attention (stock Mask2Former: 4).
+    token_scaling_layers (`list[int]`, *optional*):
+        PRO-SCALE stages `[p1, p2, p3]`: the first `p1` encoder layers see only the coarsest level (1/32), the next
+        `p2` also 1/16, the last `p3` all levels. One entry per encoder level, summing to `encoder_layers`, the last
+        one positive. `None` (default) is stock Mask2Former (every layer on every level), as is `[0, 0, 6]`.
+    token_recalibration (`bool`, *optional*, defaults to `False`):
+        PRO-SCALE TRC: re-weight the 1/32 and 1/16 tokens before they enter the encoder by
+        `sigmoid(token_recalibration_temperature * Linear(guide))`, the guide being the input-projected 1/8 map
+        resized to each level (one linear map shared by both levels).
+    token_recalibration_temperature (`float`, *optional*, defaults to 0.1):
+        Scale of the TRC logit (`EXCITE_TEMP` of the released PRO-SCALE configs).
+    light_pixel_embedding (`bool`, *optional*, defaults to `False`):
+        PRO-SCALE LPE: the 3x3 output convolution of the 1/4-resolution FPN level becomes 3x3 max-pooling (stride 1)
+        + GroupNorm(32) + ReLU.
     """
 
     model_type = "eco_mask2former"
@@ -40,6 +56,11 @@ class EcoMask2FormerConfig(Mask2FormerConfig):
     gate_hidden_size: int | None = None
     gate_input_level: int = 0
     gate_trained: bool = False
+    encoder_n_points: int = 4
+    token_scaling_layers: list[int] | None = None
+    token_recalibration: bool = False
+    token_recalibration_temperature: float = 0.1
+    light_pixel_embedding: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -70,11 +91,38 @@ class EcoMask2FormerConfig(Mask2FormerConfig):
             )
         if self.gate_hidden_size is not None and self.gate_hidden_size < 1:
             raise ValueError(f"gate_hidden_size must be None or >= 1, got {self.gate_hidden_size}")
+        if self.encoder_n_points < 1:
+            raise ValueError(f"encoder_n_points must be >= 1, got {self.encoder_n_points}")
+        self._validate_token_scaling()
         if not 0 <= self.gate_input_level < self.num_feature_levels:
             raise ValueError(
                 f"gate_input_level must index an encoder level in [0, {self.num_feature_levels}), "
                 f"got {self.gate_input_level}"
             )
+
+    def _validate_token_scaling(self) -> None:
+        stages = self.token_scaling_layers
+        if stages is None:
+            return
+        if len(stages) != self.num_feature_levels:
+            raise ValueError(
+                f"token_scaling_layers needs one stage per encoder level ({self.num_feature_levels}), got {stages}"
+            )
+        if any(p < 0 for p in stages):
+            raise ValueError(f"token_scaling_layers entries must be >= 0, got {stages}")
+        if sum(stages) != self.encoder_layers:
+            raise ValueError(
+                f"token_scaling_layers must sum to encoder_layers={self.encoder_layers}, got {stages} (sum {sum(stages)})"
+            )
+        if stages[-1] == 0:
+            raise ValueError(f"token_scaling_layers must end with a stage of at least one layer (all levels), got {stages}")
+
+    @property
+    def encoder_levels_per_layer(self) -> list[int]:
+        """How many levels (coarse first) each encoder layer attends to: all of them unless token scaling is on."""
+        if self.token_scaling_layers is None:
+            return [self.num_feature_levels] * self.encoder_layers
+        return [stage + 1 for stage, count in enumerate(self.token_scaling_layers) for _ in range(count)]
 
     @property
     def num_feature_levels(self) -> int:

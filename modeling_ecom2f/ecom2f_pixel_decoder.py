@@ -15,10 +15,14 @@ from .ecom2f_depth import depths_from_gate_logits
 from .ecom2f_encoder import EcoMask2FormerPixelDecoderEncoder
 from .ecom2f_gate import EcoMask2FormerGate
 from .ecom2f_outputs import EcoMask2FormerPixelDecoderOutput
+from .ecom2f_token_scaling import EcoMask2FormerTokenRecalibration, light_pixel_embedding
 
 
 class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
     """Stock Mask2Former pixel decoder (same modules, same keys) plus `gate`, with an encoder that can exit early.
+
+    PRO-SCALE options (config): token-length stages in the encoder, `token_recalibration` (TRC) on the levels before
+    they enter, and `light_pixel_embedding` (LPE) in place of the FPN output convolutions.
 
     Args:
         config: an `EcoMask2FormerConfig`.
@@ -32,6 +36,18 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         self.gate = EcoMask2FormerGate(
             in_channels=config.feature_size, num_exits=config.num_exits, hidden_size=config.gate_hidden_size
         )
+        self.token_recalibration = (
+            EcoMask2FormerTokenRecalibration(
+                feature_size=config.feature_size, temperature=config.token_recalibration_temperature
+            )
+            if config.token_recalibration
+            else None
+        )
+        if config.light_pixel_embedding:
+            lpe = [light_pixel_embedding(feature_size=config.feature_size) for _ in range(self.num_fpn_levels)]
+            for idx, module in enumerate(lpe):
+                self.add_module(f"layer_{idx + 1}", module)  # the stock name of the FPN output convolution
+            self.output_convolutions = lpe[::-1]  # low to high resolution, as the stock list
 
     def forward(
         self,
@@ -63,6 +79,8 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
             gate_logits = self.gate(inputs_embeds[level], padding_masks[level])  # (B, num_exits)
         if depths is None:
             depths = depths_from_gate_logits(gate_logits, exit_layers=config.exit_layers)
+        if self.token_recalibration is not None:
+            inputs_embeds = self.token_recalibration(inputs_embeds)
 
         batch_size = inputs_embeds[0].shape[0]
         spatial_shapes_list = [(x.shape[2], x.shape[3]) for x in inputs_embeds]

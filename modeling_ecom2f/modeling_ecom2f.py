@@ -23,6 +23,7 @@ from .ecom2f_depth import exit_indices, validate_encoder_depths
 from .ecom2f_gate import EcoMask2FormerGate
 from .ecom2f_outputs import EcoMask2FormerForUniversalSegmentationOutput, EcoMask2FormerModelOutput
 from .ecom2f_pixel_decoder import EcoMask2FormerPixelLevelModule
+from .ecom2f_token_scaling import EcoMask2FormerTokenRecalibration
 
 
 class EcoMask2FormerPreTrainedModel(Mask2FormerPreTrainedModel):
@@ -36,6 +37,10 @@ class EcoMask2FormerPreTrainedModel(Mask2FormerPreTrainedModel):
                 if isinstance(layer, nn.Linear):
                     init.normal_(layer.weight, mean=0.0, std=self.config.init_std)
                     init.zeros_(layer.bias)
+        elif isinstance(module, EcoMask2FormerTokenRecalibration):
+            # PRO-SCALE initialises every weight matrix with xavier_uniform, as Mask2Former's pixel decoder.
+            init.xavier_uniform_(module.proj.weight)
+            init.zeros_(module.proj.bias)
         else:
             super()._init_weights(module)
 

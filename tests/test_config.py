@@ -35,11 +35,24 @@ def test_defaults_follow_the_authors_code():
         ({"exit_loss_weighting": "quadratic"}, "exit_loss_weighting"),
         ({"gate_hidden_size": 0}, "gate_hidden_size"),
         ({"gate_input_level": 3}, "gate_input_level"),
+        ({"encoder_n_points": 0}, "encoder_n_points"),
+        ({"token_scaling_layers": [3, 3]}, "token_scaling_layers"),  # stage count != levels
+        ({"token_scaling_layers": [3, 3, 3]}, "token_scaling_layers"),  # sum != encoder_layers (6)
+        ({"token_scaling_layers": [-1, 1, 6]}, "token_scaling_layers"),
+        ({"token_scaling_layers": [3, 3, 0]}, "token_scaling_layers"),  # last stage empty
     ],
 )
 def test_invalid_values_raise_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         EcoMask2FormerConfig(**kwargs)
+
+
+def test_token_scaling_levels_per_layer():
+    assert EcoMask2FormerConfig().encoder_levels_per_layer == [3] * 6
+    config = EcoMask2FormerConfig(encoder_layers=9, token_scaling_layers=[3, 3, 3])
+    assert config.encoder_levels_per_layer == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert config.exit_layers == list(range(2, 10))
+    assert EcoMask2FormerConfig(token_scaling_layers=[0, 0, 6]).encoder_levels_per_layer == [3] * 6
 
 
 def test_round_trip_and_auto_config(tmp_path):
