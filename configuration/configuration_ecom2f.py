@@ -10,6 +10,7 @@ from __future__ import annotations
 from transformers import Mask2FormerConfig
 
 EXIT_LOSS_WEIGHTINGS = ("linear", "uniform")
+DEFORMABLE_ATTENTION_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
 
 
 class EcoMask2FormerConfig(Mask2FormerConfig):
@@ -32,6 +33,10 @@ class EcoMask2FormerConfig(Mask2FormerConfig):
     gate_trained (`bool`, *optional*, defaults to `False`):
         Whether the gate was trained (ECO-M2F step 3). When `True`, a forward without `num_encoder_layers` lets the
         gate choose the depth of each image; when `False` such a forward runs the deepest exit.
+    deformable_attention_implementation (`str`, *optional*, defaults to `"auto"`):
+        Sampling core of the encoder's deformable attention: `"reference"` (transformers' per-level `grid_sample`),
+        `"embedding_bag"` (one fused gather-and-sum over all levels, equal within float rounding), or `"auto"`
+        (`embedding_bag` on CPU, the reference elsewhere).
     encoder_n_points (`int`, *optional*, defaults to 4):
         Sampling points per head and level in the deformable attention (stock Mask2Former: 4).
     token_scaling_layers (`list[int]`, *optional*):
@@ -56,6 +61,7 @@ class EcoMask2FormerConfig(Mask2FormerConfig):
     gate_hidden_size: int | None = None
     gate_input_level: int = 0
     gate_trained: bool = False
+    deformable_attention_implementation: str = "auto"
     encoder_n_points: int = 4
     token_scaling_layers: list[int] | None = None
     token_recalibration: bool = False
@@ -91,6 +97,11 @@ class EcoMask2FormerConfig(Mask2FormerConfig):
             )
         if self.gate_hidden_size is not None and self.gate_hidden_size < 1:
             raise ValueError(f"gate_hidden_size must be None or >= 1, got {self.gate_hidden_size}")
+        if self.deformable_attention_implementation not in DEFORMABLE_ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(
+                f"deformable_attention_implementation must be one of {DEFORMABLE_ATTENTION_IMPLEMENTATIONS}, "
+                f"got {self.deformable_attention_implementation!r}"
+            )
         if self.encoder_n_points < 1:
             raise ValueError(f"encoder_n_points must be >= 1, got {self.encoder_n_points}")
         self._validate_token_scaling()

@@ -12,13 +12,15 @@ import torch
 from torch import nn
 from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerPixelDecoderEncoderLayer,
-    Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention,
     Mask2FormerPixelDecoderEncoderOnly,
 )
 
+from .ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention
+
 
 class EcoMask2FormerPixelDecoderEncoderLayer(Mask2FormerPixelDecoderEncoderLayer):
-    """The stock post-norm deformable encoder layer with its level and point counts taken from arguments.
+    """The stock post-norm deformable encoder layer with its level and point counts and its sampling core taken
+    from arguments and config.
 
     With `n_levels=3` and `n_points=4` it is the stock layer (same parameter names and shapes).
     """
@@ -26,11 +28,12 @@ class EcoMask2FormerPixelDecoderEncoderLayer(Mask2FormerPixelDecoderEncoderLayer
     def __init__(self, config, *, n_levels: int) -> None:
         nn.Module.__init__(self)
         self.embed_dim = config.feature_size
-        self.self_attn = Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention(
+        self.self_attn = EcoMask2FormerMultiscaleDeformableAttention(
             embed_dim=self.embed_dim,
             num_heads=config.num_attention_heads,
             n_levels=n_levels,
             n_points=config.encoder_n_points,
+            implementation=config.deformable_attention_implementation,
         )
         self.self_attn_layer_norm = nn.LayerNorm(self.embed_dim)
         self.dropout = config.dropout

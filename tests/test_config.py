@@ -36,6 +36,7 @@ def test_defaults_follow_the_authors_code():
         ({"gate_hidden_size": 0}, "gate_hidden_size"),
         ({"gate_input_level": 3}, "gate_input_level"),
         ({"encoder_n_points": 0}, "encoder_n_points"),
+        ({"deformable_attention_implementation": "cuda"}, "deformable_attention_implementation"),
         ({"token_scaling_layers": [3, 3]}, "token_scaling_layers"),  # stage count != levels
         ({"token_scaling_layers": [3, 3, 3]}, "token_scaling_layers"),  # sum != encoder_layers (6)
         ({"token_scaling_layers": [-1, 1, 6]}, "token_scaling_layers"),

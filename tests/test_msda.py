@@ -1,0 +1,68 @@
+"""The embedding-bag deformable attention core equals transformers' grid_sample reference (values and gradients)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.models.mask2former.modeling_mask2former import multi_scale_deformable_attention
+
+from conftest import tiny_eco_config
+from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
+from modeling_ecom2f.ecom2f_msda import multi_scale_deformable_attention_embedding_bag, resolve_msda_implementation
+
+SHAPES = {
+    1: [(5, 7)],
+    2: [(5, 7), (9, 13)],
+    3: [(3, 5), (7, 9), (13, 17)],
+}
+
+
+def _inputs(batch: int, shapes, *, heads: int = 4, head_dim: int = 8, points: int = 3, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    tokens = sum(h * w for h, w in shapes)
+    levels = len(shapes)
+    value = torch.randn(batch, tokens, heads, head_dim, generator=generator)
+    # Locations reach beyond [0, 1] so that zero padding at every border is exercised.
+    locations = torch.rand(batch, 11, heads, levels, points, 2, generator=generator) * 1.4 - 0.2
+    weights = torch.randn(batch, 11, heads, levels * points, generator=generator).softmax(-1)
+    return value, locations, weights.view(batch, 11, heads, levels, points)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_values_equal_reference(levels, batch):
+    value, locations, weights = _inputs(batch, SHAPES[levels])
+    expected = multi_scale_deformable_attention(value, SHAPES[levels], locations, weights)
+    got = multi_scale_deformable_attention_embedding_bag(value, SHAPES[levels], locations, weights)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+def test_gradients_equal_reference():
+    shapes = SHAPES[3]
+    grads = []
+    for core in (multi_scale_deformable_attention, multi_scale_deformable_attention_embedding_bag):
+        value, locations, weights = (t.clone().requires_grad_(True) for t in _inputs(2, shapes, seed=4))
+        (core(value, shapes, locations, weights) * torch.linspace(-1, 1, 32)).sum().backward()
+        grads.append((value.grad, locations.grad, weights.grad))
+    for expected, got in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_model_outputs_agree_across_cores(pixel_values):
+    outputs = {}
+    for core in ("reference", "embedding_bag"):
+        torch.manual_seed(0)
+        model = EcoMask2FormerForUniversalSegmentation(
+            tiny_eco_config(deformable_attention_implementation=core, token_scaling_layers=[1, 1, 2], exit_layers=[1, 2, 3, 4])
+        ).eval()
+        with torch.no_grad():
+            outputs[core] = model(pixel_values=pixel_values, num_encoder_layers=torch.tensor([1, 4]), output_hidden_states=True)
+    for a, b in zip(outputs["reference"].pixel_decoder_hidden_states, outputs["embedding_bag"].pixel_decoder_hidden_states):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_resolution():
+    assert resolve_msda_implementation("auto", torch.device("cpu")) == "embedding_bag"
+    assert resolve_msda_implementation("auto", torch.device("cuda")) == "reference"
+    assert resolve_msda_implementation("reference", torch.device("cpu")) == "reference"
