@@ -6,6 +6,8 @@ every stock Mask2Former checkpoint loads unchanged and, at full encoder depth, g
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 from torch import nn
 from transformers import initialization as init
@@ -150,6 +152,20 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
         gate = self.model.pixel_level_module.decoder.gate
         gate.requires_grad_(True)
         return list(gate.parameters())
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload as a Hub repository with working custom code and a model card (`hub.hub_ecom2f_push.push_model`).
+
+        The `hub` helpers are imported by name so that this file stays valid Hub custom code: in an exported copy,
+        where they are absent, the stock `push_to_hub` is used.
+        """
+        try:
+            push_model = importlib.import_module("hub.hub_ecom2f_push").push_model
+        except ModuleNotFoundError as error:
+            if error.name not in ("hub", "hub.hub_ecom2f_push"):
+                raise
+            return super().push_to_hub(repo_id, **kwargs)
+        return push_model(model=self, repo_id=repo_id, **kwargs)
 
     def depth_loss_weight(self, depths: int | torch.Tensor) -> float | torch.Tensor:
         """Step-1 loss weight of the depth(s) used; the mean over images for per-image depths."""

@@ -1,0 +1,217 @@
+"""Upload an EcoMask2Former Hub export: create the repository (and branch) if needed, then commit the folder.
+
+`push_folder` uploads a folder made by `hub.hub_ecom2f_export`; `push_model` exports first (a saved model folder,
+or a model object) and then uploads, which is what `EcoMask2FormerForUniversalSegmentation.push_to_hub` does, so
+that every route gives the same repository layout. The token comes from the usual places (`token=`, else
+`HF_TOKEN`, else the token saved by `hf auth login`); the endpoint from `endpoint=`, else `HF_ENDPOINT`.
+
+A failed upload (server error, refused connection, bad token) raises `HubPushError`, which says what failed and
+where the local export is; the export is never deleted by a failure.
+
+`EcoMask2FormerForUniversalSegmentation.push_to_hub` goes through `push_model` with this method on the class
+(`import importlib` at the top of modeling_ecom2f.py). `hub` is imported by name, not by an import statement, so
+that the modeling file stays valid Hub custom code; in a Hub copy, where `hub` is absent, it is the stock method:
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        try:
+            push_model = importlib.import_module("hub.hub_ecom2f_push").push_model
+        except ModuleNotFoundError as error:
+            if error.name not in ("hub", "hub.hub_ecom2f_push"):
+                raise
+            return super().push_to_hub(repo_id, **kwargs)
+        return push_model(model=self, repo_id=repo_id, **kwargs)
+
+Command line (also `python -m hub.hub_ecom2f_push`):
+
+    ecom2f-push FOLDER REPO_ID [--private] [--revision BRANCH] [--commit-message MSG]
+        FOLDER is an export folder (it has custom code and auto_map) or a saved model folder, which is exported
+        first (to --export-dir, or a temporary folder kept only when the upload fails); --eval-results, --plot and
+        --license then go into the card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub.errors import HfHubHTTPError
+
+try:  # the HTTP client of huggingface_hub: httpx2 from 2.0, httpx before
+    from httpx2 import HTTPError as TransportError
+except ImportError:  # pragma: no cover - huggingface_hub 1.x
+    from httpx import HTTPError as TransportError
+
+from hub.hub_ecom2f_export import CONFIG_FILE, export_model_folder
+
+DEFAULT_COMMIT_MESSAGE = "Upload EcoMask2Former (custom code, weights, image processor, model card)"
+
+
+class HubPushError(RuntimeError):
+    """The upload to the Hub failed; the message names the cause and the local export folder (left intact)."""
+
+
+def is_export_folder(folder: str | Path) -> bool:
+    """Whether `folder` looks like an export: a `config.json` with an `auto_map` and the modeling file beside it."""
+    config = Path(folder) / CONFIG_FILE
+    if not config.is_file():
+        return False
+    auto_map = json.loads(config.read_text(encoding="utf-8")).get("auto_map") or {}
+    modules = {ref.split(".")[0] for ref in auto_map.values() if isinstance(ref, str)}
+    return bool(modules) and all((Path(folder) / f"{module}.py").is_file() for module in modules)
+
+
+def _explain(error: Exception) -> str:
+    if isinstance(error, HfHubHTTPError) and error.response is not None:
+        status = error.response.status_code
+        if status in (401, 403):
+            return f"authentication failed (HTTP {status}): check the token (token=, HF_TOKEN or `hf auth login`)"
+        return f"the Hub answered HTTP {status}: {str(error).splitlines()[0]}"
+    return f"could not reach the Hub ({type(error).__name__}: {error})"
+
+
+def push_folder(
+    *,
+    folder: str | Path,
+    repo_id: str,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    create_pr: bool = False,
+    token: str | bool | None = None,
+    endpoint: str | None = None,
+) -> CommitInfo:
+    """Upload an export folder to `repo_id`, creating the repository and the branch `revision` if needed.
+
+    Args:
+        folder: a folder made by `export_model_folder` (checked: `config.json` with `auto_map` and its code).
+        repo_id: `namespace/name`.
+        private: visibility of a repository created here (an existing one keeps its own).
+        revision: the branch to commit to (created from the default branch if missing); `None`: the default branch.
+        commit_message, commit_description, create_pr: as in `HfApi.upload_folder`.
+        token: a token, or `None` for the usual environment (`HF_TOKEN`, the saved login).
+        endpoint: the Hub URL, or `None` for `HF_ENDPOINT` / huggingface.co.
+
+    Raises:
+        ValueError: `folder` is not an export folder.
+        HubPushError: the Hub refused or could not be reached (the folder is left as it was).
+    """
+    folder = Path(folder)
+    if not is_export_folder(folder):
+        raise ValueError(
+            f"{folder} is not an EcoMask2Former export (no config.json with auto_map and its code files); "
+            "make one with hub.hub_ecom2f_export.export_model_folder or push_model"
+        )
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=folder, revision=revision, create_pr=create_pr,
+            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE, commit_description=commit_description,
+        )
+    except (HfHubHTTPError, TransportError, OSError) as error:  # OSError: offline mode, socket errors
+        raise HubPushError(
+            f"pushing {folder} to {repo_id} on {api.endpoint} failed: {_explain(error)}. "
+            f"The local export {folder} is intact."
+        ) from error
+
+
+def push_model(
+    *,
+    repo_id: str,
+    model=None,
+    model_dir: str | Path | None = None,
+    image_processor=None,
+    export_dir: str | Path | None = None,
+    eval_results: dict | str | Path | None = None,
+    plot: str | Path | None = None,
+    license_id: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    create_pr: bool = False,
+    token: str | bool | None = None,
+    endpoint: str | None = None,
+    max_shard_size: int | str | None = None,
+    tags: list[str] | None = None,
+) -> CommitInfo:
+    """Export a model (an object, or a folder saved with `save_pretrained`) and upload it to `repo_id`.
+
+    Exactly one of `model` and `model_dir` is required. The export goes to `export_dir` when given (kept; it must be
+    empty or absent), else to a temporary folder that is deleted after a successful upload and kept (and named in the
+    error) after a failed one. `tags` are added to the card's tags; `max_shard_size` is passed to `save_pretrained`
+    for a model object. The other arguments are those of `export_model_folder` and `push_folder`.
+    """
+    if (model is None) == (model_dir is None):
+        raise ValueError("push_model needs exactly one of model= (a model object) and model_dir= (a saved folder)")
+    temporary = export_dir is None
+    export_dir = Path(tempfile.mkdtemp(prefix="ecom2f-export-")) / "export" if temporary else Path(export_dir)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ecom2f-saved-") as saved:
+            if model is not None:
+                model.save_pretrained(saved, **({} if max_shard_size is None else {"max_shard_size": max_shard_size}))
+                model_dir = saved
+            export_model_folder(
+                model_dir=model_dir, output_dir=export_dir, eval_results=eval_results, plot=plot, repo_id=repo_id,
+                license_id=license_id, image_processor=image_processor, tags=tags,
+            )
+    except BaseException:
+        if temporary:
+            shutil.rmtree(export_dir.parent, ignore_errors=True)
+        raise
+    info = push_folder(
+        folder=export_dir, repo_id=repo_id, private=private, revision=revision, commit_message=commit_message,
+        commit_description=commit_description, create_pr=create_pr, token=token, endpoint=endpoint,
+    )
+    if temporary:
+        shutil.rmtree(export_dir.parent, ignore_errors=True)
+    return info
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecom2f-push", description="Upload an EcoMask2Former model to the Hub.")
+    parser.add_argument("folder", type=Path, help="an export folder, or a saved model folder (exported first)")
+    parser.add_argument("repo_id", help="namespace/name")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--revision", help="branch to commit to (created if missing)")
+    parser.add_argument("--commit-message", help="commit message")
+    parser.add_argument("--export-dir", type=Path, help="where to export a saved model folder (kept)")
+    parser.add_argument("--eval-results", type=Path, help="JSON of measured results, for the card")
+    parser.add_argument("--plot", type=Path, help="PNG trade-off plot, for the card")
+    parser.add_argument("--license", dest="license_id", help="Hub license id, for the card")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point `ecom2f-push`; returns the exit status (1 when the upload fails, 2 on a bad input)."""
+    args = build_parser().parse_args(argv)
+    common = dict(repo_id=args.repo_id, private=args.private or None, revision=args.revision,
+                  commit_message=args.commit_message)
+    try:
+        if is_export_folder(args.folder):
+            info = push_folder(folder=args.folder, **common)
+        else:
+            info = push_model(
+                model_dir=args.folder, export_dir=args.export_dir, eval_results=args.eval_results, plot=args.plot,
+                license_id=args.license_id, **common,
+            )
+    except HubPushError as error:
+        print(f"ecom2f-push: error: {error}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError) as error:
+        print(f"ecom2f-push: error: {error}", file=sys.stderr)
+        return 2
+    print(f"pushed {args.folder} to {args.repo_id}: {info.commit_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

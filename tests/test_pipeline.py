@@ -1,0 +1,82 @@
+"""After `import modeling_ecom2f`: the Auto classes resolve to ours and pipeline("image-segmentation") works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageSegmentation,
+    AutoModelForUniversalSegmentation,
+    pipeline,
+)
+
+import modeling_ecom2f
+from _hub_fixtures import gate_choice, save_model_folder, tiny_processor, trained_gate_model
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eco_model")
+    return save_model_folder(folder, model=trained_gate_model(), processor=tiny_processor())
+
+
+@pytest.fixture(scope="module")
+def image():
+    y, x = np.mgrid[0:72, 0:88]
+    return Image.fromarray(np.stack([x * 2, y * 3, (x + y) % 256], -1).astype(np.uint8))
+
+
+def test_auto_classes_resolve_to_ecom2f(model_folder):
+    assert type(AutoConfig.from_pretrained(model_folder)) is modeling_ecom2f.EcoMask2FormerConfig
+    for auto in (AutoModelForUniversalSegmentation, AutoModelForImageSegmentation):
+        assert type(auto.from_pretrained(model_folder)) is modeling_ecom2f.EcoMask2FormerForUniversalSegmentation
+    assert type(AutoImageProcessor.from_pretrained(model_folder)) is modeling_ecom2f.EcoMask2FormerImageProcessor
+    config = AutoConfig.for_model("eco_mask2former")
+    assert type(config) is modeling_ecom2f.EcoMask2FormerConfig
+
+
+@pytest.fixture(scope="module")
+def segmenter(model_folder):
+    return pipeline("image-segmentation", model=str(model_folder))
+
+
+def test_pipeline_uses_our_classes_and_passes_the_pixel_mask(segmenter, image):
+    assert type(segmenter.model) is modeling_ecom2f.EcoMask2FormerForUniversalSegmentation
+    assert type(segmenter.image_processor) is modeling_ecom2f.EcoMask2FormerImageProcessor
+    assert "pixel_mask" in segmenter.preprocess(image)
+
+
+@pytest.mark.parametrize("subtask", ["panoptic", "instance", "semantic"])
+def test_pipeline_subtasks_match_the_post_processor(segmenter, image, subtask):
+    kwargs = {} if subtask == "semantic" else {"threshold": 0.0}
+    results = segmenter(image, subtask=subtask, **kwargs)
+    assert results, f"{subtask}: no segments"
+    labels = set(segmenter.model.config.id2label.values())
+    for item in results:
+        assert item["label"] in labels
+        assert item["mask"].mode == "L" and item["mask"].size == image.size
+        assert (item["score"] is None) == (subtask == "semantic")
+
+    processor, model = segmenter.image_processor, segmenter.model
+    inputs = processor(images=image, return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**inputs)
+    target = [image.size[::-1]]
+    if subtask == "semantic":
+        expected = processor.post_process_semantic_segmentation(outputs, target_sizes=target)[0]
+        assert sorted(item["label"] for item in results) == sorted(
+            model.config.id2label[int(label)] for label in expected.unique()
+        )
+    else:
+        post = getattr(processor, f"post_process_{subtask}_segmentation")
+        expected = post(outputs, threshold=0.0, overlap_mask_area_threshold=0.5, target_sizes=target)[0]
+        assert [item["score"] for item in results] == [s["score"] for s in expected["segments_info"]]
+        depth = gate_choice(model.config)
+        assert expected["encoder_layers_used"] == depth != model.config.max_exit  # the gate chose, not the default
+        for item, segment in zip(results, expected["segments_info"]):
+            mask = (expected["segmentation"] == segment["id"]).numpy()
+            assert np.array_equal(np.array(item["mask"]) > 0, mask)
