@@ -8,18 +8,8 @@ that every route gives the same repository layout. The token comes from the usua
 A failed upload (server error, refused connection, bad token) raises `HubPushError`, which says what failed and
 where the local export is; the export is never deleted by a failure.
 
-`EcoMask2FormerForUniversalSegmentation.push_to_hub` goes through `push_model` with this method on the class
-(`import importlib` at the top of modeling_ecom2f.py). `hub` is imported by name, not by an import statement, so
-that the modeling file stays valid Hub custom code; in a Hub copy, where `hub` is absent, it is the stock method:
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        try:
-            push_model = importlib.import_module("hub.hub_ecom2f_push").push_model
-        except ModuleNotFoundError as error:
-            if error.name not in ("hub", "hub.hub_ecom2f_push"):
-                raise
-            return super().push_to_hub(repo_id, **kwargs)
-        return push_model(model=self, repo_id=repo_id, **kwargs)
+`EcoMask2FormerForUniversalSegmentation.push_to_hub` goes through `push_model` (see that method in
+`modeling_ecom2f/modeling_ecom2f.py`; in an exported Hub copy, where `hub` is absent, it is the stock method).
 
 Command line (also `python -m hub.hub_ecom2f_push`):
 
