@@ -119,8 +119,13 @@ def write_markdown(path: Path, meta: dict, flops: list[dict], latency: list[dict
     lines = [
         "# PRO-SCALE and the combined model vs stock Mask2Former (Swin-T, random weights)", "",
         f"CPU: {env['cpu_model']}, {env['threads']} threads; torch {env['torch']}. GFLOPs at "
-        f"{meta['flops_size']}x{meta['flops_size']} (fvcore convention); latency at {meta['latency_size']}x"
-        f"{meta['latency_size']}, batch 1, {meta['repeats']} timed rounds after {meta['warmup']} warm-up, interleaved.",
+        f"{meta['flops_size']}x{meta['flops_size']} (fvcore convention); "
+        + (
+            f"latency at {meta['latency_size']}x{meta['latency_size']}, batch 1, {meta['repeats']} timed rounds "
+            f"after {meta['warmup']} warm-up, interleaved."
+            if latency
+            else "latency not measured in this run (--skip_latency)."
+        ),
         "", "## GFLOPs", "",
         "| model | stages | options | depth | pixel decoder | encoder layers | total | pixel decoder / stock | "
         "total / stock | analytic pixel-decoder change (seeds.md 3.6) |",
@@ -134,7 +139,8 @@ def write_markdown(path: Path, meta: dict, flops: list[dict], latency: list[dict
             f"{g['encoder']:.2f} | {g['total']:.2f} | {r['pixel_decoder_ratio']:.3f} | {r['total_ratio']:.3f} | "
             f"{'' if analytic is None else f'{analytic:+.1f}%'} |"
         )
-    lines += ["", "## Latency", "", "| variant | median ms (IQR) | latency / stock |", "|---|---|---|"]
+    if latency:
+        lines += ["", "## Latency", "", "| variant | median ms (IQR) | latency / stock |", "|---|---|---|"]
     for r in latency:
         lat = r["latency"]
         lines.append(f"| {r['variant']} | {lat['median_ms']:.0f} ({lat['iqr_ms']:.0f}) | {r['latency_ratio_to_stock']:.3f} |")
@@ -149,12 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip_latency", action="store_true", help="GFLOPs only (they do not depend on machine load)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     meta = {"env": common.environment(torch.get_num_threads()), **{k: v for k, v in vars(args).items() if k != "out"}}
     flops = flops_rows(size=args.flops_size, seed=args.seed)
-    latency = latency_rows(size=args.latency_size, seed=args.seed, repeats=args.repeats, warmup=args.warmup)
+    latency = [] if args.skip_latency else latency_rows(
+        size=args.latency_size, seed=args.seed, repeats=args.repeats, warmup=args.warmup
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "flops": flops, "latency": latency}
     (args.out / "proscale.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
