@@ -1,0 +1,28 @@
+"""ECO-M2F step 2: per-image PQ of the frozen parent at every exit, stored as a Parquet data set.
+
+    python examples/derive_exit_dataset.py --help
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/derive_exit_dataset.py ...   # 2 CPU processes
+    accelerate launch examples/derive_exit_dataset.py ...                                                     # your accelerate config
+
+The logic lives in `modeling_ecom2f.recipe` (see `derive_exit_dataset`); this file only parses the command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+try:
+    import modeling_ecom2f  # noqa: F401
+except ImportError:  # running from a source checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modeling_ecom2f.recipe import build_derive_exit_dataset_parser, derive_exit_dataset, run_script, run_script_process
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_script(build_derive_exit_dataset_parser, derive_exit_dataset, argv)
+
+
+if __name__ == "__main__":
+    run_script_process(main)

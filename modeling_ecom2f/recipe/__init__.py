@@ -1,0 +1,56 @@
+"""The ECO-M2F training and evaluation recipe behind `examples/` (step 1 early-exit training, step 2 derived data set,
+step 3 gate training, evaluation, and the whole main job), as reusable functions.
+
+Each step is a function of the `argparse.Namespace` its parser returns, so the example scripts are thin and Python
+callers can run a step with `train_early_exit(build_train_early_exit_parser().parse_args([...]))`.
+"""
+
+from .arguments import (
+    build_derive_exit_dataset_parser,
+    build_evaluate_parser,
+    build_train_early_exit_parser,
+    build_train_gate_parser,
+)
+from .checkpointing import TrainingProgress, list_checkpoints, resolve_resume
+from .derived import derive_exit_dataset, load_derived_dataset, pq_matrix
+from .early_exit import train_early_exit
+from .evaluate_job import evaluate_model
+from .evaluation import evaluate_modes, panoptic_from_counts
+from .gate_training import train_gate
+from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
+from .modeling import build_model, load_model, load_trained_model
+from .pipeline import DEFAULT_BETAS, PRESETS, build_run_parser, run_eco_m2f
+from .runtime import RecipeError, finish_process, run_script, run_script_process
+
+__all__ = [
+    "DEFAULT_BETAS",
+    "DEFAULT_BETA_GRID",
+    "PRESETS",
+    "RecipeError",
+    "TrainingProgress",
+    "build_derive_exit_dataset_parser",
+    "build_evaluate_parser",
+    "build_model",
+    "build_run_parser",
+    "build_train_early_exit_parser",
+    "build_train_gate_parser",
+    "derive_exit_dataset",
+    "evaluate_model",
+    "evaluate_modes",
+    "finish_process",
+    "histogram_table",
+    "ideal_depths",
+    "label_histogram",
+    "list_checkpoints",
+    "load_derived_dataset",
+    "load_model",
+    "load_trained_model",
+    "panoptic_from_counts",
+    "pq_matrix",
+    "resolve_resume",
+    "run_eco_m2f",
+    "run_script",
+    "run_script_process",
+    "train_early_exit",
+    "train_gate",
+]

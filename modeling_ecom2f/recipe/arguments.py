@@ -1,0 +1,274 @@
+"""Command-line arguments of the ECO-M2F recipe, as reusable `argparse` groups and one parser per step.
+
+Every step function of this package takes the `argparse.Namespace` its parser returns, so the example scripts stay
+thin (`args = build_..._parser().parse_args(argv)`) and Python callers can build the same namespace with
+`build_..._parser().parse_args([...])`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+DATASET_SOURCES = ("synthetic", "disk", "coco_panoptic", "ade20k", "cityscapes", "mapped")
+#: Default split names of each source (train, validation).
+DEFAULT_SPLITS = {
+    "synthetic": ("train", "validation"),
+    "disk": ("train", "validation"),
+    "coco_panoptic": ("train2017", "val2017"),
+    "ade20k": ("training", "validation"),
+    "cityscapes": ("train", "val"),
+    "mapped": ("train", "validation"),
+}
+SCHEDULER_TYPES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+
+
+def _json_object(text: str) -> dict:
+    """A JSON object given inline or as a path to a `.json` file."""
+    if text.strip().startswith("{"):
+        value = json.loads(text)
+    else:
+        with open(text, encoding="utf-8") as handle:
+            value = json.load(handle)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0 or value == float("inf"):  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, augmentation: bool = False) -> None:
+    """Where the images come from: the embedded generator, a saved data set, a real-data adapter or a mapping."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", choices=DATASET_SOURCES, default="synthetic",
+                       help="synthetic: the embedded procedural generator; disk: a DatasetDict saved with "
+                            "save_to_disk (standard columns); coco_panoptic/ade20k/cityscapes: on-disk layouts under "
+                            "--dataset_path; mapped: any Hub or local data set through a column mapping")
+    group.add_argument("--dataset_path", help="folder of the data set (disk, adapters), or a Hub name / local "
+                                              "path / data file (mapped)")
+    group.add_argument("--train_split", help="split name of the training images (default depends on --dataset)")
+    group.add_argument("--validation_split", help="split name of the evaluation images (default depends on --dataset)")
+    group.add_argument("--image_size", type=_positive_int, default=128,
+                       help="training crop size and shortest edge of evaluation images, in pixels")
+    group.add_argument("--max_image_size", type=_positive_int, default=None,
+                       help="longest edge of evaluation images (default: 2 x --image_size)")
+    group.add_argument("--max_train_samples", type=_positive_int, help="use only the first N training images")
+    group.add_argument("--max_eval_samples", type=_positive_int, help="use only the first N evaluation images")
+    group.add_argument("--dataloader_num_workers", type=int, default=0)
+    synth = parser.add_argument_group("synthetic data (--dataset synthetic)")
+    synth.add_argument("--synthetic_train_images", type=int, default=320)
+    synth.add_argument("--synthetic_validation_images", type=int, default=96)
+    synth.add_argument("--synthetic_seed", type=int, default=0)
+    synth.add_argument("--synthetic_max_objects", type=_positive_int, default=12,
+                       help="most thing instances in the hardest images")
+    synth.add_argument("--synthetic_min_object_size", type=_positive_int, default=6,
+                       help="smallest object diameter in pixels (hardest images)")
+    mapped = parser.add_argument_group("mapped data (--dataset mapped)")
+    mapped.add_argument("--annotation_format", help="one of modeling_ecom2f.data.ANNOTATION_FORMATS")
+    mapped.add_argument("--label_info", type=_json_object,
+                        help="label metadata as JSON (inline or a file): {'id2label': {...}, 'thing_ids': [...]}")
+    mapped.add_argument("--image_column", default="image")
+    mapped.add_argument("--annotation_column", default="annotation")
+    mapped.add_argument("--segments_info_column")
+    mapped.add_argument("--image_id_column")
+    mapped.add_argument("--reduce_labels", action="store_true", help="ADE20K convention: 0 is void, k -> k-1")
+    if augmentation:
+        aug = parser.add_argument_group("augmentation (training only)")
+        aug.add_argument("--min_scale", type=float, default=0.5, help="smallest random scale of the crop jitter")
+        aug.add_argument("--max_scale", type=float, default=1.5, help="largest random scale of the crop jitter")
+        aug.add_argument("--flip_probability", type=float, default=0.5)
+        aug.add_argument("--no_augmentation", action="store_true", help="train on resized, unaugmented images")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, fresh: bool = True) -> None:
+    """Which model to start from, and the ECO-M2F / PRO-SCALE fields that may override its config."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model_name_or_path",
+                       help="a saved model folder: stock Mask2Former (model_type 'mask2former') or EcoMask2Former")
+    if fresh:
+        group.add_argument("--config_name", type=_json_object,
+                           help="a fresh EcoMask2FormerConfig as JSON (inline or a file); ignored with "
+                                "--model_name_or_path")
+        group.add_argument("--backbone", default="swin-mini",
+                           help="fresh config backbone: a preset (swin-mini, swin-tiny, resnet-mini), any "
+                                "transformers backbone model_type (e.g. swin, resnet, convnext; see "
+                                "--backbone_kwargs), or timm:<name> for a timm model (e.g. timm:resnet18)")
+        group.add_argument("--backbone_kwargs", type=_json_object, default=None,
+                           help="keyword arguments of the backbone config (JSON)")
+        group.add_argument("--feature_size", type=_positive_int, default=64, help="pixel-decoder width")
+        group.add_argument("--hidden_dim", type=_positive_int, default=None, help="decoder width (default feature size)")
+        group.add_argument("--encoder_layers", type=_positive_int, default=6)
+        group.add_argument("--decoder_layers", type=_positive_int, default=4)
+        group.add_argument("--num_queries", type=_positive_int, default=20)
+        group.add_argument("--num_attention_heads", type=_positive_int, default=4)
+        group.add_argument("--train_num_points", type=_positive_int, default=1024,
+                           help="points sampled per mask by the Mask2Former loss")
+    eco = parser.add_argument_group("ECO-M2F and PRO-SCALE fields (override the loaded or fresh config)")
+    eco.add_argument("--exit_layers", type=int, nargs="+", help="allowed exit depths, e.g. 2 3 4 5 6")
+    eco.add_argument("--exit_loss_weighting", choices=("linear", "uniform"))
+    eco.add_argument("--gate_hidden_size", type=int)
+    eco.add_argument("--token_scaling_layers", type=int, nargs="+", help="PRO-SCALE stages, e.g. 2 2 2")
+    eco.add_argument("--token_recalibration", action="store_true", default=None, help="PRO-SCALE TRC")
+    eco.add_argument("--light_pixel_embedding", action="store_true", default=None, help="PRO-SCALE LPE")
+    eco.add_argument("--deformable_attention_implementation", choices=("auto", "reference", "embedding_bag"))
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, output_dir: str) -> None:
+    """Output, seed, device, precision, trackers and Hub push: the conventions every step shares."""
+    group = parser.add_argument_group("run")
+    group.add_argument("--output_dir", default=output_dir)
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--cpu", action="store_true", help="run on the CPU even if an accelerator is present")
+    group.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None,
+                       help="default: what `accelerate launch` / the accelerate config says, else no")
+    group.add_argument("--per_device_eval_batch_size", type=_positive_int, default=8)
+    group.add_argument("--num_threads", type=_positive_int, default=None,
+                       help="torch CPU threads per process (default: torch's choice); 1 is often fastest for small "
+                            "models and on a shared machine")
+    group.add_argument("--with_tracking", action="store_true", help="log metrics to the trackers of --report_to")
+    group.add_argument("--report_to", default="tensorboard", help="tracker(s) for --with_tracking, comma separated")
+    group.add_argument("--push_to_hub", action="store_true", help="export and upload the result (hub/ code)")
+    group.add_argument("--hub_model_id", help="namespace/name of the Hub repository")
+    group.add_argument("--hub_token", help="Hub token (default: the logged-in one)")
+    group.add_argument("--hub_private", action="store_true")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, learning_rate: float, batch_size: int) -> None:
+    """Optimizer, schedule, accumulation, checkpointing and resume."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--per_device_train_batch_size", type=_positive_int, default=batch_size)
+    group.add_argument("--learning_rate", type=float, default=learning_rate)
+    group.add_argument("--weight_decay", type=float, default=0.05)
+    group.add_argument("--adam_beta1", type=float, default=0.9)
+    group.add_argument("--adam_beta2", type=float, default=0.999)
+    group.add_argument("--adam_epsilon", type=float, default=1e-8)
+    group.add_argument("--max_grad_norm", type=float, default=0.01 if learning_rate < 1e-3 else 1.0,
+                       help="gradient clipping (0 disables)")
+    group.add_argument("--num_train_epochs", type=_positive_int, default=10)
+    group.add_argument("--max_train_steps", type=_positive_int, help="optimizer steps; overrides --num_train_epochs")
+    group.add_argument("--gradient_accumulation_steps", type=_positive_int, default=1)
+    group.add_argument("--lr_scheduler_type", choices=SCHEDULER_TYPES, default="cosine")
+    group.add_argument("--num_warmup_steps", type=int, default=None, help="default: --warmup_ratio of the steps")
+    group.add_argument("--warmup_ratio", type=float, default=0.05)
+    group.add_argument("--checkpointing_steps", type=_positive_int, default=None,
+                       help="save a resumable checkpoint every N optimizer steps (and always at the end)")
+    group.add_argument("--checkpoints_total_limit", type=_positive_int, default=2, help="keep the newest N")
+    group.add_argument("--resume_from_checkpoint",
+                       help="'latest' (newest complete checkpoint in OUTPUT_DIR/checkpoints; starts fresh if none) "
+                            "or a checkpoint folder")
+    group.add_argument("--stop_after_steps", type=_positive_int, default=None,
+                       help="stop (as if killed) after N optimizer steps of this run, without the final save; "
+                            "for testing resume")
+    group.add_argument("--logging_steps", type=_positive_int, default=10)
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Post-processing thresholds of the evaluation."""
+    group = parser.add_argument_group("evaluation")
+    group.add_argument("--panoptic_threshold", type=float, default=0.5, help="query score threshold (panoptic)")
+    group.add_argument("--instance_threshold", type=float, default=0.5, help="query score threshold (mask AP)")
+    group.add_argument("--overlap_mask_area_threshold", type=float, default=0.8)
+
+
+def build_train_early_exit_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="ECO-M2F step 1: train the parent model to exit at every allowed encoder depth "
+                    "(one depth sampled per step, one shared decoder, loss weighted by depth)."
+    )
+    add_model_arguments(parser)
+    add_data_arguments(parser, augmentation=True)
+    add_training_arguments(parser, learning_rate=3e-4, batch_size=8)
+    add_runtime_arguments(parser, output_dir="outputs/step1_early_exit")
+    add_eval_arguments(parser)
+    parser.add_argument("--eval_depths", type=int, nargs="*", default=None,
+                        help="after training, evaluate validation PQ at these depths (default: first and last exit; "
+                             "pass nothing after the flag to skip)")
+    return parser
+
+
+def build_derive_exit_dataset_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="ECO-M2F step 2: per-image PQ of the frozen parent at every exit, stored as Parquet; ideal-depth "
+                    "labels for any beta are derived from it without rerunning the model."
+    )
+    add_model_arguments(parser, fresh=False)
+    add_data_arguments(parser)
+    add_runtime_arguments(parser, output_dir="outputs/step2_derived")
+    add_eval_arguments(parser)
+    parser.add_argument("--split", choices=("train", "validation"), default="train",
+                        help="which split to derive (the gate is trained on the train split)")
+    parser.add_argument("--betas", type=_non_negative_float, nargs="+", default=None,
+                        help="betas whose label histograms are printed and saved (default: a grid 0..0.1)")
+    parser.add_argument("--loss_seed", type=int, default=0, help="seed of the per-image loss's point sampling")
+    return parser
+
+
+def build_train_gate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="ECO-M2F step 3: freeze everything but the gate and train it with cross-entropy on the "
+                    "ideal-depth labels argmax_k(PQ_k - beta * k) of the derived data set."
+    )
+    add_model_arguments(parser, fresh=False)
+    add_data_arguments(parser)
+    add_training_arguments(parser, learning_rate=1e-2, batch_size=32)
+    add_runtime_arguments(parser, output_dir="outputs/step3_gate")
+    add_eval_arguments(parser)
+    parser.set_defaults(num_train_epochs=60, lr_scheduler_type="cosine", weight_decay=0.01, max_grad_norm=1.0)
+    parser.add_argument("--derived_dataset", required=True, help="folder written by derive_exit_dataset.py")
+    parser.add_argument("--beta", type=_non_negative_float, required=True,
+                        help="trade-off in PQ-fraction units per encoder layer (0.01 = 1 PQ point per layer)")
+    parser.add_argument("--holdout_fraction", type=float, default=0.2,
+                        help="share of the training images held out to measure gate accuracy (0 disables)")
+    parser.add_argument("--skip_validation", action="store_true", help="do not evaluate PQ/GFLOPs on validation")
+    return parser
+
+
+def build_evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Evaluate an EcoMask2Former model: PQ/SQ/RQ, mIoU, mask AP, GFLOPs and depth histogram for every "
+                    "fixed depth, the gate(s) and the oracle."
+    )
+    add_model_arguments(parser, fresh=False)
+    add_data_arguments(parser)
+    add_runtime_arguments(parser, output_dir="outputs/evaluation")
+    add_eval_arguments(parser)
+    parser.add_argument("--split", choices=("train", "validation"), default="validation")
+    parser.add_argument("--depths", type=int, nargs="*", default=None, help="fixed depths (default: every exit)")
+    parser.add_argument("--gate_models", nargs="*", default=[],
+                        help="more gated models sharing the parent's weights (step-3 outputs); their gates are "
+                             "evaluated too")
+    parser.add_argument("--oracle_betas", type=_non_negative_float, nargs="*", default=[],
+                        help="evaluate the oracle (per image the derived label argmax_k(PQ_k - beta k)) for these betas")
+    parser.add_argument("--no_gate", action="store_true", help="skip the model's own gate")
+    parser.add_argument("--gate_evaluation", choices=("forward", "select"), default="forward",
+                        help="forward: run the model with the gate deciding; select: run only the gate and take each "
+                             "image's fixed-depth result at the chosen depth (checked against a real gated forward "
+                             "on the first batch)")
+    return parser
+
+
+__all__ = [
+    "DATASET_SOURCES",
+    "DEFAULT_SPLITS",
+    "add_data_arguments",
+    "add_eval_arguments",
+    "add_model_arguments",
+    "add_runtime_arguments",
+    "add_training_arguments",
+    "build_derive_exit_dataset_parser",
+    "build_evaluate_parser",
+    "build_train_early_exit_parser",
+    "build_train_gate_parser",
+]

@@ -1,0 +1,217 @@
+"""ECO-M2F step 2: the derived data set. The frozen parent runs on every training image at every allowed exit; per
+image we store the PQ (and SQ, RQ, loss) at each depth. Ideal-depth labels for any beta come from it without
+rerunning the model (`labels.ideal_depths`).
+
+On disk (`--output_dir`): `derived.parquet` (a `datasets.Dataset`: `index`, `image_id`, `pq`, `sq`, `rq`, `loss`,
+each metric a list in `exit_layers` order), `derived_info.json` (exits, split, the parent's weights digest, the
+data arguments) and `label_histograms.json` (label counts per beta). The images are split into contiguous blocks
+over the processes and the rows are gathered and checked complete before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import build_image_processor, inference_dataloader, load_split, shard_indices
+from .evaluation import BatchEvaluator, forward_at_depth, panoptic_from_counts
+from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
+from .modeling import load_trained_model
+from .runtime import RecipeError, end_run, make_accelerator, progress_bar, write_json, write_summary
+
+logger = logging.getLogger("modeling_ecom2f.recipe")
+
+DERIVED_FILE = "derived.parquet"
+INFO_FILE = "derived_info.json"
+HISTOGRAM_FILE = "label_histograms.json"
+DATA_KEYS = ("dataset", "dataset_path", "train_split", "validation_split", "image_size", "max_train_samples",
+             "max_eval_samples", "synthetic_train_images", "synthetic_validation_images", "synthetic_seed",
+             "synthetic_max_objects", "synthetic_min_object_size")
+
+
+def weights_digest(model_dir: str | Path) -> str:
+    """SHA-256 of a saved model's weight files, to tie a derived data set to the parent that made it."""
+    digest = hashlib.sha256()
+    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin"))
+    if not files:
+        raise RecipeError(f"{model_dir} holds no weight files")
+    for path in files:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def local_mask_normalisation(model):
+    """Normalise the Mask2Former loss by this process's masks only. The stock loss all-reduces the mask count over
+    the processes, which is right in training (every process computes a loss each step) but deadlocks per-image
+    losses when the processes hold different numbers of images."""
+    criterion = model.criterion
+
+    def get_num_masks(class_labels, device):
+        count = sum(len(classes) for classes in class_labels)
+        return torch.clamp(torch.as_tensor(count, dtype=torch.float, device=device), min=1)
+
+    criterion.get_num_masks = get_num_masks
+    try:
+        yield
+    finally:
+        del criterion.get_num_masks
+
+
+def per_image_losses(model, outputs, batch, *, device, seed: int) -> list[float]:
+    """The (depth-unweighted) Mask2Former loss of each image's final prediction; the loss's random point sampling is
+    seeded by `seed` and the image's data-set index, so the value does not depend on the batch or process."""
+    losses = []
+    with torch.no_grad(), local_mask_normalisation(model):
+        for i, index in enumerate(batch["indices"].tolist()):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed * 1_000_003 + int(index))
+                loss_dict = model.get_loss_dict(
+                    masks_queries_logits=outputs.masks_queries_logits[i:i + 1].float(),
+                    class_queries_logits=outputs.class_queries_logits[i:i + 1].float(),
+                    mask_labels=[batch["mask_labels"][i].to(device)], class_labels=[batch["class_labels"][i].to(device)],
+                    auxiliary_predictions=None,
+                )
+                losses.append(float(model.get_loss(loss_dict)))
+    return losses
+
+
+def _scalar(value: float) -> float:
+    return 1.0 if np.isnan(value) else float(value)  # no category present: every depth is right (metrics docs)
+
+
+def derive_rows(*, accelerator, model, processor, dataset, label_info, args) -> list[dict]:
+    """This process's block of rows: per image the PQ, SQ, RQ and loss at every exit."""
+    exits = list(model.config.exit_layers)
+    evaluator = BatchEvaluator(model=model, processor=processor, label_info=label_info, args=args, with_ap=False,
+                               with_miou=False, with_gflops=False)
+    indices = shard_indices(len(dataset), process_index=accelerator.process_index,
+                            num_processes=accelerator.num_processes)
+    loader = inference_dataloader(dataset, label_info, processor, indices=indices,
+                                  batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers)
+    rows = []
+    for batch in progress_bar(accelerator, iterable=loader, total=len(loader), desc="step 2 (derive)"):
+        columns = {name: [[] for _ in batch["image_ids"]] for name in ("pq", "sq", "rq", "loss")}
+        for depth in exits:
+            outputs = forward_at_depth(model, batch, accelerator, depth)
+            records = evaluator.records(outputs, batch, gate=False)
+            losses = per_image_losses(model, outputs, batch, device=accelerator.device, seed=args.loss_seed)
+            for i, (record, loss) in enumerate(zip(records, losses)):
+                scores = panoptic_from_counts(record.counts, sorted(label_info.id2label), label_info.thing_ids)
+                columns["pq"][i].append(record.pq)
+                columns["sq"][i].append(_scalar(scores["sq"]))
+                columns["rq"][i].append(_scalar(scores["rq"]))
+                columns["loss"][i].append(loss)
+        for i, (index, image_id) in enumerate(zip(batch["indices"].tolist(), batch["image_ids"])):
+            rows.append({"index": int(index), "image_id": str(image_id),
+                         **{name: values[i] for name, values in columns.items()}})
+    return rows
+
+
+def load_derived_dataset(folder: str | Path):
+    """`(datasets.Dataset, info dict)` of a step-2 folder; `RecipeError` if it is missing or malformed."""
+    import datasets
+
+    folder = Path(folder)
+    if not (folder / DERIVED_FILE).is_file() or not (folder / INFO_FILE).is_file():
+        raise RecipeError(f"{folder} is not a derived data set (needs {DERIVED_FILE} and {INFO_FILE}); run "
+                          "derive_exit_dataset.py first")
+    info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(folder / DERIVED_FILE))
+    if table.num_rows == 0:
+        raise RecipeError(f"{folder / DERIVED_FILE} has no rows: there are no depth labels to train on")
+    derived = datasets.Dataset(table)
+    missing = [c for c in ("index", "image_id", "pq") if c not in derived.column_names]
+    if missing:
+        raise RecipeError(f"{folder / DERIVED_FILE} lacks the column(s) {missing}")
+    return derived, info
+
+
+def pq_matrix(derived, exit_layers) -> np.ndarray:
+    """The `(num_images, num_exits)` PQ array of a derived data set, checked against `exit_layers`."""
+    pq = np.asarray(derived["pq"], dtype=np.float64)
+    if pq.ndim != 2 or pq.shape[1] != len(exit_layers):
+        raise RecipeError(f"derived PQ rows must have one value per exit {list(exit_layers)}, got shape {pq.shape}")
+    return pq
+
+
+def derive_exit_dataset(args: argparse.Namespace) -> dict:
+    """Run step 2 from parsed `build_derive_exit_dataset_parser()` arguments; returns the summary dict."""
+    if not args.model_name_or_path:
+        raise RecipeError("step 2 needs --model_name_or_path (the step-1 model folder)")
+    accelerator = make_accelerator(args, project_name="ecom2f_step2")
+    start = time.perf_counter()
+    dataset, label_info = load_split(args, args.split)
+    model = load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
+    processor = build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
+                                      model_dir=args.model_name_or_path)
+    exits = list(model.config.exit_layers)
+    logger.info("***** Step 2: derived data set *****")
+    logger.info("  %d %s images x %d exits %s, %d processes", len(dataset), args.split, len(exits), exits,
+                accelerator.num_processes)
+    rows = derive_rows(accelerator=accelerator, model=model, processor=processor, dataset=dataset,
+                       label_info=label_info, args=args)
+    from accelerate.utils import gather_object
+
+    rows = gather_object(rows) if accelerator.num_processes > 1 else rows
+    summary = {"step": "derive_exit_dataset", "num_images": len(dataset), "exit_layers": exits,
+               "num_processes": accelerator.num_processes}
+    if accelerator.is_main_process:
+        rows = sorted({row["index"]: row for row in rows}.values(), key=lambda r: r["index"])
+        if [r["index"] for r in rows] != list(range(len(dataset))):
+            raise RecipeError(f"gathered {len(rows)} rows for {len(dataset)} images: some process lost images")
+        ids = dataset["image_id"]
+        if any(r["image_id"] != str(ids[r["index"]]) for r in rows):
+            raise RecipeError("gathered rows do not match the data set's image ids")
+        import datasets
+
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        derived = datasets.Dataset.from_list(rows)
+        derived.to_parquet(str(out / DERIVED_FILE))
+        pq = pq_matrix(derived, exits)
+        betas = sorted(set(DEFAULT_BETA_GRID) | set(args.betas or []))
+        histograms = {f"{b:g}": {"counts": label_histogram(ideal_depths(pq, exits, b), exits),
+                                 "mean_depth": float(ideal_depths(pq, exits, b).mean())} for b in betas}
+        info = {"exit_layers": exits, "split": args.split, "num_images": len(rows),
+                "model_dir": str(args.model_name_or_path), "model_digest": weights_digest(args.model_name_or_path),
+                "pq_units": "fraction in [0, 1]", "label_rule": "argmax_k(pq_k - beta * k), ties to the shallowest",
+                "data": {k: getattr(args, k, None) for k in DATA_KEYS}, "loss_seed": args.loss_seed,
+                "mean_pq_per_exit": pq.mean(axis=0).tolist()}
+        write_json(out / INFO_FILE, info)
+        write_json(out / HISTOGRAM_FILE, {"exit_layers": exits, "betas": histograms})
+        table = histogram_table(pq, exits, betas)
+        (out / "label_histograms.txt").write_text(table + "\n", encoding="utf-8")
+        print("Ideal-depth label histogram (images per exit) for each beta:\n" + table, flush=True)
+        summary.update({"output_dir": str(out), "mean_pq_per_exit": info["mean_pq_per_exit"],
+                        "label_histograms": histograms})
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    write_summary(accelerator, args.output_dir, "derive_exit_dataset", summary)
+    end_run(accelerator)
+    return summary
+
+
+__all__ = [
+    "DERIVED_FILE",
+    "HISTOGRAM_FILE",
+    "INFO_FILE",
+    "derive_exit_dataset",
+    "derive_rows",
+    "load_derived_dataset",
+    "local_mask_normalisation",
+    "per_image_losses",
+    "pq_matrix",
+    "weights_digest",
+]

@@ -1,0 +1,376 @@
+"""Evaluation of an EcoMask2Former model in several depth modes at once: every fixed depth, one or more gates and
+the oracle (per image the ideal depth `argmax_k(PQ_k - beta k)` of its own per-image PQ).
+
+Per batch the model runs once per fixed depth and once per gate; the oracle picks, per image, the fixed-depth
+result at its ideal depth (the per-image-depth forward equals the fixed-depth forward image by image, which the
+model tests prove). Each image yields a small record (PQ counts per category, its semantic confusion matrix, its
+COCO ground truth and detections as RLEs, its depth and GFLOPs); the images are split into contiguous blocks over
+the processes and the records are gathered, so the data-set figures are exact whatever the number of processes.
+
+GFLOPs follow the papers' convention (`modeling_ecom2f.ecom2f_flops.count_gflops`, fvcore: one multiply-add = one
+FLOP, deformable sampling not counted), per image at its own processed size and depth; "encoder" is the deformable
+encoder's layers only, "total" the whole forward (gate included when it runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import io
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..ecom2f_flops import count_gflops
+from ..metrics import coco_gt_and_detections, mean_iou, per_image_panoptic_quality
+from .data import inference_dataloader, shard_indices
+from .labels import ideal_depths
+from .modeling import gate_state, load_gate_state
+from .runtime import RecipeError, progress_bar
+
+logger = logging.getLogger("modeling_ecom2f.recipe")
+
+
+@dataclass
+class ImageRecord:
+    """One image evaluated in one mode."""
+
+    index: int
+    image_id: str
+    depth: int
+    pq: float
+    counts: np.ndarray  # (4, C): tp, fp, fn, iou_sum per category
+    gflops: float
+    encoder_gflops: float
+    confusion: np.ndarray | None = None  # (K, K) semantic confusion
+    coco: tuple | None = None  # (images, annotations, detections) with COCO image id 1
+
+
+class GFlopsTable:
+    """Per-image GFLOPs by (height, width, depth, gate), counted once per key with a batch-1 forward."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.cache: dict[tuple, tuple[float, float]] = {}
+
+    def __call__(self, height: int, width: int, depth: int, gate: bool) -> tuple[float, float]:
+        key = (height, width, depth, gate)
+        if key not in self.cache:
+            device = next(self.model.parameters()).device
+            counted = count_gflops(self.model, torch.zeros(1, 3, height, width, device=device),
+                                   num_encoder_layers=depth, output_gate_logits=gate)
+            self.cache[key] = (counted.total, counted.encoder)
+        return self.cache[key]
+
+
+def _processed_sizes(pixel_mask: torch.Tensor) -> list[tuple[int, int]]:
+    """Unpadded `(height, width)` of each image (the processor pads at the bottom/right)."""
+    rows = pixel_mask.bool().any(dim=2).sum(dim=1).tolist()
+    cols = pixel_mask.bool().any(dim=1).sum(dim=1).tolist()
+    return [(int(h), int(w)) for h, w in zip(rows, cols)]
+
+
+class BatchEvaluator:
+    """Turns model outputs for a collated batch into `ImageRecord`s (post-processing + per-image metrics)."""
+
+    def __init__(self, *, model, processor, label_info, args, with_ap: bool, with_miou: bool,
+                 with_gflops: bool = True) -> None:
+        self.processor = processor
+        self.label_info = label_info
+        self.thing_ids = list(label_info.thing_ids)
+        self.stuff_ids = list(label_info.stuff_ids)
+        self.num_classes = max(label_info.id2label) + 1
+        self.with_ap = with_ap and bool(self.thing_ids)
+        self.with_miou = with_miou
+        self.args = args
+        self.gflops = GFlopsTable(model)
+        self.with_gflops = with_gflops
+        signature = inspect.signature(processor.post_process_panoptic_segmentation).parameters
+        self.mask_aware = "pixel_mask" in signature
+
+    def _kwargs(self, batch) -> dict:
+        out = {"target_sizes": batch["target_sizes"]}
+        if self.mask_aware:
+            out["pixel_mask"] = batch["pixel_mask"].cpu()
+        return out
+
+    def records(self, outputs, batch, *, gate: bool) -> list[ImageRecord]:
+        light = SimpleNamespace(  # float32 on the CPU for the post-processors, whatever the run's precision/device
+            class_queries_logits=outputs.class_queries_logits.float().cpu(),
+            masks_queries_logits=outputs.masks_queries_logits.float().cpu(),
+            encoder_layers_used=outputs.encoder_layers_used.cpu(),
+        )
+        kwargs, refs, ids = self._kwargs(batch), batch["references"], batch["image_ids"]
+        panoptic = self.processor.post_process_panoptic_segmentation(
+            light, threshold=self.args.panoptic_threshold,
+            overlap_mask_area_threshold=self.args.overlap_mask_area_threshold, label_ids_to_fuse=set(), **kwargs)
+        scores = per_image_panoptic_quality(panoptic, refs, thing_ids=self.thing_ids, stuff_ids=self.stuff_ids,
+                                            image_ids=ids)
+        semantic = instance = None
+        if self.with_miou:
+            semantic = self.processor.post_process_semantic_segmentation(light, **kwargs)
+        if self.with_ap:
+            instance = self.processor.post_process_instance_segmentation(
+                light, threshold=self.args.instance_threshold,
+                overlap_mask_area_threshold=self.args.overlap_mask_area_threshold, **kwargs)
+        depths = light.encoder_layers_used.tolist()
+        records = []
+        for i, (index, size) in enumerate(zip(batch["indices"].tolist(), _processed_sizes(batch["pixel_mask"]))):
+            total, encoder = self.gflops(size[0], size[1], int(depths[i]), gate) if self.with_gflops else (0.0, 0.0)
+            counts = np.stack([scores.true_positives[i], scores.false_positives[i], scores.false_negatives[i],
+                               scores.iou_sum[i]]).astype(np.float64)
+            record = ImageRecord(index=int(index), image_id=str(ids[i]), depth=int(depths[i]), pq=float(scores.pq[i]),
+                                 counts=counts, gflops=total, encoder_gflops=encoder)
+            if semantic is not None:
+                record.confusion = mean_iou([semantic[i]], [refs[i]], num_labels=self.num_classes,
+                                            image_ids=[ids[i]]).confusion_matrix
+            if instance is not None:
+                gt, detections = coco_gt_and_detections([instance[i]], [refs[i]], thing_ids=self.thing_ids,
+                                                        stuff_ids=self.stuff_ids, image_ids=[ids[i]])
+                record.coco = (gt["images"], gt["annotations"], detections)
+            records.append(record)
+        return records
+
+
+class ModeAccumulator:
+    """Sums of one mode's per-image records (small enough to gather across processes)."""
+
+    def __init__(self) -> None:
+        self.counts: np.ndarray | None = None
+        self.confusion: np.ndarray | None = None
+        self.coco: dict[int, tuple] = {}
+        self.rows: list[dict] = []
+
+    def add(self, record: ImageRecord) -> None:
+        self.counts = record.counts.copy() if self.counts is None else self.counts + record.counts
+        if record.confusion is not None:
+            self.confusion = record.confusion.copy() if self.confusion is None else self.confusion + record.confusion
+        if record.coco is not None:
+            self.coco[record.index] = record.coco
+        self.rows.append({"index": record.index, "image_id": record.image_id, "depth": record.depth, "pq": record.pq,
+                          "gflops": record.gflops, "encoder_gflops": record.encoder_gflops})
+
+    def merge(self, other: "ModeAccumulator") -> None:
+        if other.counts is not None:
+            self.counts = other.counts.copy() if self.counts is None else self.counts + other.counts
+        if other.confusion is not None:
+            self.confusion = other.confusion.copy() if self.confusion is None else self.confusion + other.confusion
+        self.coco.update(other.coco)
+        self.rows.extend(other.rows)
+
+
+def panoptic_from_counts(counts: np.ndarray, category_ids: Sequence[int], thing_ids: Sequence[int]) -> dict:
+    """Data-set PQ/SQ/RQ (all, things, stuff) from summed per-category counts `(4, C)` (tp, fp, fn, iou_sum)."""
+    tp, fp, fn, iou = counts
+    denom = tp + 0.5 * fp + 0.5 * fn
+    present = denom > 0
+    sq = np.where(tp > 0, iou / np.maximum(tp, 1), 0.0)
+    rq = np.where(present, tp / np.where(present, denom, 1.0), 0.0)
+    pq = sq * rq
+    is_thing = np.isin(np.asarray(category_ids), np.asarray(list(thing_ids), dtype=np.int64))
+    out = {}
+    for suffix, mask in (("", present), ("_things", present & is_thing), ("_stuff", present & ~is_thing)):
+        for name, values in (("pq", pq), ("sq", sq), ("rq", rq)):
+            out[name + suffix] = float(values[mask].mean()) if mask.any() else float("nan")
+    return out
+
+
+def coco_mask_ap(coco_parts: list[tuple], thing_ids: Sequence[int]) -> dict:
+    """COCO mask AP over per-image `(images, annotations, detections)` parts (each with image id 1)."""
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from ..metrics import COCO_SUMMARY_NAMES
+
+    images, annotations, detections = [], [], []
+    for image_id, (imgs, anns, dets) in enumerate(coco_parts, start=1):
+        images.extend({**img, "id": image_id} for img in imgs)
+        for ann in anns:
+            annotations.append({**ann, "image_id": image_id, "id": len(annotations) + 1})
+        detections.extend({**det, "image_id": image_id} for det in dets)
+    categories = [{"id": int(t) + 1, "name": str(t)} for t in sorted(thing_ids)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
+        coco_gt.createIndex()
+        coco_dt = COCO()
+        coco_dt.dataset = {"images": images, "categories": categories, "annotations": [
+            {**det, "id": k, "iscrowd": 0, "area": float(mask_utils.area(det["segmentation"])),
+             "bbox": [float(v) for v in mask_utils.toBbox(det["segmentation"])]}
+            for k, det in enumerate(detections, start=1)]}
+        coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: (float("nan") if v < 0 else float(v)) for name, v in zip(COCO_SUMMARY_NAMES, evaluator.stats)}
+
+
+def _spread(values: np.ndarray, prefix: str) -> dict:
+    return {f"{prefix}_mean": float(values.mean()), f"{prefix}_std": float(values.std()),
+            f"{prefix}_min": float(values.min()), f"{prefix}_max": float(values.max())}
+
+
+def summarize_mode(acc: ModeAccumulator, *, category_ids, thing_ids, exit_layers) -> dict:
+    """The figures of one mode from its merged accumulator."""
+    rows = sorted(acc.rows, key=lambda r: r["index"])
+    if not rows:
+        raise RecipeError("no image was evaluated")
+    depths = np.array([r["depth"] for r in rows])
+    result = panoptic_from_counts(acc.counts, category_ids, thing_ids)
+    if acc.confusion is not None:
+        confusion = acc.confusion
+        tp = np.diag(confusion).astype(np.float64)
+        union = confusion.sum(0) + confusion.sum(1) - tp
+        result["miou"] = float((tp[union > 0] / union[union > 0]).mean()) if (union > 0).any() else float("nan")
+    if acc.coco:
+        result["mask_ap"] = coco_mask_ap([acc.coco[r["index"]] for r in rows], thing_ids)
+    result["gflops"] = {**_spread(np.array([r["gflops"] for r in rows]), "total"),
+                        **_spread(np.array([r["encoder_gflops"] for r in rows]), "encoder")}
+    result["depth_histogram"] = {str(k): int((depths == k).sum()) for k in exit_layers}
+    result["mean_depth"] = float(depths.mean())
+    result["num_images"] = len(rows)
+    return result
+
+
+def forward_at_depth(model, batch, accelerator, depth):
+    """Inference forward of a collated batch at `depth` (an int, or None: the gate decides)."""
+    with torch.no_grad(), accelerator.autocast():
+        return model(pixel_values=batch["pixel_values"].to(accelerator.device),
+                     pixel_mask=batch["pixel_mask"].to(accelerator.device), num_encoder_layers=depth)
+
+
+def select_gate_records(model, batch, accelerator, per_depth: dict, evaluator: BatchEvaluator, *,
+                        check: bool) -> list[ImageRecord]:
+    """The gate's records taken from the fixed-depth records of this batch at the depth the gate picks per image.
+
+    The per-image-depth forward equals the fixed-depth forward image by image (a model property, tested in
+    tests/test_modeling_depth.py). With `check`, the real gated forward is also run and its depths and per-image PQ
+    must match the selection, else `RecipeError`.
+    """
+    with torch.no_grad(), accelerator.autocast():
+        logits = model.model.compute_gate_logits(batch["pixel_values"].to(accelerator.device),
+                                                 batch["pixel_mask"].to(accelerator.device))
+    exits = list(model.config.exit_layers)
+    chosen = [exits[i] for i in logits.argmax(dim=-1).tolist()]
+    records = []
+    for i, depth in enumerate(chosen):
+        base = per_depth[depth][i]
+        height, width = _processed_sizes(batch["pixel_mask"][i:i + 1])[0]
+        total, encoder = evaluator.gflops(height, width, depth, True)
+        records.append(dataclasses.replace(base, gflops=total, encoder_gflops=encoder))
+    if check:
+        real = evaluator.records(forward_at_depth(model, batch, accelerator, None), batch, gate=True)
+        if [r.depth for r in real] != chosen or any(abs(a.pq - b.pq) > 1e-6 for a, b in zip(real, records)):
+            raise RecipeError("the gated forward disagrees with the per-depth selection: use gate_strategy='forward'")
+    return records
+
+
+def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, depths: Sequence[int] | None = None,
+                   gates: dict[str, dict | None] | None = None, oracle_betas: Sequence[float] = (),
+                   with_ap: bool = True, with_miou: bool = True, description: str = "evaluation",
+                   gate_strategy: str = "forward") -> dict:
+    """Evaluate `model` on `dataset` at fixed `depths`, with each gate in `gates`, and as the oracle per beta.
+
+    Args:
+        model: an (unwrapped) EcoMask2Former model on `accelerator.device`; it is put in `eval()` mode.
+        gates: mode name -> gate weights (`modeling.gate_state`) to swap in, or None for the model's own gate.
+        oracle_betas: betas of the oracle modes (all exits are then run).
+        with_ap, with_miou: also compute mask AP / mIoU.
+        gate_strategy: "forward" runs the model with the gate deciding (num_encoder_layers=None); "select" computes
+            only the gate's decisions and takes each image's fixed-depth result at the chosen depth (cheaper; on
+            the first batch it is checked against the real gated forward, see `select_gate_records`).
+
+    Returns (on every process): `{"modes": {name: figures}, "per_image": {name: rows}, "num_images": N}` with
+    mode names `depth_<k>`, the keys of `gates`, and `oracle_beta_<beta>`.
+    """
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    model.eval()
+    exits = list(model.config.exit_layers)
+    depths = list(exits if depths is None else depths)
+    bad = [d for d in depths if d not in exits]
+    if bad:
+        raise RecipeError(f"depths {bad} are not exits of the model {exits}")
+    if oracle_betas and sorted(depths) != exits:
+        depths = exits  # the oracle needs every exit
+    gates = dict(gates or {})
+    names = [f"depth_{k}" for k in depths] + list(gates) + [f"oracle_beta_{b:g}" for b in oracle_betas]
+    accs = {name: ModeAccumulator() for name in names}
+    evaluator = BatchEvaluator(model=model, processor=processor, label_info=label_info, args=args, with_ap=with_ap,
+                               with_miou=with_miou)
+    indices = shard_indices(len(dataset), process_index=accelerator.process_index,
+                            num_processes=accelerator.num_processes)
+    loader = inference_dataloader(dataset, label_info, processor, indices=indices,
+                                  batch_size=args.per_device_eval_batch_size,
+                                  num_workers=getattr(args, "dataloader_num_workers", 0))
+    if gate_strategy not in ("forward", "select"):
+        raise ValueError(f"gate_strategy: 'forward' or 'select', got {gate_strategy!r}")
+    if gates and gate_strategy == "select" and sorted(depths) != exits:
+        depths = exits  # selection needs every exit
+    checked_selection = False
+    saved_gate, saved_flag = (gate_state(model), model.config.gate_trained) if gates else (None, None)
+    try:
+        for batch in progress_bar(accelerator, iterable=loader, desc=description, total=len(loader)):
+            per_depth = {}
+            for k in depths:
+                per_depth[k] = evaluator.records(forward_at_depth(model, batch, accelerator, k), batch, gate=False)
+                for record in per_depth[k]:
+                    accs[f"depth_{k}"].add(record)
+            for beta in oracle_betas:
+                pq = np.array([[per_depth[k][i].pq for k in exits] for i in range(len(batch["indices"]))])
+                for i, depth in enumerate(ideal_depths(pq, exits, beta).tolist()):
+                    accs[f"oracle_beta_{beta:g}"].add(per_depth[depth][i])
+            for name, state in gates.items():
+                if state is not None:
+                    load_gate_state(model, state)
+                model.config.gate_trained = True
+                if gate_strategy == "forward":
+                    records = evaluator.records(forward_at_depth(model, batch, accelerator, None), batch, gate=True)
+                else:
+                    records = select_gate_records(model, batch, accelerator, per_depth, evaluator,
+                                                  check=not checked_selection)
+                    checked_selection = True
+                for record in records:
+                    accs[name].add(record)
+    finally:
+        if saved_gate is not None:
+            load_gate_state(model, saved_gate)
+            model.config.gate_trained = saved_flag
+    gathered = gather_object([accs]) if accelerator.num_processes > 1 else [accs]
+    report = [None]
+    if accelerator.is_main_process:
+        merged = {name: ModeAccumulator() for name in names}
+        for part in gathered:
+            for name, acc in part.items():
+                merged[name].merge(acc)
+        category_ids = sorted(label_info.id2label)
+        report[0] = {
+            "num_images": len(dataset),
+            "modes": {name: summarize_mode(acc, category_ids=category_ids, thing_ids=label_info.thing_ids,
+                                           exit_layers=exits) for name, acc in merged.items()},
+            "per_image": {name: sorted(acc.rows, key=lambda r: r["index"]) for name, acc in merged.items()},
+        }
+    if accelerator.num_processes > 1:
+        broadcast_object_list(report, from_process=0)
+    return report[0]
+
+
+__all__ = [
+    "BatchEvaluator",
+    "GFlopsTable",
+    "ImageRecord",
+    "ModeAccumulator",
+    "coco_mask_ap",
+    "evaluate_modes",
+    "forward_at_depth",
+    "panoptic_from_counts",
+    "select_gate_records",
+    "summarize_mode",
+]

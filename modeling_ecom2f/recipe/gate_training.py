@@ -1,0 +1,206 @@
+"""ECO-M2F step 3: freeze everything but the gate and train it with cross-entropy on the ideal-depth labels
+`argmax_k(PQ_k - beta k)` of the derived data set.
+
+With the rest of the model frozen and no augmentation, the gate's input (the mean-pooled, input-projected 1/32
+tokens) is a fixed vector per image. We compute it once per training image through the model's own
+`compute_gate_logits` (a hook on the gate's classifier records the pooled vector; the first batch is checked to
+reproduce the gate's logits exactly) and train the gate on those vectors: the same optimisation as running the
+frozen backbone every step, at a fraction of the cost. A share of the training images (`--holdout_fraction`) is held
+out to report gate accuracy on unseen images; the validation split is used only for the final PQ/GFLOPs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpointing import run_fingerprint
+from .data import EpochShuffleSampler, build_image_processor, inference_dataloader, load_split, shard_indices
+from .derived import load_derived_dataset, pq_matrix, weights_digest
+from .labels import check_beta, ideal_depths, label_histogram
+from .modeling import load_trained_model
+from .runtime import RecipeError, end_run, make_accelerator, progress_bar, push_to_hub, write_summary
+from .training import make_optimizer, make_scheduler, resume_or_start, total_train_steps, train_loop, unwrap_and_save
+
+logger = logging.getLogger("modeling_ecom2f.recipe")
+
+FINGERPRINT_KEYS = ("seed", "beta", "derived_dataset", "model_name_or_path", "holdout_fraction",
+                    "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
+                    "lr_scheduler_type", "max_train_steps", "num_train_epochs")
+
+
+class GateOnFeatures(torch.nn.Module):
+    """The model's own gate applied to pooled feature vectors `(B, C)` (a 1x1 map, whose mean is the vector)."""
+
+    def __init__(self, gate: torch.nn.Module) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.gate(features[:, :, None, None])
+
+
+def extract_gate_features(*, accelerator, model, processor, dataset, label_info, args) -> np.ndarray:
+    """The gate's pooled input `(num_images, channels)` for every image (sharded, gathered on every process)."""
+    from accelerate.utils import gather_object
+
+    gate = model.model.pixel_level_module.decoder.gate
+    captured: list[torch.Tensor] = []
+    handle = gate.classifier.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].detach()))
+    indices = shard_indices(len(dataset), process_index=accelerator.process_index,
+                            num_processes=accelerator.num_processes)
+    loader = inference_dataloader(dataset, label_info, processor, indices=indices,
+                                  batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers)
+    rows: list[tuple[int, list[float]]] = []
+    try:
+        for batch in progress_bar(accelerator, iterable=loader, total=len(loader), desc="step 3 (gate inputs)"):
+            captured.clear()
+            with torch.no_grad():
+                logits = model.model.compute_gate_logits(batch["pixel_values"].to(accelerator.device),
+                                                         batch["pixel_mask"].to(accelerator.device))
+                pooled = captured[0].float()
+                again = gate(pooled[:, :, None, None])
+            if not torch.allclose(again, logits, rtol=1e-4, atol=1e-5):
+                raise RecipeError("the gate is not 'pool then classify': its inputs cannot be cached; "
+                                  "this step needs a gate of modeling_ecom2f.EcoMask2FormerGate's form")
+            rows.extend(zip(batch["indices"].tolist(), pooled.cpu().tolist()))
+    finally:
+        handle.remove()
+    rows = gather_object(rows) if accelerator.num_processes > 1 else rows
+    by_index = dict(rows)
+    if sorted(by_index) != list(range(len(dataset))):
+        raise RecipeError("gate inputs were not computed for every training image")
+    return np.asarray([by_index[i] for i in range(len(dataset))], dtype=np.float32)
+
+
+def holdout_split(num_images: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(train_indices, holdout_indices)`, a seeded random split."""
+    if not 0.0 <= fraction < 1.0:
+        raise RecipeError(f"--holdout_fraction must be in [0, 1), got {fraction}")
+    order = np.random.default_rng([seed, 7]).permutation(num_images)
+    count = int(round(fraction * num_images))
+    return np.sort(order[count:]), np.sort(order[:count])
+
+
+def _gate_report(logits: np.ndarray, targets: np.ndarray, pq: np.ndarray, exits: list[int]) -> dict:
+    predicted = logits.argmax(axis=1)
+    depths = np.asarray(exits)[predicted]
+    rows = np.arange(len(predicted))
+    return {"accuracy": float((predicted == targets).mean()), "expected_depth": float(depths.mean()),
+            "label_mean_depth": float(np.asarray(exits)[targets].mean()),
+            "mean_pq_of_gate_choice": float(pq[rows, predicted].mean()), "mean_pq_full_depth": float(pq[:, -1].mean()),
+            "predicted_histogram": label_histogram(depths, exits), "num_images": int(len(predicted))}
+
+
+def train_gate(args: argparse.Namespace) -> dict:
+    """Run step 3 from parsed `build_train_gate_parser()` arguments; returns the summary dict.
+
+    Writes to `--output_dir`: the model with the trained gate (`config.gate_trained = True`) and its processor,
+    `checkpoints/step_*` and `train_gate_summary.json`.
+    """
+    beta = check_beta(args.beta)
+    if not args.model_name_or_path:
+        raise RecipeError("step 3 needs --model_name_or_path (the step-1 parent the derived data set was made with)")
+    derived, info = load_derived_dataset(args.derived_dataset)
+    if info.get("model_digest") != weights_digest(args.model_name_or_path):
+        raise RecipeError(f"{args.derived_dataset} was derived from {info.get('model_dir')}, whose weights differ from "
+                          f"{args.model_name_or_path}: rerun step 2 with this model")
+    accelerator = make_accelerator(args, gradient_accumulation_steps=args.gradient_accumulation_steps,
+                                   project_name="ecom2f_step3")
+    from accelerate.utils import set_seed
+
+    set_seed(args.seed)
+    start = time.perf_counter()
+    dataset, label_info = load_split(args, info["split"])
+    ids = [str(i) for i in dataset["image_id"]]
+    if len(ids) != len(derived) or ids != list(derived["image_id"]):
+        raise RecipeError(f"the derived data set's {len(derived)} images are not the {len(ids)} images of split "
+                          f"{info['split']!r} given here; pass the data arguments used in step 2")
+    model = load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
+    exits = list(model.config.exit_layers)
+    if info["exit_layers"] != exits:
+        raise RecipeError(f"the derived data set has exits {info['exit_layers']}, the model {exits}")
+    pq = pq_matrix(derived, exits)
+    labels = ideal_depths(pq, exits, beta)
+    targets = np.searchsorted(np.asarray(exits), labels)
+    histogram = label_histogram(labels, exits)
+    logger.info("***** Step 3: gate training, beta = %g *****", beta)
+    logger.info("  label histogram %s (mean ideal depth %.3f)", histogram, labels.mean())
+    if max(histogram.values()) == len(labels):
+        logger.warning("every image has the label %d at beta=%g: the gate will learn a constant", int(labels[0]), beta)
+
+    processor = build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
+                                      model_dir=args.model_name_or_path)
+    features = extract_gate_features(accelerator=accelerator, model=model, processor=processor, dataset=dataset,
+                                     label_info=label_info, args=args)
+    train_idx, holdout_idx = holdout_split(len(labels), args.holdout_fraction, args.seed)
+    model.freeze_all_but_gate()
+    head = GateOnFeatures(model.model.pixel_level_module.decoder.gate)
+    train_set = torch.utils.data.TensorDataset(torch.from_numpy(features[train_idx]),
+                                               torch.from_numpy(targets[train_idx]).long())
+    if len(train_set) < args.per_device_train_batch_size * accelerator.num_processes:
+        args.per_device_train_batch_size = max(1, len(train_set) // accelerator.num_processes)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=args.per_device_train_batch_size, drop_last=True,
+                                         sampler=EpochShuffleSampler(len(train_set), seed=args.seed),
+                                         generator=torch.Generator().manual_seed(args.seed))
+    optimizer = make_optimizer(head, args)
+    head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
+    max_steps, _ = total_train_steps(args, len(loader))
+    scheduler = make_scheduler(optimizer, args, max_train_steps=max_steps)
+    accelerator.register_for_checkpointing(scheduler)
+    progress = resume_or_start(accelerator, args, fingerprint=run_fingerprint(args, FINGERPRINT_KEYS))
+
+    def loss_fn(head, batch):
+        vectors, classes = batch
+        return torch.nn.functional.cross_entropy(head(vectors), classes), {}
+
+    result = train_loop(accelerator=accelerator, model=head, optimizer=optimizer, scheduler=scheduler,
+                        dataloader=loader, loss_fn=loss_fn, args=args, progress=progress, max_train_steps=max_steps,
+                        description=f"step 3 (gate, beta={beta:g})")
+    summary = {"step": "train_gate", "beta": beta, "finished": result.finished,
+               "completed_steps": result.progress.completed_steps, "max_train_steps": max_steps,
+               "label_histogram": histogram, "label_mean_depth": float(labels.mean()),
+               "num_processes": accelerator.num_processes}
+    if not result.finished:
+        write_summary(accelerator, args.output_dir, "train_gate", summary)
+        end_run(accelerator)
+        return summary
+    head = accelerator.unwrap_model(head).eval()
+    with torch.no_grad():
+        logits = head(torch.from_numpy(features).to(accelerator.device)).float().cpu().numpy()
+    summary["train"] = _gate_report(logits[train_idx], targets[train_idx], pq[train_idx], exits)
+    if len(holdout_idx):
+        summary["holdout"] = _gate_report(logits[holdout_idx], targets[holdout_idx], pq[holdout_idx], exits)
+    model.config.gate_trained = True
+    model.requires_grad_(True)
+    model_dir = unwrap_and_save(accelerator, model, args.output_dir, processor=processor)
+    summary["model_dir"] = str(model_dir)
+    if not args.skip_validation:
+        from .evaluation import evaluate_modes
+
+        val_set, val_labels = load_split(args, "validation")
+        report = evaluate_modes(accelerator=accelerator, model=model, processor=processor, dataset=val_set,
+                                label_info=val_labels, args=args, depths=[], gates={"gate": None},
+                                with_ap=False, with_miou=False, description="step 3 (validation)")
+        gate = report["modes"]["gate"]
+        summary["validation"] = {"pq": gate["pq"], "mean_depth": gate["mean_depth"], "gflops": gate["gflops"],
+                                 "depth_histogram": gate["depth_histogram"]}
+        accelerator.log({"val/pq": gate["pq"], "val/mean_depth": gate["mean_depth"]},
+                        step=result.progress.completed_steps)
+    for part in ("train", "holdout"):
+        if part in summary:
+            logger.info("gate %s: accuracy %.3f, expected depth %.2f", part, summary[part]["accuracy"],
+                        summary[part]["expected_depth"])
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    summary["hub_commit"] = push_to_hub(accelerator, args, model_dir=Path(model_dir))
+    write_summary(accelerator, args.output_dir, "train_gate", summary)
+    end_run(accelerator)
+    return summary
+
+
+__all__ = ["FINGERPRINT_KEYS", "GateOnFeatures", "extract_gate_features", "holdout_split", "train_gate"]

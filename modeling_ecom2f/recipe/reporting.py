@@ -1,0 +1,108 @@
+"""Tables, the PQ-against-GFLOPs trade-off plot and the Hub evaluation-results dict, from an evaluation report
+(`evaluation.evaluate_modes`). PQ is shown in points (x 100); GFLOPs are per image, papers' convention."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+def _mode_kind(name: str) -> str:
+    return name.split("_", 1)[0]  # depth / gate / oracle
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+
+
+def full_depth_mode(report: dict) -> str | None:
+    """The name of the deepest fixed-depth mode of a report (None if no fixed depth was evaluated)."""
+    depths = [int(n.split("_")[1]) for n in report["modes"] if _mode_kind(n) == "depth"]
+    return f"depth_{max(depths)}" if depths else None
+
+
+def results_table(report: dict) -> str:
+    """A Markdown table: one row per mode, with PQ/SQ/RQ, mIoU, mask AP, GFLOPs (mean +- std) and depths."""
+    full = full_depth_mode(report)
+    base = report["modes"][full]["gflops"]["encoder_mean"] if full else None
+    base_pq = report["modes"][full]["pq"] if full else None
+    lines = ["| mode | PQ | dPQ vs full | SQ | RQ | PQ th | PQ st | mIoU | mask AP | encoder GFLOPs (mean +- std) "
+             "| % of full encoder | total GFLOPs (mean +- std) | mean depth | depth histogram |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in report["modes"].items():
+        g = r["gflops"]
+        ap = r.get("mask_ap", {}).get("AP") if r.get("mask_ap") else None
+        share = f"{100 * g['encoder_mean'] / base:.1f}" if base else "n/a"
+        dpq = f"{100 * (r['pq'] - base_pq):+.2f}" if base_pq is not None else "n/a"
+        hist = " ".join(f"{k}:{v}" for k, v in r["depth_histogram"].items())
+        lines.append(
+            f"| {name} | {_pct(r['pq'])} | {dpq} | {_pct(r['sq'])} | {_pct(r['rq'])} | {_pct(r['pq_things'])} | "
+            f"{_pct(r['pq_stuff'])} | {_pct(r.get('miou'))} | {_pct(ap)} | {g['encoder_mean']:.4f} +- "
+            f"{g['encoder_std']:.4f} | {share} | {g['total_mean']:.4f} +- {g['total_std']:.4f} | "
+            f"{r['mean_depth']:.2f} | {hist} |")
+    return "\n".join(lines)
+
+
+def tradeoff_plot(report: dict, path: str | Path, *, title: str) -> Path:
+    """PQ against mean encoder GFLOPs per image: fixed depths (line), gates (stars), oracles (diamonds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=120)
+    modes = report["modes"]
+    fixed = sorted((int(n.split("_")[1]), r) for n, r in modes.items() if _mode_kind(n) == "depth")
+    if fixed:
+        ax.plot([r["gflops"]["encoder_mean"] for _, r in fixed], [100 * r["pq"] for _, r in fixed], "o-",
+                color="tab:blue", label="fixed depth")
+        for depth, r in fixed:
+            ax.annotate(f"k={depth}", (r["gflops"]["encoder_mean"], 100 * r["pq"]), textcoords="offset points",
+                        xytext=(4, -12), fontsize=8, color="tab:blue")
+    styles = {"gate": ("*", 14, "tab:red"), "oracle": ("D", 7, "tab:green")}
+    for name, r in modes.items():
+        kind = _mode_kind(name)
+        if kind not in styles:
+            continue
+        marker, size, color = styles[kind]
+        ax.plot(r["gflops"]["encoder_mean"], 100 * r["pq"], marker, markersize=size, color=color, linestyle="none")
+        ax.annotate(f"{name} (mean k={r['mean_depth']:.2f})", (r["gflops"]["encoder_mean"], 100 * r["pq"]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8, color=color)
+    for kind, (marker, size, color) in styles.items():
+        if any(_mode_kind(n) == kind for n in modes):
+            ax.plot([], [], marker, markersize=size, color=color, linestyle="none", label=kind)
+    ax.set_xlabel("deformable-encoder GFLOPs per image (mean)")
+    ax.set_ylabel("PQ")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def hub_eval_results(report: dict, *, dataset_name: str, split: str | None, gate_mode: str | None) -> dict:
+    """The evaluation-results dict of `hub.hub_ecom2f_card` (PQ in points, total GFLOPs) for one gate."""
+    data: dict = {"dataset": {"name": dataset_name, **({"split": split} if split else {})}}
+    data["exits"] = [{"depth": int(n.split("_")[1]), "pq": round(100 * r["pq"], 3),
+                      "gflops": round(r["gflops"]["total_mean"], 6)}
+                     for n, r in report["modes"].items() if _mode_kind(n) == "depth"]
+    if gate_mode is not None:
+        r = report["modes"][gate_mode]
+        data["gate"] = {"pq": round(100 * r["pq"], 3), "gflops": round(r["gflops"]["total_mean"], 6),
+                        "mean_depth": round(r["mean_depth"], 4)}
+    return data
+
+
+def compact_summary(report: dict) -> dict:
+    """Per mode: PQ, mean encoder/total GFLOPs and mean depth (for summary JSONs)."""
+    return {name: {"pq": r["pq"], "encoder_gflops": r["gflops"]["encoder_mean"],
+                   "total_gflops": r["gflops"]["total_mean"], "mean_depth": r["mean_depth"],
+                   "miou": r.get("miou"), "mask_ap": (r.get("mask_ap") or {}).get("AP")}
+            for name, r in report["modes"].items()}
+
+
+__all__ = ["compact_summary", "full_depth_mode", "hub_eval_results", "results_table", "tradeoff_plot"]

@@ -1,0 +1,163 @@
+"""The example scripts run end to end: in this process (steps 1-3, evaluation, the tiny main job) and under
+`accelerate launch --num_processes 2` on the CPU (gloo), where every step must really use two processes and give
+the single-process results.
+
+Run as a script (what the two-process test launches): `python tests/test_recipe_scripts.py DATA PARENT OUT`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_recipe_common import (  # noqa: E402
+    EVAL_BATCH,
+    REPO,
+    TINY_MODEL,
+    load_example,
+    read_json,
+    tiny_chain,
+)
+
+
+def _finite_fraction(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0
+
+
+def test_single_process_chain_writes_every_output():
+    chain = tiny_chain()
+    paths, summaries = chain["paths"], chain["summaries"]
+    for name, summary in summaries.items():
+        assert summary["num_processes"] == 1, name
+    step1 = summaries["step1"]
+    assert step1["finished"] and step1["completed_steps"] == 2
+    assert sum(step1["depths_sampled_this_run"].values()) == 2
+    assert set(step1["validation"]) == {"depth_2", "depth_3"}
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "train_early_exit_summary.json"):
+        assert (paths["step1"] / name).is_file(), name
+    assert [p.name for p in sorted((paths["step1"] / "checkpoints").iterdir())] == ["step_000001", "step_000002"]
+
+    derived = summaries["step2"]
+    for name in ("derived.parquet", "derived_info.json", "label_histograms.json", "label_histograms.txt"):
+        assert (paths["step2"] / name).is_file(), name
+    histograms = read_json(paths["step2"] / "label_histograms.json")["betas"]
+    assert "0.01" in histograms and sum(histograms["0.01"]["counts"].values()) == derived["num_images"] == 12
+
+    gate = summaries["step3"]
+    assert gate["finished"] and read_json(paths["gate"] / "config.json")["gate_trained"] is True
+    assert gate["train"]["num_images"] + gate["holdout"]["num_images"] == 12
+    assert 2.0 <= gate["train"]["expected_depth"] <= 3.0 and 0.0 <= gate["train"]["accuracy"] <= 1.0
+    assert _finite_fraction(gate["validation"]["pq"]) and gate["validation"]["gflops"]["encoder_mean"] > 0
+
+    report = read_json(paths["eval"] / "evaluation.json")
+    assert set(report["modes"]) == {"depth_2", "depth_3", "gate_beta0.01", "oracle_beta_0.01"}
+    for name, mode in report["modes"].items():
+        assert mode["num_images"] == 6 and sum(mode["depth_histogram"].values()) == 6, name
+        for key in ("pq", "sq", "rq", "miou"):
+            assert _finite_fraction(mode[key]), (name, key)
+        assert "AP" in mode["mask_ap"]
+    d2, d3 = report["modes"]["depth_2"]["gflops"], report["modes"]["depth_3"]["gflops"]
+    assert d3["encoder_mean"] == pytest.approx(1.5 * d2["encoder_mean"])  # identical layers: cost linear in depth
+    assert d2["encoder_std"] == 0.0 and d3["total_mean"] > d2["total_mean"]
+    for name in ("evaluation.md", "tradeoff.png", "per_image.json", "evaluate_model_summary.json"):
+        assert (paths["eval"] / name).is_file(), name
+
+
+def test_oracle_picks_the_best_depth_per_image():
+    paths = tiny_chain()["paths"]
+    per_image = read_json(paths["eval"] / "per_image.json")
+    for row2, row3, oracle in zip(per_image["depth_2"], per_image["depth_3"], per_image["oracle_beta_0.01"]):
+        best = 2 if row2["pq"] - 0.02 >= row3["pq"] - 0.03 else 3
+        assert oracle["depth"] == best and oracle["pq"] == (row2 if best == 2 else row3)["pq"]
+
+
+def test_tiny_main_job_single_process(tmp_path):
+    summary = load_example("run_eco_m2f").main(["--preset", "tiny", "--output_dir", str(tmp_path / "job"),
+                                                "--docs_dir", str(tmp_path / "docs")])
+    assert set(summary["timings_s"]) >= {"data", "step1", "step2", "step3_beta0.003", "step3_beta0.03", "eval"}
+    for name in ("results_main_job.md", "results_main_job.json", "tradeoff.png"):
+        assert (tmp_path / "docs" / name).is_file(), name
+    result = read_json(tmp_path / "docs" / "results_main_job.json")
+    assert {"gate_beta0.003", "gate_beta0.03", "oracle_beta_0.003", "depth_3"} <= set(result["modes"])
+    assert set(result["acceptance"]) == {"beta=0.003", "beta=0.03"}
+    if "skipped" not in summary["export"]:
+        files = set(summary["export"]["files"])
+        assert {"config.json", "model.safetensors", "README.md", "preprocessor_config.json"} <= files
+
+
+def test_two_processes_give_the_single_process_results(tmp_path):
+    chain = tiny_chain()
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", __file__,
+               str(chain["paths"]["data"]), str(chain["paths"]["step1"]), str(tmp_path)]
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=420)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    summaries = {name: read_json(tmp_path / folder / f"{name}_summary.json") for name, folder in (
+        ("train_early_exit", "step1"), ("derive_exit_dataset", "step2"), ("train_gate", "gate"),
+        ("evaluate_model", "eval"))}
+    for name, summary in summaries.items():
+        assert summary["num_processes"] == 2, name
+    assert read_json(tmp_path / "job" / "run_eco_m2f_summary.json")["num_processes"] == 2
+    assert summaries["train_early_exit"]["finished"]
+
+    # Step 2 with the single-process parent: the gathered rows equal the single-process ones.
+    import datasets
+
+    one = datasets.Dataset.from_parquet(str(chain["paths"]["step2"] / "derived.parquet"))
+    two = datasets.Dataset.from_parquet(str(tmp_path / "step2" / "derived.parquet"))
+    assert one["image_id"] == two["image_id"] and one["index"] == two["index"]
+    np.testing.assert_allclose(np.array(two["pq"]), np.array(one["pq"]), atol=1e-6)
+    np.testing.assert_allclose(np.array(two["loss"]), np.array(one["loss"]), rtol=1e-4)
+    # The evaluation of the same models: every mode's data-set figures match.
+    single = read_json(chain["paths"]["eval"] / "evaluation.json")["modes"]
+    double = read_json(tmp_path / "eval" / "evaluation.json")["modes"]
+    assert set(single) == set(double)
+    for name in single:
+        for key in ("pq", "sq", "rq", "miou", "mean_depth"):
+            assert double[name][key] == pytest.approx(single[name][key], abs=1e-6), (name, key)
+        assert double[name]["depth_histogram"] == single[name]["depth_histogram"]
+
+
+def _two_process_driver(data: str, parent: str, out: str) -> None:
+    """Each example script's `main`, in the two processes `accelerate launch` started."""
+    out = Path(out)
+    disk = ["--dataset", "disk", "--dataset_path", data, "--image_size", "64"] + EVAL_BATCH
+    load_example("train_early_exit").main(disk + TINY_MODEL + [
+        "--output_dir", str(out / "step1"), "--max_train_steps", "2", "--per_device_train_batch_size", "2",
+        "--eval_depths"])
+    load_example("derive_exit_dataset").main(disk + ["--model_name_or_path", parent, "--output_dir", str(out / "step2")])
+    load_example("train_gate").main(disk + [
+        "--model_name_or_path", parent, "--derived_dataset", str(out / "step2"), "--beta", "0.01",
+        "--output_dir", str(out / "gate"), "--num_train_epochs", "3", "--per_device_train_batch_size", "2",
+        "--skip_validation"])
+    # The evaluation of the single-process chain's gate (a copy, so its summary is not overwritten).
+    from accelerate import PartialState
+
+    gate = out / "gate_single"
+    if PartialState().is_main_process:
+        shutil.copytree(Path(parent).parent / "gate", gate, ignore=shutil.ignore_patterns("checkpoints"))
+    PartialState().wait_for_everyone()
+    load_example("evaluate_model").main(disk + ["--model_name_or_path", parent, "--gate_models", str(gate),
+                                                "--oracle_betas", "0.01", "--output_dir", str(out / "eval")])
+    load_example("run_eco_m2f").main(["--preset", "tiny", "--output_dir", str(out / "job"), "--docs_dir", "",
+                                      "--steps", "data,step1,step2,step3,eval"])
+
+
+if __name__ == "__main__":
+    try:
+        _two_process_driver(*sys.argv[1:4])
+    finally:
+        from modeling_ecom2f.recipe import finish_process
+
+        finish_process()
