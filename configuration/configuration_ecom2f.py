@@ -13,66 +13,16 @@ EXIT_LOSS_WEIGHTINGS = ("linear", "uniform")
 DEFORMABLE_ATTENTION_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
 
 
-class EcoMask2FormerConfig(Mask2FormerConfig):
-    r"""
-    Configuration of [`EcoMask2FormerForUniversalSegmentation`]. Every field of [`Mask2FormerConfig`] keeps its
-    meaning; the fields below add ECO-M2F early exit from the pixel decoder's deformable encoder.
+class EcoEarlyExitConfigMixin:
+    """Validation and derived properties shared by the ecom2f configs (EcoMask2Former, EcoDeformableDetr).
 
-    exit_layers (`list[int]`, *optional*):
-        Encoder depths at which the model may exit, strictly increasing, each in `[1, encoder_layers]`. `None`
-        (default) means every depth from 2 to `encoder_layers`, as in the authors' released code (ECO-M2F gate classes
-        map to exits 2..6 for a 6-layer encoder). The last entry is the depth used when nothing else is asked for.
-    exit_loss_weighting (`str`, *optional*, defaults to `"linear"`):
-        How the step-1 loss is weighted by the sampled depth k: `"linear"` multiplies the Mask2Former loss by k (the
-        authors' released training forward, "linear combination of losses at each layer"); `"uniform"` by 1.
-    gate_hidden_size (`int`, *optional*):
-        Width of the gate's hidden layer. `None` (default) gives the paper's gate: mean pooling followed by one
-        linear layer over the exits (ECO-M2F step C, seeds.md 2.4).
-    gate_input_level (`int`, *optional*, defaults to 0):
-        Which input-projected encoder level the gate pools: 0 is the coarsest (1/32) level, as in the paper.
-    gate_trained (`bool`, *optional*, defaults to `False`):
-        Whether the gate was trained (ECO-M2F step 3). When `True`, a forward without `num_encoder_layers` lets the
-        gate choose the depth of each image; when `False` such a forward runs the deepest exit.
-    deformable_attention_implementation (`str`, *optional*, defaults to `"auto"`):
-        Sampling core of the encoder's deformable attention: `"reference"` (transformers' per-level `grid_sample`),
-        `"embedding_bag"` (one fused gather-and-sum over all levels, equal within float rounding), or `"auto"`
-        (`embedding_bag` on CPU, the reference elsewhere).
-    encoder_n_points (`int`, *optional*, defaults to 4):
-        Sampling points per head and level in the deformable attention (stock Mask2Former: 4).
-    token_scaling_layers (`list[int]`, *optional*):
-        PRO-SCALE stages `[p1, p2, p3]`: the first `p1` encoder layers see only the coarsest level (1/32), the next
-        `p2` also 1/16, the last `p3` all levels. One entry per encoder level, summing to `encoder_layers`, the last
-        one positive. `None` (default) is stock Mask2Former (every layer on every level), as is `[0, 0, 6]`.
-    token_recalibration (`bool`, *optional*, defaults to `False`):
-        PRO-SCALE TRC: re-weight the 1/32 and 1/16 tokens before they enter the encoder by
-        `sigmoid(token_recalibration_temperature * Linear(guide))`, the guide being the input-projected 1/8 map
-        resized to each level (one linear map shared by both levels).
-    token_recalibration_temperature (`float`, *optional*, defaults to 0.1):
-        Scale of the TRC logit (`EXCITE_TEMP` of the released PRO-SCALE configs).
-    light_pixel_embedding (`bool`, *optional*, defaults to `False`):
-        PRO-SCALE LPE: the 3x3 output convolution of the 1/4-resolution FPN level becomes 3x3 max-pooling (stride 1)
-        + GroupNorm(32) + ReLU.
+    The host config provides `encoder_layers`, `num_feature_levels` (encoder levels) and the fields `exit_layers`,
+    `exit_loss_weighting`, `gate_hidden_size`, `gate_input_level`, `deformable_attention_implementation`,
+    `encoder_n_points` and `token_scaling_layers`. Levels are indexed coarse to fine here (0 = coarsest).
     """
 
-    model_type = "eco_mask2former"
-
-    exit_layers: list[int] | None = None
-    exit_loss_weighting: str = "linear"
-    gate_hidden_size: int | None = None
-    gate_input_level: int = 0
-    gate_trained: bool = False
-    deformable_attention_implementation: str = "auto"
-    encoder_n_points: int = 4
-    token_scaling_layers: list[int] | None = None
-    token_recalibration: bool = False
-    token_recalibration_temperature: float = 0.1
-    light_pixel_embedding: bool = False
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        # A stock Mask2Former config.json loaded into this class carries `model_type="mask2former"`; the class value
-        # is the truth (it is also what `save_pretrained` writes).
-        self.__dict__.pop("model_type", None)
+    def _finish_eco_fields(self) -> None:
+        """Fill the default exits (every depth from 2 to `encoder_layers`) and validate every ecom2f field."""
         if self.exit_layers is None:
             self.exit_layers = list(range(min(2, self.encoder_layers), self.encoder_layers + 1))
         self.exit_layers = [int(k) for k in self.exit_layers]
@@ -136,11 +86,6 @@ class EcoMask2FormerConfig(Mask2FormerConfig):
         return [stage + 1 for stage, count in enumerate(self.token_scaling_layers) for _ in range(count)]
 
     @property
-    def num_feature_levels(self) -> int:
-        """Backbone levels the deformable encoder reads (1/32, 1/16, 1/8): the last three `feature_strides`."""
-        return min(3, len(self.feature_strides))
-
-    @property
     def num_exits(self) -> int:
         """Number of allowed exits, i.e. the number of gate classes."""
         return len(self.exit_layers)
@@ -155,4 +100,73 @@ class EcoMask2FormerConfig(Mask2FormerConfig):
         return float(depth) if self.exit_loss_weighting == "linear" else 1.0
 
 
-__all__ = ["EcoMask2FormerConfig"]
+
+class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
+    r"""
+    Configuration of [`EcoMask2FormerForUniversalSegmentation`]. Every field of [`Mask2FormerConfig`] keeps its
+    meaning; the fields below add ECO-M2F early exit from the pixel decoder's deformable encoder.
+
+    exit_layers (`list[int]`, *optional*):
+        Encoder depths at which the model may exit, strictly increasing, each in `[1, encoder_layers]`. `None`
+        (default) means every depth from 2 to `encoder_layers`, as in the authors' released code (ECO-M2F gate classes
+        map to exits 2..6 for a 6-layer encoder). The last entry is the depth used when nothing else is asked for.
+    exit_loss_weighting (`str`, *optional*, defaults to `"linear"`):
+        How the step-1 loss is weighted by the sampled depth k: `"linear"` multiplies the Mask2Former loss by k (the
+        authors' released training forward, "linear combination of losses at each layer"); `"uniform"` by 1.
+    gate_hidden_size (`int`, *optional*):
+        Width of the gate's hidden layer. `None` (default) gives the paper's gate: mean pooling followed by one
+        linear layer over the exits (ECO-M2F step C, seeds.md 2.4).
+    gate_input_level (`int`, *optional*, defaults to 0):
+        Which input-projected encoder level the gate pools: 0 is the coarsest (1/32) level, as in the paper.
+    gate_trained (`bool`, *optional*, defaults to `False`):
+        Whether the gate was trained (ECO-M2F step 3). When `True`, a forward without `num_encoder_layers` lets the
+        gate choose the depth of each image; when `False` such a forward runs the deepest exit.
+    deformable_attention_implementation (`str`, *optional*, defaults to `"auto"`):
+        Sampling core of the encoder's deformable attention: `"reference"` (transformers' per-level `grid_sample`),
+        `"embedding_bag"` (one fused gather-and-sum over all levels, equal within float rounding), or `"auto"`
+        (`embedding_bag` on CPU, the reference elsewhere).
+    encoder_n_points (`int`, *optional*, defaults to 4):
+        Sampling points per head and level in the deformable attention (stock Mask2Former: 4).
+    token_scaling_layers (`list[int]`, *optional*):
+        PRO-SCALE stages `[p1, p2, p3]`: the first `p1` encoder layers see only the coarsest level (1/32), the next
+        `p2` also 1/16, the last `p3` all levels. One entry per encoder level, summing to `encoder_layers`, the last
+        one positive. `None` (default) is stock Mask2Former (every layer on every level), as is `[0, 0, 6]`.
+    token_recalibration (`bool`, *optional*, defaults to `False`):
+        PRO-SCALE TRC: re-weight the 1/32 and 1/16 tokens before they enter the encoder by
+        `sigmoid(token_recalibration_temperature * Linear(guide))`, the guide being the input-projected 1/8 map
+        resized to each level (one linear map shared by both levels).
+    token_recalibration_temperature (`float`, *optional*, defaults to 0.1):
+        Scale of the TRC logit (`EXCITE_TEMP` of the released PRO-SCALE configs).
+    light_pixel_embedding (`bool`, *optional*, defaults to `False`):
+        PRO-SCALE LPE: the 3x3 output convolution of the 1/4-resolution FPN level becomes 3x3 max-pooling (stride 1)
+        + GroupNorm(32) + ReLU.
+    """
+
+    model_type = "eco_mask2former"
+
+    exit_layers: list[int] | None = None
+    exit_loss_weighting: str = "linear"
+    gate_hidden_size: int | None = None
+    gate_input_level: int = 0
+    gate_trained: bool = False
+    deformable_attention_implementation: str = "auto"
+    encoder_n_points: int = 4
+    token_scaling_layers: list[int] | None = None
+    token_recalibration: bool = False
+    token_recalibration_temperature: float = 0.1
+    light_pixel_embedding: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # A stock Mask2Former config.json loaded into this class carries `model_type="mask2former"`; the class value
+        # is the truth (it is also what `save_pretrained` writes).
+        self.__dict__.pop("model_type", None)
+        self._finish_eco_fields()
+
+    @property
+    def num_feature_levels(self) -> int:
+        """Backbone levels the deformable encoder reads (1/32, 1/16, 1/8): the last three `feature_strides`."""
+        return min(3, len(self.feature_strides))
+
+
+__all__ = ["DEFORMABLE_ATTENTION_IMPLEMENTATIONS", "EXIT_LOSS_WEIGHTINGS", "EcoEarlyExitConfigMixin", "EcoMask2FormerConfig"]

@@ -20,7 +20,10 @@ from pathlib import Path
 PROJECT_PACKAGES = frozenset({"modeling_ecom2f", "configuration", "processing", "hub"})
 """Top-level names of this project: absolute imports of them do not exist in a Hub repository."""
 
-ABSOLUTE_REWRITES = {"configuration.configuration_ecom2f": "configuration_ecom2f"}
+ABSOLUTE_REWRITES = {
+    "configuration.configuration_ecom2f": "configuration_ecom2f",
+    "configuration.configuration_eco_deformable_detr": "configuration_eco_deformable_detr",
+}
 """Absolute project imports the export may rewrite: module -> flat sibling module name."""
 
 ENTRY_MODULES = ("modeling_ecom2f.modeling_ecom2f", "processing.image_processing_ecom2f")

@@ -7,10 +7,13 @@ from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoModelForImageSegmentation,
+    AutoModelForObjectDetection,
     AutoModelForUniversalSegmentation,
 )
 
+from configuration.configuration_eco_deformable_detr import EcoDeformableDetrConfig
 from configuration.configuration_ecom2f import EcoMask2FormerConfig
+from processing.image_processing_eco_deformable_detr import EcoDeformableDetrImageProcessor
 from processing.image_processing_ecom2f import EcoMask2FormerImageProcessor
 
 from . import data, metrics
@@ -27,11 +30,13 @@ from .data import (
     load_coco_panoptic,
     load_mapped_dataset,
     make_collate_fn,
+    detection_reference,
     make_synthetic_panoptic_dataset,
     panoptic_reference,
     semantic_reference,
 )
 from .ecom2f_depth import sample_exit_depth
+from .ecom2f_detr_outputs import EcoDeformableDetrModelOutput, EcoDeformableDetrObjectDetectionOutput
 from .ecom2f_gate import EcoMask2FormerGate
 from .ecom2f_outputs import (
     EcoMask2FormerForUniversalSegmentationOutput,
@@ -43,7 +48,13 @@ from .metrics import (
     mask_average_precision,
     mean_iou,
     panoptic_quality,
+    per_image_box_ap,
     per_image_panoptic_quality,
+)
+from .modeling_eco_deformable_detr import (
+    EcoDeformableDetrForObjectDetection,
+    EcoDeformableDetrModel,
+    EcoDeformableDetrPreTrainedModel,
 )
 from .modeling_ecom2f import (
     EcoMask2FormerForUniversalSegmentation,
@@ -64,7 +75,22 @@ AutoImageProcessor.register(
     exist_ok=True,
 )
 
+AutoConfig.register(EcoDeformableDetrConfig.model_type, EcoDeformableDetrConfig, exist_ok=True)
+AutoModelForObjectDetection.register(EcoDeformableDetrConfig, EcoDeformableDetrForObjectDetection, exist_ok=True)
+AutoImageProcessor.register(
+    EcoDeformableDetrConfig,
+    image_processor_classes={"pil": EcoDeformableDetrImageProcessor, "torchvision": EcoDeformableDetrImageProcessor},
+    exist_ok=True,
+)
+
 __all__ = [
+    "EcoDeformableDetrConfig",
+    "EcoDeformableDetrForObjectDetection",
+    "EcoDeformableDetrImageProcessor",
+    "EcoDeformableDetrModel",
+    "EcoDeformableDetrModelOutput",
+    "EcoDeformableDetrObjectDetectionOutput",
+    "EcoDeformableDetrPreTrainedModel",
     "EcoMask2FormerCollator",
     "EcoMask2FormerConfig",
     "EcoMask2FormerForUniversalSegmentation",
@@ -81,6 +107,7 @@ __all__ = [
     "SegmentationLabelInfo",
     "SyntheticPanopticConfig",
     "data",
+    "detection_reference",
     "draw_panoptic_overlay",
     "draw_prediction_vs_ground_truth",
     "load_ade20k",
@@ -94,6 +121,7 @@ __all__ = [
     "metrics",
     "panoptic_quality",
     "panoptic_reference",
+    "per_image_box_ap",
     "per_image_panoptic_quality",
     "sample_exit_depth",
     "semantic_reference",

@@ -67,6 +67,32 @@ def exit_indices(depths: torch.Tensor, *, exit_layers: list[int]) -> torch.Tenso
     return matches.long().argmax(dim=1)
 
 
+def resolve_encoder_depths(
+    config, num_encoder_layers: int | torch.Tensor | None, *, batch_size: int
+) -> int | torch.Tensor | None:
+    """The depth request of a forward after validation: an `int`, a LongTensor `(batch,)`, or `None` (the trained
+    gate decides). `config` is any ecom2f config (`exit_layers`, `max_exit`, `gate_trained`)."""
+    if num_encoder_layers is None:
+        return None if config.gate_trained else config.max_exit
+    return validate_encoder_depths(num_encoder_layers, exit_layers=config.exit_layers, batch_size=batch_size)
+
+
+def depth_loss_weight(config, depths: int | torch.Tensor) -> float | torch.Tensor:
+    """ECO-M2F step-1 loss weight of the depth(s) used (`config.exit_loss_weighting`); for per-image depths the mean
+    of the per-image weights."""
+    if isinstance(depths, int):
+        return config.exit_loss_weight(depths)
+    if config.exit_loss_weighting == "uniform":
+        return 1.0
+    return depths.float().mean()  # "linear": weight k at exit k
+
+
+def gate_cross_entropy(gate_logits: torch.Tensor, exit_labels: torch.Tensor, *, exit_layers: list[int]) -> torch.Tensor:
+    """ECO-M2F step 3: cross-entropy of gate logits `(batch, num_exits)` against ideal depths `(batch,)`."""
+    targets = exit_indices(exit_labels.to(gate_logits.device), exit_layers=exit_layers)
+    return torch.nn.functional.cross_entropy(gate_logits, targets)
+
+
 def sample_exit_depth(exit_layers: list[int], *, rng: random.Random) -> int:
     """ECO-M2F step 1: one depth for the whole batch, uniform over the allowed exits (seeds.md 2.2).
 

@@ -4,6 +4,9 @@ Stock Mask2Former runs every encoder layer over the tokens of all three levels. 
 `config.encoder_levels_per_layer[i]` levels only (coarse first: 1/32, 1/16, 1/8), and each image may stop after
 its own number of layers. Tokens of a level that has not entered yet stay as they came in (its input projection),
 which is what the FPN and decoder receive when an image exits before that level enters.
+
+`run_early_exit_layers` is the per-image, staged layer loop itself, shared with the Deformable DETR encoder
+(`ecom2f_detr_encoder`), whose levels run fine to coarse in the token axis: each layer gets a contiguous level span.
 """
 
 from __future__ import annotations
@@ -90,43 +93,104 @@ class EcoMask2FormerPixelDecoderEncoder(Mask2FormerPixelDecoderEncoderOnly):
             exit are returned as they came in.
         """
         reference_points = self.get_reference_points(spatial_shapes_list, valid_ratios, device=inputs_embeds.device)
-        # Tokens taken by the first n levels (Python ints: no tensor iteration, compile friendly).
-        level_sizes = [h * w for h, w in spatial_shapes_list]
-        prefix_tokens = [sum(level_sizes[:n]) for n in range(len(level_sizes) + 1)]
-        per_image = not isinstance(depths, int)
-        num_layers = max_depth if per_image else depths
-
-        hidden_states = inputs_embeds
-        for index, layer in enumerate(self.layers[:num_layers]):
-            n_levels = self.levels_per_layer[index]
-            tokens = prefix_tokens[n_levels]
-            if per_image:
-                images = (depths > index).nonzero().squeeze(1)  # (A,) images still inside the encoder
-            else:
-                images = None
-            updated = layer(
-                self._take(hidden_states, images, tokens),
-                self._take(attention_mask, images, tokens),
-                position_embeddings=self._take(position_embeddings, images, tokens),
-                reference_points=self._take(reference_points, images, tokens)[:, :, :n_levels],
-                spatial_shapes_list=spatial_shapes_list[:n_levels],
-                level_start_index=level_start_index[:n_levels],
-            )[0]  # (A or B, tokens, C)
-            hidden_states = self._put(hidden_states, updated, images, tokens)
-        return hidden_states
+        return run_early_exit_layers(
+            self.layers,
+            level_spans=[(0, n) for n in self.levels_per_layer],  # coarse levels come first in the token axis
+            hidden_states=inputs_embeds,
+            attention_mask=attention_mask,
+            position_embeddings=position_embeddings,
+            reference_points=reference_points,
+            spatial_shapes_list=spatial_shapes_list,
+            level_start_index=level_start_index,
+            depths=depths,
+            max_depth=max_depth,
+        )
 
     @staticmethod
     def _take(tensor: torch.Tensor, images: torch.Tensor | None, tokens: int) -> torch.Tensor:
         """Rows `images` (all when `None`) and the first `tokens` tokens of a `(batch, tokens, ...)` tensor."""
-        if images is not None:
-            tensor = tensor.index_select(0, images)
-        return tensor if tokens == tensor.shape[1] else tensor[:, :tokens]
+        return take_tokens(tensor, images, 0, tokens)
 
     @staticmethod
     def _put(hidden_states: torch.Tensor, updated: torch.Tensor, images: torch.Tensor | None, tokens: int) -> torch.Tensor:
         """Write `updated` back into rows `images` and the first `tokens` tokens of `hidden_states`."""
-        if tokens == hidden_states.shape[1]:
-            return updated if images is None else hidden_states.index_copy(0, images, updated)
-        head, tail = hidden_states[:, :tokens], hidden_states[:, tokens:]
-        head = updated if images is None else head.index_copy(0, images, updated)
-        return torch.cat([head, tail], dim=1)
+        return put_tokens(hidden_states, updated, images, 0, tokens)
+
+
+def take_tokens(tensor: torch.Tensor, images: torch.Tensor | None, start: int, end: int) -> torch.Tensor:
+    """Rows `images` (all when `None`) and tokens `start:end` of a `(batch, tokens, ...)` tensor."""
+    if images is not None:
+        tensor = tensor.index_select(0, images)
+    return tensor if start == 0 and end == tensor.shape[1] else tensor[:, start:end]
+
+
+def put_tokens(
+    hidden_states: torch.Tensor, updated: torch.Tensor, images: torch.Tensor | None, start: int, end: int
+) -> torch.Tensor:
+    """Write `updated` back into rows `images` (all when `None`) and tokens `start:end` of `hidden_states`."""
+    if start == 0 and end == hidden_states.shape[1]:
+        return updated if images is None else hidden_states.index_copy(0, images, updated)
+    middle = hidden_states[:, start:end]
+    middle = updated if images is None else middle.index_copy(0, images, updated)
+    parts = [hidden_states[:, :start], middle, hidden_states[:, end:]]
+    return torch.cat([part for part in parts if part.shape[1] > 0], dim=1)
+
+
+def run_early_exit_layers(
+    layers: nn.ModuleList,
+    *,
+    level_spans: list[tuple[int, int]],
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_embeddings: torch.Tensor,
+    reference_points: torch.Tensor,
+    spatial_shapes_list: list[tuple[int, int]],
+    level_start_index: torch.Tensor,
+    depths: int | torch.Tensor,
+    max_depth: int,
+) -> torch.Tensor:
+    """The staged, per-image early-exit loop shared by every ecom2f deformable encoder (Mask2Former, Deformable DETR).
+
+    Layer `i` attends to the contiguous levels `level_spans[i] = (first, last + 1)` of the token axis (all levels
+    without token scaling); the tokens of the other levels pass through unchanged. With one depth for the batch
+    (`int`) it runs `layers[:depth]` on every image; with one depth per image (LongTensor `(batch,)`) layer `i` runs
+    only on the images whose depth exceeds `i` (gathered, updated, scattered back), up to `max_depth` layers.
+
+    Each layer is called as `layer(hidden_states, attention_mask, position_embeddings=..., reference_points=...,
+    spatial_shapes_list=..., level_start_index=...)` and returns a tuple whose first entry is the updated tokens.
+
+    Args:
+        layers: the encoder layers; layer `i` is built for `last - first` levels of `level_spans[i]`.
+        level_spans: per layer, the `(first, end)` level range it attends to.
+        hidden_states: flattened tokens `(batch, tokens, channels)`, levels in `spatial_shapes_list` order.
+        attention_mask: `(batch, tokens)`, `True` on padding.
+        position_embeddings: `(batch, tokens, channels)`.
+        reference_points: `(batch, tokens, levels, 2)`.
+        spatial_shapes_list: `(height, width)` of each level.
+        level_start_index: `(levels,)` start of each level in the token axis.
+        depths: one depth (`int`) or one per image (LongTensor `(batch,)`).
+        max_depth: the deepest allowed exit.
+
+    Returns:
+        The encoded tokens `(batch, tokens, channels)`.
+    """
+    # Token offset of every level boundary (Python ints: no tensor iteration, compile friendly).
+    level_sizes = [h * w for h, w in spatial_shapes_list]
+    offsets = [sum(level_sizes[:n]) for n in range(len(level_sizes) + 1)]
+    per_image = not isinstance(depths, int)
+    num_layers = max_depth if per_image else depths
+    for index, layer in enumerate(layers[:num_layers]):
+        first, end = level_spans[index]
+        start_token, end_token = offsets[first], offsets[end]
+        images = (depths > index).nonzero().squeeze(1) if per_image else None  # (A,) images still inside
+        starts = level_start_index[first:end]
+        updated = layer(
+            take_tokens(hidden_states, images, start_token, end_token),
+            take_tokens(attention_mask, images, start_token, end_token),
+            position_embeddings=take_tokens(position_embeddings, images, start_token, end_token),
+            reference_points=take_tokens(reference_points, images, start_token, end_token)[:, :, first:end],
+            spatial_shapes_list=spatial_shapes_list[first:end],
+            level_start_index=starts if first == 0 else starts - starts[0],
+        )[0]  # (A or B, tokens of the span, C)
+        hidden_states = put_tokens(hidden_states, updated, images, start_token, end_token)
+    return hidden_states

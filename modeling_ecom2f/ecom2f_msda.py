@@ -10,8 +10,11 @@ there, see benchmarks/) and the reference elsewhere.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from transformers import initialization as init
 from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention,
     multi_scale_deformable_attention,
@@ -124,3 +127,24 @@ class EcoMask2FormerMultiscaleDeformableAttention(Mask2FormerPixelDecoderEncoder
         else:
             output = multi_scale_deformable_attention(value, spatial_shapes_list, locations, weights)
         return self.output_proj(output), weights
+
+
+def init_deformable_attention_(module: EcoMask2FormerMultiscaleDeformableAttention) -> None:
+    """Deformable DETR's initialisation of a deformable attention module (also Mask2Former's): zero offset weights,
+    offset biases on a ring of `n_heads` directions growing with the point index, uniform attention weights,
+    xavier-uniform value and output projections with zero biases."""
+    init.constant_(module.sampling_offsets.weight, 0.0)
+    thetas = torch.arange(module.n_heads, dtype=torch.int64).to(torch.get_default_dtype()) * (
+        2.0 * math.pi / module.n_heads
+    )
+    grid = torch.stack([thetas.cos(), thetas.sin()], -1)  # (heads, 2)
+    grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(module.n_heads, 1, 1, 2)
+    grid = grid.repeat(1, module.n_levels, module.n_points, 1)  # (heads, levels, points, 2)
+    grid = grid * torch.arange(1, module.n_points + 1, dtype=grid.dtype).view(1, 1, -1, 1)
+    init.copy_(module.sampling_offsets.bias, grid.reshape(-1))
+    init.constant_(module.attention_weights.weight, 0.0)
+    init.constant_(module.attention_weights.bias, 0.0)
+    init.xavier_uniform_(module.value_proj.weight)
+    init.constant_(module.value_proj.bias, 0.0)
+    init.xavier_uniform_(module.output_proj.weight)
+    init.constant_(module.output_proj.bias, 0.0)

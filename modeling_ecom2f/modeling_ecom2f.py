@@ -21,7 +21,7 @@ from transformers.models.mask2former.modeling_mask2former import (
 
 from configuration.configuration_ecom2f import EcoMask2FormerConfig
 
-from .ecom2f_depth import exit_indices, validate_encoder_depths
+from .ecom2f_depth import depth_loss_weight, gate_cross_entropy, resolve_encoder_depths
 from .ecom2f_gate import EcoMask2FormerGate
 from .ecom2f_outputs import EcoMask2FormerForUniversalSegmentationOutput, EcoMask2FormerModelOutput
 from .ecom2f_pixel_decoder import EcoMask2FormerPixelLevelModule
@@ -58,9 +58,7 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
 
     def resolve_depths(self, num_encoder_layers: int | torch.Tensor | None, batch_size: int) -> int | torch.Tensor | None:
         """The depth request after validation: an `int`, a LongTensor `(batch,)`, or `None` (the trained gate decides)."""
-        if num_encoder_layers is None:
-            return None if self.config.gate_trained else self.config.max_exit
-        return validate_encoder_depths(num_encoder_layers, exit_layers=self.config.exit_layers, batch_size=batch_size)
+        return resolve_encoder_depths(self.config, num_encoder_layers, batch_size=batch_size)
 
     def compute_gate_logits(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Gate scores `(batch, num_exits)` from the backbone and input projection only (no encoder, no decoder)."""
@@ -169,16 +167,11 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
 
     def depth_loss_weight(self, depths: int | torch.Tensor) -> float | torch.Tensor:
         """Step-1 loss weight of the depth(s) used; the mean over images for per-image depths."""
-        if isinstance(depths, int):
-            return self.config.exit_loss_weight(depths)
-        if self.config.exit_loss_weighting == "uniform":
-            return 1.0
-        return depths.float().mean()  # "linear": weight k at exit k
+        return depth_loss_weight(self.config, depths)
 
     def gate_loss(self, gate_logits: torch.Tensor, exit_labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of gate logits `(batch, num_exits)` against ideal depths `(batch,)` (ECO-M2F step 3)."""
-        targets = exit_indices(exit_labels.to(gate_logits.device), exit_layers=self.config.exit_layers)
-        return nn.functional.cross_entropy(gate_logits, targets)
+        return gate_cross_entropy(gate_logits, exit_labels, exit_layers=self.config.exit_layers)
 
     def forward(
         self,

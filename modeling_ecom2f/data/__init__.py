@@ -9,6 +9,7 @@ from .ade20k import load_ade20k, read_ade20k_instance_mapping
 from .augmentation import EcoMask2FormerTrainAugmentation
 from .cityscapes import CITYSCAPES_CLASSES, load_cityscapes
 from .coco_panoptic import load_coco_panoptic
+from .detection import detection_reference
 from .collate import EcoMask2FormerCollator, decode_row, make_collate_fn, panoptic_reference, semantic_reference
 from .errors import SegmentationDataError
 from .labels import SegmentationLabelInfo
@@ -44,6 +45,7 @@ __all__ = [
     "THING_SHAPES",
     "colorize_panoptic",
     "decode_row",
+    "detection_reference",
     "draw_panoptic_grid",
     "draw_panoptic_overlay",
     "draw_prediction_vs_ground_truth",
