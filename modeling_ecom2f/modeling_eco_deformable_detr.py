@@ -233,7 +233,11 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
                 for _ in range(config.decoder_layers)
             ]
         )
-        self._tied_weights_keys = dict(DeformableDetrForObjectDetection._tied_weights_keys)
+        # Stock ties heads 1..L-1 to head 0; with a single decoder layer there is nothing to tie (stock
+        # transformers raises in that case, so the tie is dropped here).
+        self._tied_weights_keys = (
+            dict(DeformableDetrForObjectDetection._tied_weights_keys) if config.decoder_layers > 1 else {}
+        )
         if config.with_box_refine:
             self.model.decoder.bbox_embed = copy.deepcopy(self.bbox_embed)
             self._tied_weights_keys["bbox_embed"] = "model.decoder.bbox_embed"

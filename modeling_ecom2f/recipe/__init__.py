@@ -1,5 +1,6 @@
 """The ECO-M2F training and evaluation recipe behind `examples/` (step 1 early-exit training, step 2 derived data set,
-step 3 gate training, evaluation, and the whole main job), as reusable functions.
+step 3 gate training, evaluation, and the whole main job), as reusable functions; the same step functions run the
+detection recipe (EcoDeformableDetr, per-image box AP) when the namespace says `task="detection"` (see `tasks`).
 
 Each step is a function of the `argparse.Namespace` its parser returns, so the example scripts are thin and Python
 callers can run a step with `train_early_exit(build_train_early_exit_parser().parse_args([...]))`.
@@ -13,6 +14,12 @@ from .arguments import (
 )
 from .checkpointing import TrainingProgress, list_checkpoints, resolve_resume
 from .derived import derive_exit_dataset, load_derived_dataset, pq_matrix
+from .detection_arguments import (
+    build_detection_derive_exit_dataset_parser,
+    build_detection_evaluate_parser,
+    build_detection_train_early_exit_parser,
+    build_detection_train_gate_parser,
+)
 from .early_exit import train_early_exit
 from .evaluate_job import evaluate_model
 from .evaluation import evaluate_modes, panoptic_from_counts
@@ -21,14 +28,20 @@ from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_hist
 from .modeling import build_model, load_model, load_trained_model
 from .pipeline import DEFAULT_BETAS, PRESETS, build_run_parser, run_eco_m2f
 from .runtime import RecipeError, finish_process, run_script, run_script_process
+from .tasks import RecipeTask, get_task
 
 __all__ = [
     "DEFAULT_BETAS",
     "DEFAULT_BETA_GRID",
     "PRESETS",
     "RecipeError",
+    "RecipeTask",
     "TrainingProgress",
     "build_derive_exit_dataset_parser",
+    "build_detection_derive_exit_dataset_parser",
+    "build_detection_evaluate_parser",
+    "build_detection_train_early_exit_parser",
+    "build_detection_train_gate_parser",
     "build_evaluate_parser",
     "build_model",
     "build_run_parser",
@@ -38,6 +51,7 @@ __all__ = [
     "evaluate_model",
     "evaluate_modes",
     "finish_process",
+    "get_task",
     "histogram_table",
     "ideal_depths",
     "label_histogram",

@@ -182,75 +182,93 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--overlap_mask_area_threshold", type=float, default=0.8)
 
 
-def build_train_early_exit_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="ECO-M2F step 1: train the parent model to exit at every allowed encoder depth "
-                    "(one depth sampled per step, one shared decoder, loss weighted by depth)."
-    )
-    add_model_arguments(parser)
-    add_data_arguments(parser, augmentation=True)
-    add_training_arguments(parser, learning_rate=3e-4, batch_size=8)
-    add_runtime_arguments(parser, output_dir="outputs/step1_early_exit")
-    add_eval_arguments(parser)
-    parser.add_argument("--eval_depths", type=int, nargs="*", default=None,
-                        help="after training, evaluate validation PQ at these depths (default: first and last exit; "
-                             "pass nothing after the flag to skip)")
+#: Parser descriptions of the segmentation steps (the detection ones are in `detection_arguments`).
+DESCRIPTIONS = {
+    "step1": "ECO-M2F step 1: train the parent model to exit at every allowed encoder depth (one depth sampled per "
+             "step, one shared decoder, loss weighted by depth).",
+    "step2": "ECO-M2F step 2: per-image PQ of the frozen parent at every exit, stored as Parquet; ideal-depth labels "
+             "for any beta are derived from it without rerunning the model.",
+    "step3": "ECO-M2F step 3: freeze everything but the gate and train it with cross-entropy on the ideal-depth "
+             "labels argmax_k(PQ_k - beta * k) of the derived data set.",
+    "evaluate": "Evaluate an EcoMask2Former model: PQ/SQ/RQ, mIoU, mask AP, GFLOPs and depth histogram for every "
+                "fixed depth, the gate(s) and the oracle.",
+}
+
+
+def _step_parser(task: str, step: str, *, fresh: bool, output_dir: str, augmentation: bool = False,
+                 training: dict | None = None) -> argparse.ArgumentParser:
+    """The shared groups of one step's parser for `task` ("segmentation" or "detection"): model, data, training
+    (if `training` gives its defaults), run and evaluation arguments. Detection parsers set `task="detection"`
+    (which `tasks.get_task` reads) and write under `outputs/detection/` by default."""
+    if task == "segmentation":
+        descriptions, add_model, add_eval = DESCRIPTIONS, add_model_arguments, add_eval_arguments
+    elif task == "detection":
+        from . import detection_arguments as detection
+
+        descriptions = detection.DETECTION_DESCRIPTIONS
+        add_model, add_eval = detection.add_detection_model_arguments, detection.add_detection_eval_arguments
+        output_dir = output_dir.replace("outputs/", "outputs/detection/", 1)
+    else:
+        raise ValueError(f"task: 'segmentation' or 'detection', got {task!r}")
+    parser = argparse.ArgumentParser(description=descriptions[step])
+    add_model(parser, fresh=fresh)
+    add_data_arguments(parser, augmentation=augmentation)
+    if training is not None:
+        add_training_arguments(parser, **training)
+    add_runtime_arguments(parser, output_dir=output_dir)
+    add_eval(parser)
+    if task != "segmentation":
+        parser.set_defaults(task=task)
     return parser
 
 
-def build_derive_exit_dataset_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="ECO-M2F step 2: per-image PQ of the frozen parent at every exit, stored as Parquet; ideal-depth "
-                    "labels for any beta are derived from it without rerunning the model."
-    )
-    add_model_arguments(parser, fresh=False)
-    add_data_arguments(parser)
-    add_runtime_arguments(parser, output_dir="outputs/step2_derived")
-    add_eval_arguments(parser)
+def build_train_early_exit_parser(*, task: str = "segmentation") -> argparse.ArgumentParser:
+    parser = _step_parser(task, "step1", fresh=True, output_dir="outputs/step1_early_exit", augmentation=True,
+                          training={"learning_rate": 3e-4 if task == "segmentation" else 2e-4, "batch_size": 8})
+    if task == "detection":  # Deformable DETR's optimiser settings
+        parser.set_defaults(weight_decay=1e-4, max_grad_norm=0.1)
+    parser.add_argument("--eval_depths", type=int, nargs="*", default=None,
+                        help="after training, evaluate validation PQ (box AP for detection) at these depths (default: "
+                             "first and last exit; pass nothing after the flag to skip)")
+    return parser
+
+
+def build_derive_exit_dataset_parser(*, task: str = "segmentation") -> argparse.ArgumentParser:
+    parser = _step_parser(task, "step2", fresh=False, output_dir="outputs/step2_derived")
     parser.add_argument("--split", choices=("train", "validation"), default="train",
                         help="which split to derive (the gate is trained on the train split)")
     parser.add_argument("--betas", type=_non_negative_float, nargs="+", default=None,
                         help="betas whose label histograms are printed and saved (default: a grid 0..0.1)")
-    parser.add_argument("--loss_seed", type=int, default=0, help="seed of the per-image loss's point sampling")
+    if task == "segmentation":
+        parser.add_argument("--loss_seed", type=int, default=0, help="seed of the per-image loss's point sampling")
     return parser
 
 
-def build_train_gate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="ECO-M2F step 3: freeze everything but the gate and train it with cross-entropy on the "
-                    "ideal-depth labels argmax_k(PQ_k - beta * k) of the derived data set."
-    )
-    add_model_arguments(parser, fresh=False)
-    add_data_arguments(parser)
-    add_training_arguments(parser, learning_rate=1e-2, batch_size=32)
-    add_runtime_arguments(parser, output_dir="outputs/step3_gate")
-    add_eval_arguments(parser)
+def build_train_gate_parser(*, task: str = "segmentation") -> argparse.ArgumentParser:
+    parser = _step_parser(task, "step3", fresh=False, output_dir="outputs/step3_gate",
+                          training={"learning_rate": 1e-2, "batch_size": 32})
     parser.set_defaults(num_train_epochs=60, lr_scheduler_type="cosine", weight_decay=0.01, max_grad_norm=1.0)
     parser.add_argument("--derived_dataset", required=True, help="folder written by derive_exit_dataset.py")
     parser.add_argument("--beta", type=_non_negative_float, required=True,
-                        help="trade-off in PQ-fraction units per encoder layer (0.01 = 1 PQ point per layer)")
+                        help="trade-off in quality-fraction units (PQ, or box AP for detection) per encoder layer "
+                             "(0.01 = 1 point per layer)")
     parser.add_argument("--holdout_fraction", type=float, default=0.2,
                         help="share of the training images held out to measure gate accuracy (0 disables)")
-    parser.add_argument("--skip_validation", action="store_true", help="do not evaluate PQ/GFLOPs on validation")
+    parser.add_argument("--skip_validation", action="store_true",
+                        help="do not evaluate PQ (box AP) and GFLOPs on validation")
     return parser
 
 
-def build_evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Evaluate an EcoMask2Former model: PQ/SQ/RQ, mIoU, mask AP, GFLOPs and depth histogram for every "
-                    "fixed depth, the gate(s) and the oracle."
-    )
-    add_model_arguments(parser, fresh=False)
-    add_data_arguments(parser)
-    add_runtime_arguments(parser, output_dir="outputs/evaluation")
-    add_eval_arguments(parser)
+def build_evaluate_parser(*, task: str = "segmentation") -> argparse.ArgumentParser:
+    parser = _step_parser(task, "evaluate", fresh=False, output_dir="outputs/evaluation")
     parser.add_argument("--split", choices=("train", "validation"), default="validation")
     parser.add_argument("--depths", type=int, nargs="*", default=None, help="fixed depths (default: every exit)")
     parser.add_argument("--gate_models", nargs="*", default=[],
                         help="more gated models sharing the parent's weights (step-3 outputs); their gates are "
                              "evaluated too")
     parser.add_argument("--oracle_betas", type=_non_negative_float, nargs="*", default=[],
-                        help="evaluate the oracle (per image the derived label argmax_k(PQ_k - beta k)) for these betas")
+                        help="evaluate the oracle (per image the derived label argmax_k(q_k - beta k) of its per-image "
+                             "PQ, or box AP for detection) for these betas")
     parser.add_argument("--no_gate", action="store_true", help="skip the model's own gate")
     parser.add_argument("--gate_evaluation", choices=("forward", "select"), default="forward",
                         help="forward: run the model with the gate deciding; select: run only the gate and take each "
@@ -261,6 +279,7 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
 
 __all__ = [
     "DATASET_SOURCES",
+    "DESCRIPTIONS",
     "DEFAULT_SPLITS",
     "add_data_arguments",
     "add_eval_arguments",

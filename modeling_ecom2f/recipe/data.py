@@ -220,9 +220,11 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
         return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples).tolist())
 
 
-def train_dataloader(args: argparse.Namespace, dataset, label_info, processor, *, num_processes: int = 1):
+def train_dataloader(args: argparse.Namespace, dataset, label_info, processor, *, num_processes: int = 1,
+                     make_collator=None):
     """Shuffled, augmented training batches (`pixel_values`, `pixel_mask`, `mask_labels`, `class_labels`,
-    `indices`); pass it through `accelerator.prepare`."""
+    `indices`); pass it through `accelerator.prepare`. `make_collator` builds the collator from the keyword
+    arguments of `EcoMask2FormerCollator` (default: that class; the detection recipe passes its own)."""
     augmentation = None
     processor_kwargs = {}
     if not getattr(args, "no_augmentation", True):
@@ -236,8 +238,8 @@ def train_dataloader(args: argparse.Namespace, dataset, label_info, processor, *
     if len(rows) < global_batch:
         raise RecipeError(f"the training split has {len(rows)} images, fewer than one batch of {global_batch} "
                           f"({args.per_device_train_batch_size} per process x {num_processes} processes)")
-    collator = EcoMask2FormerCollator(image_processor=processor, label_info=label_info,
-                                      processor_kwargs=processor_kwargs)
+    collator = (make_collator or EcoMask2FormerCollator)(image_processor=processor, label_info=label_info,
+                                                         processor_kwargs=processor_kwargs)
     return torch.utils.data.DataLoader(
         rows, batch_size=args.per_device_train_batch_size, sampler=EpochShuffleSampler(len(rows), seed=args.seed),
         collate_fn=IndexedCollator(collator), num_workers=args.dataloader_num_workers, drop_last=True,
@@ -254,11 +256,13 @@ def shard_indices(num_rows: int, *, process_index: int, num_processes: int) -> l
     return list(range(process_index * per, min(num_rows, (process_index + 1) * per)))
 
 
-def inference_dataloader(dataset, label_info, processor, *, indices: list[int], batch_size: int, num_workers: int = 0):
+def inference_dataloader(dataset, label_info, processor, *, indices: list[int], batch_size: int, num_workers: int = 0,
+                         make_collator=None):
     """Unaugmented batches over `indices` in order, with `references` (original-resolution ground truth),
     `target_sizes`, `image_ids` and `indices`; for evaluation and step 2 (no `accelerator.prepare`)."""
     rows = torch.utils.data.Subset(PanopticRows(dataset, label_info=label_info), indices)
-    collator = EcoMask2FormerCollator(image_processor=processor, label_info=label_info, return_references=True)
+    collator = (make_collator or EcoMask2FormerCollator)(image_processor=processor, label_info=label_info,
+                                                         return_references=True)
     return torch.utils.data.DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=IndexedCollator(collator),
                                        num_workers=num_workers)
 

@@ -6,6 +6,10 @@ On disk (`--output_dir`): `derived.parquet` (a `datasets.Dataset`: `index`, `ima
 each metric a list in `exit_layers` order), `derived_info.json` (exits, split, the parent's weights digest, the
 data arguments) and `label_histograms.json` (label counts per beta). The images are split into contiguous blocks
 over the processes and the rows are gathered and checked complete before anything is written.
+
+Detection (`task="detection"`): the columns are `box_ap`, `ap50`, `ap75` (per-image COCO box AP, see
+`detection_evaluation`) and `num_ground_truth`; `derived_info.json` names the task and the quality column, and step 3
+refuses a derived data set of the other task.
 """
 
 from __future__ import annotations
@@ -21,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import build_image_processor, inference_dataloader, load_split, shard_indices
+from .data import inference_dataloader, load_split, shard_indices
 from .evaluation import BatchEvaluator, forward_at_depth, panoptic_from_counts
 from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
-from .modeling import load_trained_model
 from .runtime import RecipeError, end_run, make_accelerator, progress_bar, write_json, write_summary
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
@@ -127,42 +130,56 @@ def load_derived_dataset(folder: str | Path):
         raise RecipeError(f"{folder} is not a derived data set (needs {DERIVED_FILE} and {INFO_FILE}); run "
                           "derive_exit_dataset.py first")
     info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
+    quality = info.get("quality", "pq")
     import pyarrow.parquet as pq
 
     table = pq.read_table(str(folder / DERIVED_FILE))
     if table.num_rows == 0:
         raise RecipeError(f"{folder / DERIVED_FILE} has no rows: there are no depth labels to train on")
     derived = datasets.Dataset(table)
-    missing = [c for c in ("index", "image_id", "pq") if c not in derived.column_names]
+    missing = [c for c in ("index", "image_id", quality) if c not in derived.column_names]
     if missing:
         raise RecipeError(f"{folder / DERIVED_FILE} lacks the column(s) {missing}")
     return derived, info
 
 
-def pq_matrix(derived, exit_layers) -> np.ndarray:
-    """The `(num_images, num_exits)` PQ array of a derived data set, checked against `exit_layers`."""
-    pq = np.asarray(derived["pq"], dtype=np.float64)
+def pq_matrix(derived, exit_layers, *, column: str = "pq") -> np.ndarray:
+    """The `(num_images, num_exits)` per-image quality array (PQ, or the `column` named by the task, e.g. box AP)
+    of a derived data set, checked against `exit_layers`."""
+    if column not in derived.column_names:
+        raise RecipeError(f"the derived data set has no {column!r} column (it has {derived.column_names}): was it "
+                          "made for another task?")
+    pq = np.asarray(derived[column], dtype=np.float64)
     if pq.ndim != 2 or pq.shape[1] != len(exit_layers):
-        raise RecipeError(f"derived PQ rows must have one value per exit {list(exit_layers)}, got shape {pq.shape}")
+        raise RecipeError(f"derived {column} rows must have one value per exit {list(exit_layers)}, got shape "
+                          f"{pq.shape}")
     return pq
 
 
 def derive_exit_dataset(args: argparse.Namespace) -> dict:
-    """Run step 2 from parsed `build_derive_exit_dataset_parser()` arguments; returns the summary dict."""
+    """Run step 2 from parsed `build_derive_exit_dataset_parser()` arguments; returns the summary dict.
+
+    The task (`args.task`, see `tasks.get_task`) picks the per-image quality: PQ for segmentation, COCO box AP on
+    the image for detection (`metrics.per_image_box_ap`).
+    """
+    from .tasks import get_task
+
+    task = get_task(args)
     if not args.model_name_or_path:
         raise RecipeError("step 2 needs --model_name_or_path (the step-1 model folder)")
     accelerator = make_accelerator(args, project_name="ecom2f_step2")
     start = time.perf_counter()
     dataset, label_info = load_split(args, args.split)
-    model = load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
-    processor = build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
-                                      model_dir=args.model_name_or_path)
+    model = task.load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
+    processor = task.build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
+                                           model_dir=args.model_name_or_path)
     exits = list(model.config.exit_layers)
-    logger.info("***** Step 2: derived data set *****")
+    quality = task.quality
+    logger.info("***** Step 2: derived data set (per-image %s) *****", task.quality_label)
     logger.info("  %d %s images x %d exits %s, %d processes", len(dataset), args.split, len(exits), exits,
                 accelerator.num_processes)
-    rows = derive_rows(accelerator=accelerator, model=model, processor=processor, dataset=dataset,
-                       label_info=label_info, args=args)
+    rows = task.derive_rows(accelerator=accelerator, model=model, processor=processor, dataset=dataset,
+                            label_info=label_info, args=args)
     from accelerate.utils import gather_object
 
     rows = gather_object(rows) if accelerator.num_processes > 1 else rows
@@ -181,21 +198,23 @@ def derive_exit_dataset(args: argparse.Namespace) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         derived = datasets.Dataset.from_list(rows)
         derived.to_parquet(str(out / DERIVED_FILE))
-        pq = pq_matrix(derived, exits)
+        pq = pq_matrix(derived, exits, column=quality)
         betas = sorted(set(DEFAULT_BETA_GRID) | set(args.betas or []))
         histograms = {f"{b:g}": {"counts": label_histogram(ideal_depths(pq, exits, b), exits),
                                  "mean_depth": float(ideal_depths(pq, exits, b).mean())} for b in betas}
-        info = {"exit_layers": exits, "split": args.split, "num_images": len(rows),
-                "model_dir": str(args.model_name_or_path), "model_digest": weights_digest(args.model_name_or_path),
-                "pq_units": "fraction in [0, 1]", "label_rule": "argmax_k(pq_k - beta * k), ties to the shallowest",
-                "data": {k: getattr(args, k, None) for k in DATA_KEYS}, "loss_seed": args.loss_seed,
-                "mean_pq_per_exit": pq.mean(axis=0).tolist()}
+        info = {"exit_layers": exits, "split": args.split, "num_images": len(rows), "task": task.name,
+                "quality": quality, "model_dir": str(args.model_name_or_path),
+                "model_digest": weights_digest(args.model_name_or_path),
+                f"{quality}_units": "fraction in [0, 1]",
+                "label_rule": f"argmax_k({quality}_k - beta * k), ties to the shallowest",
+                "data": {k: getattr(args, k, None) for k in DATA_KEYS}, "loss_seed": getattr(args, "loss_seed", None),
+                f"mean_{quality}_per_exit": pq.mean(axis=0).tolist()}
         write_json(out / INFO_FILE, info)
         write_json(out / HISTOGRAM_FILE, {"exit_layers": exits, "betas": histograms})
         table = histogram_table(pq, exits, betas)
         (out / "label_histograms.txt").write_text(table + "\n", encoding="utf-8")
         print("Ideal-depth label histogram (images per exit) for each beta:\n" + table, flush=True)
-        summary.update({"output_dir": str(out), "mean_pq_per_exit": info["mean_pq_per_exit"],
+        summary.update({"output_dir": str(out), f"mean_{quality}_per_exit": info[f"mean_{quality}_per_exit"],
                         "label_histograms": histograms})
     summary["seconds"] = round(time.perf_counter() - start, 2)
     write_summary(accelerator, args.output_dir, "derive_exit_dataset", summary)

@@ -18,8 +18,8 @@ import torch
 
 from ..ecom2f_depth import sample_exit_depth
 from .checkpointing import run_fingerprint
-from .data import build_image_processor, load_split, model_inputs, train_dataloader
-from .modeling import build_model, count_parameters
+from .data import load_split, train_dataloader
+from .modeling import count_parameters
 from .runtime import RecipeError, end_run, make_accelerator, push_to_hub, write_summary
 from .training import (
     make_optimizer,
@@ -38,7 +38,7 @@ FINGERPRINT_KEYS = (
     "synthetic_seed", "synthetic_max_objects", "synthetic_min_object_size", "per_device_train_batch_size",
     "gradient_accumulation_steps", "learning_rate", "weight_decay", "lr_scheduler_type", "num_warmup_steps",
     "warmup_ratio", "max_train_steps", "num_train_epochs", "min_scale", "max_scale", "flip_probability",
-    "no_augmentation", "model_name_or_path", "backbone", "exit_layers", "token_scaling_layers",
+    "no_augmentation", "model_name_or_path", "backbone", "exit_layers", "token_scaling_layers", "task",
 )
 
 
@@ -56,22 +56,27 @@ def train_early_exit(args: argparse.Namespace) -> dict:
     """Run step 1 from parsed `build_train_early_exit_parser()` arguments; returns the summary dict.
 
     Writes to `--output_dir`: the trained model and processor (`save_pretrained`), `checkpoints/step_*`, and
-    `train_early_exit_summary.json`.
+    `train_early_exit_summary.json`. The task (`args.task`, see `tasks.get_task`) picks the model, the batches
+    and the validation metric (PQ for segmentation, box AP for detection).
     """
+    from .tasks import get_task
+
+    task = get_task(args)
     accelerator = make_accelerator(args, gradient_accumulation_steps=args.gradient_accumulation_steps,
                                    project_name="ecom2f_step1")
     from accelerate.utils import set_seed
 
     set_seed(args.seed)
     train_set, label_info = load_split(args, "train")
-    model = build_model(args, label_info)
+    model = task.build_model(args, label_info)
     if args.eval_depths:
         bad = [d for d in args.eval_depths if d not in model.config.exit_layers]
         if bad:
             raise RecipeError(f"--eval_depths {bad} are not exits of the model {model.config.exit_layers}")
-    processor = build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
-                                      model_dir=args.model_name_or_path)
-    dataloader = train_dataloader(args, train_set, label_info, processor, num_processes=accelerator.num_processes)
+    processor = task.build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
+                                           model_dir=args.model_name_or_path)
+    dataloader = train_dataloader(args, train_set, label_info, processor, num_processes=accelerator.num_processes,
+                                  make_collator=task.make_collator)
     optimizer = make_optimizer(model, args)
     model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
     max_steps, num_epochs = total_train_steps(args, len(dataloader))
@@ -96,7 +101,7 @@ def train_early_exit(args: argparse.Namespace) -> dict:
         depth_counts[depth] += 1
         if progress.completed_steps == 0 or progress.completed_steps % args.logging_steps == 0:
             check_depth_agreement(accelerator, depth)
-        outputs = model(**model_inputs(batch, accelerator.device), num_encoder_layers=depth)
+        outputs = model(**task.model_inputs(batch, accelerator.device), num_encoder_layers=depth)
         return outputs.loss, {"depth": depth}
 
     result = train_loop(accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
@@ -129,12 +134,14 @@ def train_early_exit(args: argparse.Namespace) -> dict:
         val_set, val_labels = load_split(args, "validation")
         report = evaluate_modes(accelerator=accelerator, model=accelerator.unwrap_model(model), processor=processor,
                                 dataset=val_set, label_info=val_labels, args=args, depths=depths,
-                                with_ap=False, with_miou=False)
-        summary["validation"] = {name: {"pq": r["pq"], "encoder_gflops": r["gflops"]["encoder_mean"]}
+                                with_ap=False, with_miou=False, task=task)
+        quality = task.quality
+        summary["validation"] = {name: {quality: r[quality], "encoder_gflops": r["gflops"]["encoder_mean"]}
                                  for name, r in report["modes"].items()}
         summary["validation_seconds"] = round(time.perf_counter() - start, 2)
-        logger.info("validation PQ: %s", {k: round(100 * v["pq"], 2) for k, v in summary["validation"].items()})
-        accelerator.log({f"val/pq_{k}": v["pq"] for k, v in summary["validation"].items()},
+        logger.info("validation %s: %s", task.quality_label,
+                    {k: round(100 * v[quality], 2) for k, v in summary["validation"].items()})
+        accelerator.log({f"val/{quality}_{k}": v[quality] for k, v in summary["validation"].items()},
                         step=result.progress.completed_steps)
     summary["hub_commit"] = push_to_hub(accelerator, args, model_dir=Path(model_dir))
     write_summary(accelerator, args.output_dir, "train_early_exit", summary)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from .data import build_image_processor, load_split
+from .data import load_split
 from .evaluation import evaluate_modes
-from .modeling import gate_state, load_trained_model
-from .reporting import compact_summary, results_table, tradeoff_plot
+from .modeling import gate_state
+from .reporting import tradeoff_plot
 from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
+from .tasks import get_task
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
@@ -43,13 +44,14 @@ def gate_mode_name(folder: str | Path) -> str:
     return f"gate_{Path(folder).name}"
 
 
-def collect_gates(model, args: argparse.Namespace) -> dict:
+def collect_gates(model, args: argparse.Namespace, *, task=None) -> dict:
     """Mode name -> gate weights: the model's own trained gate, then `--gate_models`."""
+    task = get_task(task if task is not None else args)
     gates: dict = {}
     if model.config.gate_trained and not args.no_gate:
         gates["gate"] = None
     for folder in args.gate_models:
-        other = load_trained_model(folder)
+        other = task.load_trained_model(folder)
         if not other.config.gate_trained:
             raise RecipeError(f"{folder} has no trained gate (config.gate_trained is False)")
         check_same_parent(model, other, name=folder)
@@ -57,46 +59,49 @@ def collect_gates(model, args: argparse.Namespace) -> dict:
     return gates
 
 
-def write_report(report: dict, output_dir: str | Path, *, title: str) -> dict[str, Path]:
+def write_report(report: dict, output_dir: str | Path, *, title: str, task=None) -> dict[str, Path]:
     """`evaluation.json`, `per_image.json`, `evaluation.md` and `tradeoff.png` in `output_dir`."""
+    task = get_task(task)
     out = Path(output_dir)
     paths = {
         "report": write_json(out / "evaluation.json", {k: v for k, v in report.items() if k != "per_image"}),
         "per_image": write_json(out / "per_image.json", report["per_image"]),
     }
-    table = results_table(report)
+    table = task.results_table(report)
     (out / "evaluation.md").write_text(f"# {title}\n\n{table}\n", encoding="utf-8")
     paths["table"] = out / "evaluation.md"
-    paths["plot"] = tradeoff_plot(report, out / "tradeoff.png", title=title)
+    paths["plot"] = tradeoff_plot(report, out / "tradeoff.png", title=title, metric=task.quality,
+                                  metric_label=task.quality_label)
     return paths
 
 
 def evaluate_model(args: argparse.Namespace) -> dict:
     """Run the evaluation from parsed `build_evaluate_parser()` arguments; returns the summary dict."""
+    task = get_task(args)
     if not args.model_name_or_path:
         raise RecipeError("evaluation needs --model_name_or_path")
     accelerator = make_accelerator(args, project_name="ecom2f_eval")
     start = time.perf_counter()
     dataset, label_info = load_split(args, args.split)
-    model = load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
-    processor = build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
-                                      model_dir=args.model_name_or_path)
-    gates = collect_gates(model, args)
+    model = task.load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
+    processor = task.build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
+                                           model_dir=args.model_name_or_path)
+    gates = collect_gates(model, args, task=task)
     depths = args.depths if args.depths else None
     logger.info("***** Evaluation: %d %s images; depths %s, gates %s, oracle betas %s *****", len(dataset),
                 args.split, depths or model.config.exit_layers, list(gates), args.oracle_betas)
     report = evaluate_modes(accelerator=accelerator, model=model, processor=processor, dataset=dataset,
                             label_info=label_info, args=args, depths=depths, gates=gates,
-                            oracle_betas=args.oracle_betas, gate_strategy=args.gate_evaluation)
+                            oracle_betas=args.oracle_betas, gate_strategy=args.gate_evaluation, task=task)
     summary = {"step": "evaluate_model", "split": args.split, "num_images": len(dataset),
-               "modes": compact_summary(report), "seconds": round(time.perf_counter() - start, 2),
+               "modes": task.compact_summary(report), "seconds": round(time.perf_counter() - start, 2),
                "num_processes": accelerator.num_processes}
     if accelerator.is_main_process:
         title = f"{Path(args.model_name_or_path).name} on {args.dataset}/{args.split} ({len(dataset)} images)"
-        paths = write_report(report, args.output_dir, title=title)
+        paths = write_report(report, args.output_dir, title=title, task=task)
         summary["files"] = {k: str(v) for k, v in paths.items()}
-        print(results_table(report), flush=True)
-    accelerator.log({f"eval/{name}/pq": r["pq"] for name, r in report["modes"].items()})
+        print(task.results_table(report), flush=True)
+    accelerator.log({f"eval/{name}/{task.quality}": r[task.quality] for name, r in report["modes"].items()})
     write_summary(accelerator, args.output_dir, "evaluate_model", summary)
     end_run(accelerator)
     return summary

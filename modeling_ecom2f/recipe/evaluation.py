@@ -50,19 +50,26 @@ class ImageRecord:
     confusion: np.ndarray | None = None  # (K, K) semantic confusion
     coco: tuple | None = None  # (images, annotations, detections) with COCO image id 1
 
+    @property
+    def quality(self) -> float:
+        """The per-image quality the oracle and the gate labels use (PQ for segmentation)."""
+        return self.pq
+
 
 class GFlopsTable:
-    """Per-image GFLOPs by (height, width, depth, gate), counted once per key with a batch-1 forward."""
+    """Per-image GFLOPs by (height, width, depth, gate), counted once per key with a batch-1 forward of `counter`
+    (`count_gflops`, or `count_detection_gflops` for detectors: anything returning `.total` and `.encoder`)."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, counter=count_gflops) -> None:
         self.model = model
+        self.counter = counter
         self.cache: dict[tuple, tuple[float, float]] = {}
 
     def __call__(self, height: int, width: int, depth: int, gate: bool) -> tuple[float, float]:
         key = (height, width, depth, gate)
         if key not in self.cache:
             device = next(self.model.parameters()).device
-            counted = count_gflops(self.model, torch.zeros(1, 3, height, width, device=device),
+            counted = self.counter(self.model, torch.zeros(1, 3, height, width, device=device),
                                    num_encoder_layers=depth, output_gate_logits=gate)
             self.cache[key] = (counted.total, counted.encoder)
         return self.cache[key]
@@ -267,7 +274,7 @@ def select_gate_records(model, batch, accelerator, per_depth: dict, evaluator: B
         records.append(dataclasses.replace(base, gflops=total, encoder_gflops=encoder))
     if check:
         real = evaluator.records(forward_at_depth(model, batch, accelerator, None), batch, gate=True)
-        if [r.depth for r in real] != chosen or any(abs(a.pq - b.pq) > 1e-6 for a, b in zip(real, records)):
+        if [r.depth for r in real] != chosen or any(abs(a.quality - b.quality) > 1e-6 for a, b in zip(real, records)):
             raise RecipeError("the gated forward disagrees with the per-depth selection: use gate_strategy='forward'")
     return records
 
@@ -275,11 +282,13 @@ def select_gate_records(model, batch, accelerator, per_depth: dict, evaluator: B
 def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, depths: Sequence[int] | None = None,
                    gates: dict[str, dict | None] | None = None, oracle_betas: Sequence[float] = (),
                    with_ap: bool = True, with_miou: bool = True, description: str = "evaluation",
-                   gate_strategy: str = "forward") -> dict:
+                   gate_strategy: str = "forward", task=None) -> dict:
     """Evaluate `model` on `dataset` at fixed `depths`, with each gate in `gates`, and as the oracle per beta.
 
     Args:
-        model: an (unwrapped) EcoMask2Former model on `accelerator.device`; it is put in `eval()` mode.
+        model: an (unwrapped) ecom2f model on `accelerator.device`; it is put in `eval()` mode.
+        task: the `tasks.RecipeTask` (segmentation when None): its evaluator, accumulator and summary are used;
+            the oracle picks per image by the task's per-image quality (PQ, box AP).
         gates: mode name -> gate weights (`modeling.gate_state`) to swap in, or None for the model's own gate.
         oracle_betas: betas of the oracle modes (all exits are then run).
         with_ap, with_miou: also compute mask AP / mIoU.
@@ -292,6 +301,9 @@ def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, 
     """
     from accelerate.utils import broadcast_object_list, gather_object
 
+    from .tasks import get_task
+
+    task = get_task(task)
     model.eval()
     exits = list(model.config.exit_layers)
     depths = list(exits if depths is None else depths)
@@ -302,14 +314,15 @@ def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, 
         depths = exits  # the oracle needs every exit
     gates = dict(gates or {})
     names = [f"depth_{k}" for k in depths] + list(gates) + [f"oracle_beta_{b:g}" for b in oracle_betas]
-    accs = {name: ModeAccumulator() for name in names}
-    evaluator = BatchEvaluator(model=model, processor=processor, label_info=label_info, args=args, with_ap=with_ap,
-                               with_miou=with_miou)
+    accs = {name: task.new_accumulator() for name in names}
+    evaluator = task.batch_evaluator(model=model, processor=processor, label_info=label_info, args=args,
+                                     with_ap=with_ap, with_miou=with_miou)
     indices = shard_indices(len(dataset), process_index=accelerator.process_index,
                             num_processes=accelerator.num_processes)
     loader = inference_dataloader(dataset, label_info, processor, indices=indices,
                                   batch_size=args.per_device_eval_batch_size,
-                                  num_workers=getattr(args, "dataloader_num_workers", 0))
+                                  num_workers=getattr(args, "dataloader_num_workers", 0),
+                                  make_collator=task.make_collator)
     if gate_strategy not in ("forward", "select"):
         raise ValueError(f"gate_strategy: 'forward' or 'select', got {gate_strategy!r}")
     if gates and gate_strategy == "select" and sorted(depths) != exits:
@@ -324,7 +337,7 @@ def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, 
                 for record in per_depth[k]:
                     accs[f"depth_{k}"].add(record)
             for beta in oracle_betas:
-                pq = np.array([[per_depth[k][i].pq for k in exits] for i in range(len(batch["indices"]))])
+                pq = np.array([[per_depth[k][i].quality for k in exits] for i in range(len(batch["indices"]))])
                 for i, depth in enumerate(ideal_depths(pq, exits, beta).tolist()):
                     accs[f"oracle_beta_{beta:g}"].add(per_depth[depth][i])
             for name, state in gates.items():
@@ -346,15 +359,14 @@ def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, 
     gathered = gather_object([accs]) if accelerator.num_processes > 1 else [accs]
     report = [None]
     if accelerator.is_main_process:
-        merged = {name: ModeAccumulator() for name in names}
+        merged = {name: task.new_accumulator() for name in names}
         for part in gathered:
             for name, acc in part.items():
                 merged[name].merge(acc)
-        category_ids = sorted(label_info.id2label)
         report[0] = {
             "num_images": len(dataset),
-            "modes": {name: summarize_mode(acc, category_ids=category_ids, thing_ids=label_info.thing_ids,
-                                           exit_layers=exits) for name, acc in merged.items()},
+            "modes": {name: task.summarize_mode(acc, label_info=label_info, exit_layers=exits)
+                      for name, acc in merged.items()},
             "per_image": {name: sorted(acc.rows, key=lambda r: r["index"]) for name, acc in merged.items()},
         }
     if accelerator.num_processes > 1:

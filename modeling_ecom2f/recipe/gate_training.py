@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from .checkpointing import run_fingerprint
-from .data import EpochShuffleSampler, build_image_processor, inference_dataloader, load_split, shard_indices
+from .data import EpochShuffleSampler, inference_dataloader, load_split, shard_indices
 from .derived import load_derived_dataset, pq_matrix, weights_digest
 from .labels import check_beta, ideal_depths, label_histogram
-from .modeling import load_trained_model
+from .modeling import gate_module
 from .runtime import RecipeError, end_run, make_accelerator, progress_bar, push_to_hub, write_summary
 from .training import make_optimizer, make_scheduler, resume_or_start, total_train_steps, train_loop, unwrap_and_save
 
@@ -45,17 +45,21 @@ class GateOnFeatures(torch.nn.Module):
         return self.gate(features[:, :, None, None])
 
 
-def extract_gate_features(*, accelerator, model, processor, dataset, label_info, args) -> np.ndarray:
+def extract_gate_features(*, accelerator, model, processor, dataset, label_info, args, task=None) -> np.ndarray:
     """The gate's pooled input `(num_images, channels)` for every image (sharded, gathered on every process)."""
     from accelerate.utils import gather_object
 
-    gate = model.model.pixel_level_module.decoder.gate
+    from .tasks import get_task
+
+    task = get_task(task)
+    gate = gate_module(model)
     captured: list[torch.Tensor] = []
     handle = gate.classifier.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].detach()))
     indices = shard_indices(len(dataset), process_index=accelerator.process_index,
                             num_processes=accelerator.num_processes)
     loader = inference_dataloader(dataset, label_info, processor, indices=indices,
-                                  batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers)
+                                  batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
+                                  make_collator=task.make_collator)
     rows: list[tuple[int, list[float]]] = []
     try:
         for batch in progress_bar(accelerator, iterable=loader, total=len(loader), desc="step 3 (gate inputs)"):
@@ -87,13 +91,15 @@ def holdout_split(num_images: int, fraction: float, seed: int) -> tuple[np.ndarr
     return np.sort(order[count:]), np.sort(order[:count])
 
 
-def _gate_report(logits: np.ndarray, targets: np.ndarray, pq: np.ndarray, exits: list[int]) -> dict:
+def _gate_report(logits: np.ndarray, targets: np.ndarray, pq: np.ndarray, exits: list[int], *,
+                 quality: str = "pq") -> dict:
     predicted = logits.argmax(axis=1)
     depths = np.asarray(exits)[predicted]
     rows = np.arange(len(predicted))
     return {"accuracy": float((predicted == targets).mean()), "expected_depth": float(depths.mean()),
             "label_mean_depth": float(np.asarray(exits)[targets].mean()),
-            "mean_pq_of_gate_choice": float(pq[rows, predicted].mean()), "mean_pq_full_depth": float(pq[:, -1].mean()),
+            f"mean_{quality}_of_gate_choice": float(pq[rows, predicted].mean()),
+            f"mean_{quality}_full_depth": float(pq[:, -1].mean()),
             "predicted_histogram": label_histogram(depths, exits), "num_images": int(len(predicted))}
 
 
@@ -103,10 +109,17 @@ def train_gate(args: argparse.Namespace) -> dict:
     Writes to `--output_dir`: the model with the trained gate (`config.gate_trained = True`) and its processor,
     `checkpoints/step_*` and `train_gate_summary.json`.
     """
+    from .tasks import get_task
+
+    task = get_task(args)
     beta = check_beta(args.beta)
     if not args.model_name_or_path:
         raise RecipeError("step 3 needs --model_name_or_path (the step-1 parent the derived data set was made with)")
     derived, info = load_derived_dataset(args.derived_dataset)
+    made_for = info.get("task", "segmentation")
+    if made_for != task.name:
+        raise RecipeError(f"{args.derived_dataset} is a {made_for} derived data set; this is the {task.name} recipe: "
+                          f"rerun step 2 with the {task.name} script")
     if info.get("model_digest") != weights_digest(args.model_name_or_path):
         raise RecipeError(f"{args.derived_dataset} was derived from {info.get('model_dir')}, whose weights differ from "
                           f"{args.model_name_or_path}: rerun step 2 with this model")
@@ -121,11 +134,11 @@ def train_gate(args: argparse.Namespace) -> dict:
     if len(ids) != len(derived) or ids != list(derived["image_id"]):
         raise RecipeError(f"the derived data set's {len(derived)} images are not the {len(ids)} images of split "
                           f"{info['split']!r} given here; pass the data arguments used in step 2")
-    model = load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
+    model = task.load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
     exits = list(model.config.exit_layers)
     if info["exit_layers"] != exits:
         raise RecipeError(f"the derived data set has exits {info['exit_layers']}, the model {exits}")
-    pq = pq_matrix(derived, exits)
+    pq = pq_matrix(derived, exits, column=task.quality)
     labels = ideal_depths(pq, exits, beta)
     targets = np.searchsorted(np.asarray(exits), labels)
     histogram = label_histogram(labels, exits)
@@ -134,13 +147,13 @@ def train_gate(args: argparse.Namespace) -> dict:
     if max(histogram.values()) == len(labels):
         logger.warning("every image has the label %d at beta=%g: the gate will learn a constant", int(labels[0]), beta)
 
-    processor = build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
-                                      model_dir=args.model_name_or_path)
+    processor = task.build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
+                                           model_dir=args.model_name_or_path)
     features = extract_gate_features(accelerator=accelerator, model=model, processor=processor, dataset=dataset,
-                                     label_info=label_info, args=args)
+                                     label_info=label_info, args=args, task=task)
     train_idx, holdout_idx = holdout_split(len(labels), args.holdout_fraction, args.seed)
     model.freeze_all_but_gate()
-    head = GateOnFeatures(model.model.pixel_level_module.decoder.gate)
+    head = GateOnFeatures(gate_module(model))
     train_set = torch.utils.data.TensorDataset(torch.from_numpy(features[train_idx]),
                                                torch.from_numpy(targets[train_idx]).long())
     if len(train_set) < args.per_device_train_batch_size * accelerator.num_processes:
@@ -173,9 +186,10 @@ def train_gate(args: argparse.Namespace) -> dict:
     head = accelerator.unwrap_model(head).eval()
     with torch.no_grad():
         logits = head(torch.from_numpy(features).to(accelerator.device)).float().cpu().numpy()
-    summary["train"] = _gate_report(logits[train_idx], targets[train_idx], pq[train_idx], exits)
+    summary["train"] = _gate_report(logits[train_idx], targets[train_idx], pq[train_idx], exits, quality=task.quality)
     if len(holdout_idx):
-        summary["holdout"] = _gate_report(logits[holdout_idx], targets[holdout_idx], pq[holdout_idx], exits)
+        summary["holdout"] = _gate_report(logits[holdout_idx], targets[holdout_idx], pq[holdout_idx], exits,
+                                          quality=task.quality)
     model.config.gate_trained = True
     model.requires_grad_(True)
     model_dir = unwrap_and_save(accelerator, model, args.output_dir, processor=processor)
@@ -186,11 +200,11 @@ def train_gate(args: argparse.Namespace) -> dict:
         val_set, val_labels = load_split(args, "validation")
         report = evaluate_modes(accelerator=accelerator, model=model, processor=processor, dataset=val_set,
                                 label_info=val_labels, args=args, depths=[], gates={"gate": None},
-                                with_ap=False, with_miou=False, description="step 3 (validation)")
+                                with_ap=False, with_miou=False, description="step 3 (validation)", task=task)
         gate = report["modes"]["gate"]
-        summary["validation"] = {"pq": gate["pq"], "mean_depth": gate["mean_depth"], "gflops": gate["gflops"],
-                                 "depth_histogram": gate["depth_histogram"]}
-        accelerator.log({"val/pq": gate["pq"], "val/mean_depth": gate["mean_depth"]},
+        summary["validation"] = {task.quality: gate[task.quality], "mean_depth": gate["mean_depth"],
+                                 "gflops": gate["gflops"], "depth_histogram": gate["depth_histogram"]}
+        accelerator.log({f"val/{task.quality}": gate[task.quality], "val/mean_depth": gate["mean_depth"]},
                         step=result.progress.completed_steps)
     for part in ("train", "holdout"):
         if part in summary:

@@ -14,6 +14,8 @@ import logging
 import os
 from pathlib import Path
 
+import torch
+
 from configuration.configuration_ecom2f import EcoMask2FormerConfig
 
 from ..data import SegmentationLabelInfo
@@ -43,8 +45,13 @@ def eco_overrides(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in ECO_FIELDS if getattr(args, name, None) is not None}
 
 
-def checkpoint_model_type(path: str | os.PathLike) -> str:
-    """The `model_type` of a saved model folder; `RecipeError` if it is no folder or no model of ours."""
+def checkpoint_model_type(path: str | os.PathLike, *, supported: tuple[str, ...] = SUPPORTED_MODEL_TYPES,
+                          needs: str | None = None) -> str:
+    """The `model_type` of a saved model folder; `RecipeError` if it is no folder or no model of ours.
+
+    `supported` are the accepted model types and `needs` the phrase naming them in the error (default: the
+    Mask2Former recipe's).
+    """
     folder = Path(path)
     config_file = folder / "config.json"
     if not folder.is_dir():
@@ -52,9 +59,10 @@ def checkpoint_model_type(path: str | os.PathLike) -> str:
     if not config_file.is_file():
         raise RecipeError(f"{folder} has no config.json: it is not a model saved with save_pretrained")
     model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise RecipeError(f"{folder} holds a {model_type!r} model; the recipe needs a Mask2Former "
-                          f"('mask2former') or EcoMask2Former ('{EcoMask2FormerConfig.model_type}') checkpoint")
+    if model_type not in supported:
+        needs = needs or (f"the recipe needs a Mask2Former ('mask2former') or EcoMask2Former "
+                          f"('{EcoMask2FormerConfig.model_type}') checkpoint")
+        raise RecipeError(f"{folder} holds a {model_type!r} model; {needs}")
     return model_type
 
 
@@ -149,14 +157,23 @@ def load_trained_model(path: str | os.PathLike, *, label_info: SegmentationLabel
     return model
 
 
+def gate_module(model) -> torch.nn.Module:
+    """The ECO-M2F gate of an ecom2f model: in the pixel decoder (EcoMask2Former) or on the base model
+    (EcoDeformableDetr)."""
+    base = model.model
+    gate = getattr(base, "gate", None)
+    if gate is None:
+        gate = base.pixel_level_module.decoder.gate
+    return gate
+
+
 def gate_state(model) -> dict:
     """The gate's weights (copies), e.g. to swap gates of one parent during evaluation."""
-    gate = model.model.pixel_level_module.decoder.gate
-    return {k: v.detach().clone() for k, v in gate.state_dict().items()}
+    return {k: v.detach().clone() for k, v in gate_module(model).state_dict().items()}
 
 
 def load_gate_state(model, state: dict) -> None:
-    model.model.pixel_level_module.decoder.gate.load_state_dict(state)
+    gate_module(model).load_state_dict(state)
 
 
 def count_parameters(model) -> dict[str, int]:
@@ -175,6 +192,7 @@ __all__ = [
     "count_parameters",
     "eco_overrides",
     "fresh_config",
+    "gate_module",
     "gate_state",
     "load_gate_state",
     "load_model",

@@ -43,8 +43,9 @@ def results_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def tradeoff_plot(report: dict, path: str | Path, *, title: str) -> Path:
-    """PQ against mean encoder GFLOPs per image: fixed depths (line), gates (stars), oracles (diamonds)."""
+def tradeoff_plot(report: dict, path: str | Path, *, title: str, metric: str = "pq", metric_label: str = "PQ") -> Path:
+    """`metric` (PQ, or box AP for detection; in points) against mean encoder GFLOPs per image: fixed depths (line),
+    gates (stars), oracles (diamonds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,10 +55,10 @@ def tradeoff_plot(report: dict, path: str | Path, *, title: str) -> Path:
     modes = report["modes"]
     fixed = sorted((int(n.split("_")[1]), r) for n, r in modes.items() if _mode_kind(n) == "depth")
     if fixed:
-        ax.plot([r["gflops"]["encoder_mean"] for _, r in fixed], [100 * r["pq"] for _, r in fixed], "o-",
+        ax.plot([r["gflops"]["encoder_mean"] for _, r in fixed], [100 * r[metric] for _, r in fixed], "o-",
                 color="tab:blue", label="fixed depth")
         for depth, r in fixed:
-            ax.annotate(f"k={depth}", (r["gflops"]["encoder_mean"], 100 * r["pq"]), textcoords="offset points",
+            ax.annotate(f"k={depth}", (r["gflops"]["encoder_mean"], 100 * r[metric]), textcoords="offset points",
                         xytext=(4, -12), fontsize=8, color="tab:blue")
     styles = {"gate": ("*", 14, "tab:red"), "oracle": ("D", 7, "tab:green")}
     for name, r in modes.items():
@@ -65,14 +66,14 @@ def tradeoff_plot(report: dict, path: str | Path, *, title: str) -> Path:
         if kind not in styles:
             continue
         marker, size, color = styles[kind]
-        ax.plot(r["gflops"]["encoder_mean"], 100 * r["pq"], marker, markersize=size, color=color, linestyle="none")
-        ax.annotate(f"{name} (mean k={r['mean_depth']:.2f})", (r["gflops"]["encoder_mean"], 100 * r["pq"]),
+        ax.plot(r["gflops"]["encoder_mean"], 100 * r[metric], marker, markersize=size, color=color, linestyle="none")
+        ax.annotate(f"{name} (mean k={r['mean_depth']:.2f})", (r["gflops"]["encoder_mean"], 100 * r[metric]),
                     textcoords="offset points", xytext=(6, 4), fontsize=8, color=color)
     for kind, (marker, size, color) in styles.items():
         if any(_mode_kind(n) == kind for n in modes):
             ax.plot([], [], marker, markersize=size, color=color, linestyle="none", label=kind)
     ax.set_xlabel("deformable-encoder GFLOPs per image (mean)")
-    ax.set_ylabel("PQ")
+    ax.set_ylabel(metric_label)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)

@@ -155,6 +155,9 @@ def push_to_hub(accelerator, args: argparse.Namespace, *, model_dir: str | Path,
         return None
     if not args.hub_model_id:
         raise RecipeError("--push_to_hub needs --hub_model_id namespace/name")
+    if getattr(args, "task", None) == "detection":
+        raise RecipeError("--push_to_hub is for segmentation models; export a detector with `python -m "
+                          "hub.hub_eco_deformable_detr_export MODEL_DIR EXPORT_DIR`, then `ecom2f-push EXPORT_DIR ...`")
     url = None
     if accelerator.is_main_process:
         try:
