@@ -1,10 +1,10 @@
 """Multi-scale deformable attention with a choice of sampling core.
 
 `reference` is transformers' pure-PyTorch core (one `grid_sample` per level). `embedding_bag` computes the same sum
-in one pass over all levels: the four bilinear corners of every sampling point become row indices into the value
-table and their bilinear x attention weights become `per_sample_weights` of `F.embedding_bag(mode="sum")`, so the
-weighted gather-and-sum runs in one fused kernel without materialising the sampled values. Zero padding outside a
-level (grid_sample's `padding_mode="zeros"`) is a zero weight. `auto` picks `embedding_bag` on CPU (measured faster
+in one pass over all levels: the four bilinear corners of every sampling point become row indices into a
+zero-bordered value table and their bilinear x attention weights become `per_sample_weights` of
+`F.embedding_bag(mode="sum")`, so the weighted gather-and-sum runs in one fused kernel without materialising the
+sampled values. The zero border stands for grid_sample's `padding_mode="zeros"`. `auto` picks `embedding_bag` on CPU (measured faster
 there, see benchmarks/) and the reference elsewhere.
 """
 
@@ -23,6 +23,24 @@ from transformers.models.mask2former.modeling_mask2former import (
 MSDA_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
 
 
+def _zero_padded_table(value: torch.Tensor, spatial_shapes_list: list[tuple[int, int]]) -> tuple[torch.Tensor, list[int]]:
+    """The value maps with a zero border (1 pixel top/left, 2 bottom/right) as embedding rows `(b, head, token)`.
+
+    Returns the table `(batch * heads * padded_tokens, head_dim)` and each level's first padded token.
+    """
+    batch, _, heads, head_dim = value.shape
+    padded_sizes = [(h + 3) * (w + 3) for h, w in spatial_shapes_list]
+    table = value.new_zeros(batch, heads, sum(padded_sizes), head_dim)
+    starts, start, padded_start = [], 0, 0
+    for (h, w), padded_size in zip(spatial_shapes_list, padded_sizes):
+        level = value[:, start : start + h * w].permute(0, 2, 1, 3).reshape(batch, heads, h, w, head_dim)
+        window = table[:, :, padded_start : padded_start + padded_size].view(batch, heads, h + 3, w + 3, head_dim)
+        window[:, :, 1 : h + 1, 1 : w + 1] = level
+        starts.append(padded_start)
+        start, padded_start = start + h * w, padded_start + padded_size
+    return table.view(-1, head_dim), starts
+
+
 def multi_scale_deformable_attention_embedding_bag(
     value: torch.Tensor,
     spatial_shapes_list: list[tuple[int, int]],
@@ -30,6 +48,11 @@ def multi_scale_deformable_attention_embedding_bag(
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
     """Deformable attention core, equal to the reference up to float rounding.
+
+    Every level gets a zero border (`_zero_padded_table`) and pixel coordinates are clamped to `[-1, size]`: inside
+    that range the four bilinear corners are rows of the padded table and the zeros stand for grid_sample's
+    `padding_mode="zeros"`; a point further out is clamped onto the border, where the corner weights put it entirely
+    on zero rows, so it reads 0 as in the reference. No inside masks, no per-corner bounds checks.
 
     Args:
         value: `(batch, tokens, heads, head_dim)`, levels concatenated in `spatial_shapes_list` order.
@@ -40,38 +63,40 @@ def multi_scale_deformable_attention_embedding_bag(
     Returns:
         `(batch, queries, heads * head_dim)`.
     """
-    batch, tokens, heads, head_dim = value.shape
+    batch, _, heads, head_dim = value.shape
     _, queries, _, levels, points, _ = sampling_locations.shape
     device, dtype = sampling_locations.device, sampling_locations.dtype
-    table = value.transpose(1, 2).reshape(batch * heads * tokens, head_dim)  # rows ordered (b, h, token)
+    table, starts = _zero_padded_table(value, spatial_shapes_list)
+    padded_tokens = table.shape[0] // (batch * heads)
 
-    heights = torch.tensor([h for h, _ in spatial_shapes_list], device=device).view(1, 1, 1, levels, 1)
-    widths = torch.tensor([w for _, w in spatial_shapes_list], device=device).view(1, 1, 1, levels, 1)
-    starts = [0]
-    for h, w in spatial_shapes_list[:-1]:
-        starts.append(starts[-1] + h * w)
-    level_start = torch.tensor(starts, device=device).view(1, 1, 1, levels, 1)
+    def per_level(values: list[int]) -> torch.Tensor:  # (levels, 1): broadcasts over the points axis
+        return torch.tensor(values, dtype=dtype, device=device).view(levels, 1)
+
+    widths = per_level([w for _, w in spatial_shapes_list])
+    heights = per_level([h for h, _ in spatial_shapes_list])
+    row_length = per_level([w + 3 for _, w in spatial_shapes_list])
     # grid_sample with align_corners=False: pixel coordinate = normalised * size - 0.5.
-    x = sampling_locations[..., 0] * widths.to(dtype) - 0.5  # (B, Q, H, L, P)
-    y = sampling_locations[..., 1] * heights.to(dtype) - 0.5
+    half = torch.tensor(-0.5, dtype=dtype, device=device)
+    x = torch.minimum(torch.addcmul(half, sampling_locations[..., 0], widths).clamp_(min=-1.0), widths)  # (B, Q, H, L, P)
+    y = torch.minimum(torch.addcmul(half, sampling_locations[..., 1], heights).clamp_(min=-1.0), heights)
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0
-    x0, y0 = x0.long(), y0.long()
-    row_base = (
-        (torch.arange(batch, device=device).view(batch, 1, 1) * heads + torch.arange(heads, device=device).view(1, 1, heads))
-        * tokens
-    ).view(batch, 1, heads, 1, 1)
-
-    indices, weights = [], []
-    for dy, dx, corner_weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        xi, yi = x0 + dx, y0 + dy
-        inside = (xi >= 0) & (xi < widths) & (yi >= 0) & (yi < heights)
-        index = row_base + level_start + yi.clamp(min=0) * widths + xi.clamp(min=0)
-        indices.append(torch.where(inside, index, row_base))  # any in-range row; its weight is 0
-        weights.append(corner_weight * attention_weights * inside)
-    indices = torch.stack(indices, -1).reshape(batch * queries * heads, levels * points * 4)  # bags ordered (b, q, h)
-    weights = torch.stack(weights, -1).reshape(batch * queries * heads, levels * points * 4)
-    output = nn.functional.embedding_bag(indices, table, per_sample_weights=weights.to(table.dtype), mode="sum")
+    # Padded row of the top-left corner: level start + (y0 + 1) * (w + 3) + (x0 + 1); exact integers in float.
+    first = per_level([start + w + 4 for start, (_, w) in zip(starts, spatial_shapes_list)])
+    local = torch.addcmul(x0 + first, y0, row_length)
+    base = (torch.arange(batch, device=device)[:, None] * heads + torch.arange(heads, device=device)) * padded_tokens
+    top_left = local.long() + base.view(batch, 1, heads, 1, 1)
+    bottom_left = top_left + row_length.long()
+    # Corners stacked before the (level, point) axes: each bag `(b, q, h)` holds 4 x levels x points entries.
+    indices = torch.stack((top_left, top_left + 1, bottom_left, bottom_left + 1), dim=3)  # (B, Q, H, 4, L, P)
+    gx = 1 - fx
+    fy = fy * attention_weights
+    gy = attention_weights - fy
+    weights = torch.stack((gy * gx, gy * fx, fy * gx, fy * fx), dim=3)
+    bags = batch * queries * heads
+    output = nn.functional.embedding_bag(
+        indices.view(bags, -1), table, per_sample_weights=weights.view(bags, -1).to(table.dtype), mode="sum"
+    )
     return output.view(batch, queries, heads * head_dim)
 
 

@@ -17,13 +17,14 @@ SHAPES = {
 }
 
 
-def _inputs(batch: int, shapes, *, heads: int = 4, head_dim: int = 8, points: int = 3, seed: int = 0):
+def _inputs(batch: int, shapes, *, heads: int = 4, head_dim: int = 8, points: int = 3, seed: int = 0,
+            spread: float = 1.4):
     generator = torch.Generator().manual_seed(seed)
     tokens = sum(h * w for h, w in shapes)
     levels = len(shapes)
     value = torch.randn(batch, tokens, heads, head_dim, generator=generator)
     # Locations reach beyond [0, 1] so that zero padding at every border is exercised.
-    locations = torch.rand(batch, 11, heads, levels, points, 2, generator=generator) * 1.4 - 0.2
+    locations = torch.rand(batch, 11, heads, levels, points, 2, generator=generator) * spread - (spread - 1) / 2
     weights = torch.randn(batch, 11, heads, levels * points, generator=generator).softmax(-1)
     return value, locations, weights.view(batch, 11, heads, levels, points)
 
@@ -36,6 +37,17 @@ def test_values_equal_reference(levels, batch):
     got = multi_scale_deformable_attention_embedding_bag(value, SHAPES[levels], locations, weights)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+def test_points_far_outside_every_level_read_zero():
+    """Points many pixels outside a level (clamped onto the zero border by the fast core) contribute nothing."""
+    shapes = SHAPES[3]
+    value, locations, weights = _inputs(2, shapes, spread=6.0, seed=7)
+    expected = multi_scale_deformable_attention(value, shapes, locations, weights)
+    got = multi_scale_deformable_attention_embedding_bag(value, shapes, locations, weights)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    outside = torch.full_like(locations, 3.0)
+    assert multi_scale_deformable_attention_embedding_bag(value, shapes, outside, weights).abs().max() == 0
 
 
 def test_gradients_equal_reference():
