@@ -23,10 +23,13 @@ from transformers.models.mask2former.modeling_mask2former import (
 MSDA_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
 
 
-def _zero_padded_table(value: torch.Tensor, spatial_shapes_list: list[tuple[int, int]]) -> tuple[torch.Tensor, list[int]]:
+def _zero_padded_table(
+    value: torch.Tensor, spatial_shapes_list: list[tuple[int, int]]
+) -> tuple[torch.Tensor, list[int], int]:
     """The value maps with a zero border (1 pixel top/left, 2 bottom/right) as embedding rows `(b, head, token)`.
 
-    Returns the table `(batch * heads * padded_tokens, head_dim)` and each level's first padded token.
+    Returns the table `(batch * heads * padded_tokens, head_dim)`, each level's first padded token and
+    `padded_tokens`.
     """
     batch, _, heads, head_dim = value.shape
     padded_sizes = [(h + 3) * (w + 3) for h, w in spatial_shapes_list]
@@ -38,7 +41,7 @@ def _zero_padded_table(value: torch.Tensor, spatial_shapes_list: list[tuple[int,
         window[:, :, 1 : h + 1, 1 : w + 1] = level
         starts.append(padded_start)
         start, padded_start = start + h * w, padded_start + padded_size
-    return table.view(-1, head_dim), starts
+    return table.view(-1, head_dim), starts, padded_start
 
 
 def multi_scale_deformable_attention_embedding_bag(
@@ -66,8 +69,7 @@ def multi_scale_deformable_attention_embedding_bag(
     batch, _, heads, head_dim = value.shape
     _, queries, _, levels, points, _ = sampling_locations.shape
     device, dtype = sampling_locations.device, sampling_locations.dtype
-    table, starts = _zero_padded_table(value, spatial_shapes_list)
-    padded_tokens = table.shape[0] // (batch * heads)
+    table, starts, padded_tokens = _zero_padded_table(value, spatial_shapes_list)
 
     def per_level(values: list[int]) -> torch.Tensor:  # (levels, 1): broadcasts over the points axis
         return torch.tensor(values, dtype=dtype, device=device).view(levels, 1)
@@ -93,9 +95,10 @@ def multi_scale_deformable_attention_embedding_bag(
     fy = fy * attention_weights
     gy = attention_weights - fy
     weights = torch.stack((gy * gx, gy * fx, fy * gx, fy * fx), dim=3)
-    bags = batch * queries * heads
+    bags, bag_size = batch * queries * heads, 4 * levels * points
     output = nn.functional.embedding_bag(
-        indices.view(bags, -1), table, per_sample_weights=weights.view(bags, -1).to(table.dtype), mode="sum"
+        indices.view(bags, bag_size), table, per_sample_weights=weights.view(bags, bag_size).to(table.dtype),
+        mode="sum",
     )
     return output.view(batch, queries, heads * head_dim)
 
