@@ -16,7 +16,7 @@ time (a contention check); and peak memory of one forward, weights included (tor
 allocator's peak on CUDA). Batch 1 for every variant; batch 4 for `--batch4` variants (all with `--batch4 all`); `torch.compile` for
 `--compile` variants at batch 1, each timed alone right after its compile (not interleaved). Full-depth outputs of the fast ecom2f model are compared with stock (max abs diff).
 
-    python benchmarks/benchmark.py                      # the full run (about 45 minutes on 2 CPU cores)
+    python benchmarks/benchmark.py                      # the full run (about 35 minutes on 2 CPU cores)
     python benchmarks/benchmark.py --device cuda        # the same on a GPU
     python benchmarks/benchmark.py --sizes 800 --batch4 none --compile none   # batch-1 eager only
 
