@@ -2,7 +2,7 @@
 embedded synthetic data set, then the trade-off table (box AP against encoder GFLOPs: every fixed depth, a gate per
 beta, the oracle per beta) in `docs/detection_tradeoff.md` and `.json`, with the command that produced them.
 
-    python examples/detection/run_detection_tradeoff.py                       # about 10 minutes on a 2-core CPU
+    python examples/detection/run_detection_tradeoff.py                       # about 17 minutes on a 2-core CPU
     python examples/detection/run_detection_tradeoff.py --step1_steps 20 --train_images 32 --docs_dir ""   # smoke
 
 Each step is the detection entry point's step function (the same ones `examples/detection/*_detr.py` run), in this
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--train_images", type=int, default=256)
     parser.add_argument("--validation_images", type=int, default=64)
-    parser.add_argument("--step1_steps", type=int, default=300)
+    parser.add_argument("--step1_steps", type=int, default=2400)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=5e-4)
     parser.add_argument("--betas", type=float, nargs="+", default=[0.003, 0.03])

@@ -19,8 +19,6 @@ depth; "encoder" is the deformable encoder's layers) and the depth histogram.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -29,9 +27,9 @@ from typing import Sequence
 import numpy as np
 
 from ..ecom2f_detr_flops import count_detection_gflops
-from ..metrics import COCO_SUMMARY_NAMES, per_image_box_ap
+from ..metrics import per_image_box_ap
 from .data import inference_dataloader, shard_indices
-from .evaluation import GFlopsTable, _processed_sizes, _spread, forward_at_depth
+from .evaluation import GFlopsTable, _processed_sizes, _spread, coco_summary, forward_at_depth
 from .reporting import _pct, full_depth_mode
 from .runtime import RecipeError, progress_bar
 
@@ -138,9 +136,6 @@ class DetectionAccumulator:
 
 def coco_box_ap(parts: Sequence[tuple], thing_ids: Sequence[int]) -> dict:
     """pycocotools COCOeval ("bbox") over per-image `(annotations, detections, (height, width))` parts."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     images, annotations, detections = [], [], []
     for image_id, (anns, dets, (height, width)) in enumerate(parts, start=1):
         images.append({"id": image_id, "height": int(height), "width": int(width)})
@@ -151,19 +146,7 @@ def coco_box_ap(parts: Sequence[tuple], thing_ids: Sequence[int]) -> dict:
             detections.append({"id": len(detections) + 1, "image_id": image_id, "category_id": det["category_id"] + 1,
                                "bbox": list(det["bbox"]), "score": float(det["score"]), "iscrowd": 0,
                                "area": float(det["bbox"][2] * det["bbox"][3])})
-    categories = [{"id": int(t) + 1, "name": str(t)} for t in sorted(thing_ids)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
-        coco_gt.createIndex()
-        coco_dt = COCO()
-        coco_dt.dataset = {"images": images, "categories": categories, "annotations": detections}
-        coco_dt.createIndex()
-        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {name: (float("nan") if v < 0 else float(v)) for name, v in zip(COCO_SUMMARY_NAMES, evaluator.stats)}
+    return coco_summary(images, annotations, detections, thing_ids, iou_type="bbox")
 
 
 def summarize_detection_mode(acc: DetectionAccumulator, *, label_info, exit_layers) -> dict:

@@ -21,7 +21,7 @@ import io
 import logging
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -187,13 +187,33 @@ def panoptic_from_counts(counts: np.ndarray, category_ids: Sequence[int], thing_
     return out
 
 
-def coco_mask_ap(coco_parts: list[tuple], thing_ids: Sequence[int]) -> dict:
-    """COCO mask AP over per-image `(images, annotations, detections)` parts (each with image id 1)."""
-    from pycocotools import mask as mask_utils
+def coco_summary(images: list[dict], annotations: list[dict], detections: list[dict], thing_ids: Sequence[int], *,
+                 iou_type: str) -> dict:
+    """pycocotools' own COCOeval (`iou_type` "segm" or "bbox") over COCO-format lists whose category ids are
+    label id + 1 (one category per thing class); returns the 12 summary figures by name (NaN where undefined)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     from ..metrics import COCO_SUMMARY_NAMES
+
+    categories = [{"id": int(t) + 1, "name": str(t)} for t in sorted(thing_ids)]
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and summary
+        coco_gt = COCO()
+        coco_gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
+        coco_gt.createIndex()
+        coco_dt = COCO()
+        coco_dt.dataset = {"images": images, "categories": categories, "annotations": detections}
+        coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: (float("nan") if v < 0 else float(v)) for name, v in zip(COCO_SUMMARY_NAMES, evaluator.stats)}
+
+
+def coco_mask_ap(coco_parts: list[tuple], thing_ids: Sequence[int]) -> dict:
+    """COCO mask AP over per-image `(images, annotations, detections)` parts (each with image id 1)."""
+    from pycocotools import mask as mask_utils
 
     images, annotations, detections = [], [], []
     for image_id, (imgs, anns, dets) in enumerate(coco_parts, start=1):
@@ -201,22 +221,10 @@ def coco_mask_ap(coco_parts: list[tuple], thing_ids: Sequence[int]) -> dict:
         for ann in anns:
             annotations.append({**ann, "image_id": image_id, "id": len(annotations) + 1})
         detections.extend({**det, "image_id": image_id} for det in dets)
-    categories = [{"id": int(t) + 1, "name": str(t)} for t in sorted(thing_ids)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
-        coco_gt.createIndex()
-        coco_dt = COCO()
-        coco_dt.dataset = {"images": images, "categories": categories, "annotations": [
-            {**det, "id": k, "iscrowd": 0, "area": float(mask_utils.area(det["segmentation"])),
-             "bbox": [float(v) for v in mask_utils.toBbox(det["segmentation"])]}
-            for k, det in enumerate(detections, start=1)]}
-        coco_dt.createIndex()
-        evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {name: (float("nan") if v < 0 else float(v)) for name, v in zip(COCO_SUMMARY_NAMES, evaluator.stats)}
+    detections = [{**det, "id": k, "iscrowd": 0, "area": float(mask_utils.area(det["segmentation"])),
+                   "bbox": [float(v) for v in mask_utils.toBbox(det["segmentation"])]}
+                  for k, det in enumerate(detections, start=1)]
+    return coco_summary(images, annotations, detections, thing_ids, iou_type="segm")
 
 
 def _spread(values: np.ndarray, prefix: str) -> dict:
