@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .ecom2f_flops import _depths_used, _tracker_names, fvcore_flop_counter, to_gflops
+from .ecom2f_flops import _depths_used, _per_image_gflops, _tracker_names, fvcore_flop_counter, to_gflops
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,7 @@ def count_detection_gflops(
 
     batch_size = pixel_values.shape[0]
     depths = _depths_used(outputs, num_encoder_layers, batch_size=batch_size, num_layers=len(layers))
-    shared = (total - sum(encoder_layers)) / batch_size
-    active = [sum(d > i for d in depths) for i in range(len(layers))]
-    per_image = tuple(to_gflops(shared + sum(encoder_layers[i] / active[i] for i in range(d))) for d in depths)
+    per_image = _per_image_gflops(total, encoder_layers, depths)
     return EcoDeformableDetrGFlops(
         backbone=to_gflops(backbone),
         input_projections=to_gflops(input_projections),

@@ -257,11 +257,7 @@ def count_gflops(
 
     batch_size = pixel_values.shape[0]
     depths = _depths_used(outputs, num_encoder_layers, batch_size=batch_size, num_layers=len(layers))
-    shared = (total - sum(encoder_layers)) / batch_size
-    active = [sum(d > i for d in depths) for i in range(len(layers))]  # A_i: images that ran layer i
-    per_image = tuple(
-        to_gflops(shared + sum(encoder_layers[i] / active[i] for i in range(depth))) for depth in depths
-    )
+    per_image = _per_image_gflops(total, encoder_layers, depths)
     return EcoMask2FormerGFlops(
         backbone=to_gflops(backbone),
         encoder_layers=tuple(to_gflops(f) for f in encoder_layers),
@@ -273,6 +269,14 @@ def count_gflops(
         depths=depths,
         per_image=per_image,
     )
+
+
+def _per_image_gflops(total: float, encoder_layers: list[float], depths: tuple[int, ...]) -> tuple[float, ...]:
+    """Each image's GFLOPs: the parts outside the encoder split evenly over the batch, encoder layer `i` split over
+    the images that ran it (every counted op has a shape-only cost linear in the batch)."""
+    shared = (total - sum(encoder_layers)) / len(depths)
+    active = [sum(d > i for d in depths) for i in range(len(encoder_layers))]  # A_i: images that ran layer i
+    return tuple(to_gflops(shared + sum(encoder_layers[i] / active[i] for i in range(depth))) for depth in depths)
 
 
 def _depths_used(
