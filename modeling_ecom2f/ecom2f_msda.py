@@ -68,7 +68,10 @@ def multi_scale_deformable_attention_embedding_bag(
     """
     batch, _, heads, head_dim = value.shape
     _, queries, _, levels, points, _ = sampling_locations.shape
-    device, dtype = sampling_locations.device, sampling_locations.dtype
+    device = sampling_locations.device
+    # Coordinates and row indices in at least float32: half precision cannot hold row numbers above 2048 (bf16: 256).
+    dtype = torch.promote_types(sampling_locations.dtype, torch.float32)
+    sampling_locations = sampling_locations.to(dtype)
     table, starts, padded_tokens = _zero_padded_table(value, spatial_shapes_list)
 
     def per_level(values: list[int]) -> torch.Tensor:  # (levels, 1): broadcasts over the points axis

@@ -50,6 +50,16 @@ def test_points_far_outside_every_level_read_zero():
     assert multi_scale_deformable_attention_embedding_bag(value, shapes, outside, weights).abs().max() == 0
 
 
+def test_half_precision_locations_address_the_right_rows():
+    """bf16 sampling locations (autocast) on a level with more rows than bf16 integers hold: same rows as float32."""
+    shapes = [(40, 50)]
+    value, locations, weights = _inputs(1, shapes, seed=3)
+    rounded = locations.to(torch.bfloat16)
+    expected = multi_scale_deformable_attention_embedding_bag(value, shapes, rounded.float(), weights)
+    got = multi_scale_deformable_attention_embedding_bag(value, shapes, rounded, weights)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
 def test_gradients_equal_reference():
     shapes = SHAPES[3]
     grads = []
