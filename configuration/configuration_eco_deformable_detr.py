@@ -38,6 +38,12 @@ class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
     gate_trained (`bool`, *optional*, defaults to `False`):
         When `True`, a forward without `num_encoder_layers` lets the gate choose each image's depth; when `False`
         such a forward runs the deepest exit.
+    gate_objective (`str`, *optional*, defaults to `"classification"`):
+        `"classification"`: the gate's outputs are logits over the exits for one beta (the paper); `"utility"`: they
+        predict each exit's per-image quality gain and the depth is `argmax_k(pred_k - gate_beta * k)` (any beta).
+    gate_beta (`float`, *optional*, defaults to 0.0):
+        Default trade-off of a `"utility"` gate (quality fraction per encoder layer); a forward's `gate_beta`
+        overrides it.
     deformable_attention_implementation (`str`, *optional*, defaults to `"auto"`):
         Sampling core of the encoder's deformable attention (the decoder keeps the stock one): `"reference"`
         (per-level `grid_sample`), `"embedding_bag"` (one fused gather-and-sum, equal within float rounding) or
@@ -61,6 +67,8 @@ class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
     gate_hidden_size: int | None = None
     gate_input_level: int = 0
     gate_trained: bool = False
+    gate_objective: str = "classification"
+    gate_beta: float = 0.0
     deformable_attention_implementation: str = "auto"
     token_scaling_layers: list[int] | None = None
     token_recalibration: bool = False

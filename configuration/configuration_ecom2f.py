@@ -7,9 +7,12 @@ With every new field at its default the model *is* stock Mask2Former: the same m
 
 from __future__ import annotations
 
+import math
+
 from transformers import Mask2FormerConfig
 
 EXIT_LOSS_WEIGHTINGS = ("linear", "uniform")
+GATE_OBJECTIVES = ("classification", "utility")
 DEFORMABLE_ATTENTION_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
 
 
@@ -17,7 +20,8 @@ class EcoEarlyExitConfigMixin:
     """Validation and derived properties shared by the ecom2f configs (EcoMask2Former, EcoDeformableDetr).
 
     The host config provides `encoder_layers`, `num_feature_levels` (encoder levels) and the fields `exit_layers`,
-    `exit_loss_weighting`, `gate_hidden_size`, `gate_input_level`, `deformable_attention_implementation`,
+    `exit_loss_weighting`, `gate_hidden_size`, `gate_input_level`, `gate_objective`, `gate_beta`,
+    `deformable_attention_implementation`,
     `encoder_n_points` and `token_scaling_layers`. Levels are indexed coarse to fine here (0 = coarsest).
     """
 
@@ -47,6 +51,11 @@ class EcoEarlyExitConfigMixin:
             )
         if self.gate_hidden_size is not None and self.gate_hidden_size < 1:
             raise ValueError(f"gate_hidden_size must be None or >= 1, got {self.gate_hidden_size}")
+        if self.gate_objective not in GATE_OBJECTIVES:
+            raise ValueError(f"gate_objective must be one of {GATE_OBJECTIVES}, got {self.gate_objective!r}")
+        beta = self.gate_beta
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+            raise ValueError(f"gate_beta must be a finite number >= 0, got {beta!r}")
         if self.deformable_attention_implementation not in DEFORMABLE_ATTENTION_IMPLEMENTATIONS:
             raise ValueError(
                 f"deformable_attention_implementation must be one of {DEFORMABLE_ATTENTION_IMPLEMENTATIONS}, "
@@ -121,6 +130,15 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
     gate_trained (`bool`, *optional*, defaults to `False`):
         Whether the gate was trained (ECO-M2F step 3). When `True`, a forward without `num_encoder_layers` lets the
         gate choose the depth of each image; when `False` such a forward runs the deepest exit.
+    gate_objective (`str`, *optional*, defaults to `"classification"`):
+        What the gate's outputs mean. `"classification"`: logits over the exits, trained with cross-entropy on the
+        ideal depths `argmax_k(PQ_k - beta k)` of one beta (the paper, ECO-M2F Sec. 3.3); the depth is their argmax.
+        `"utility"`: a predicted per-image quality gain (PQ fraction over the shallowest exit) per exit, trained by
+        regression on the derived data set; the depth is `argmax_k(pred_k - gate_beta * k)`, so one trained gate
+        serves every beta.
+    gate_beta (`float`, *optional*, defaults to 0.0):
+        Default trade-off of a `"utility"` gate (PQ fraction per encoder layer; 0.01 trades one PQ point for one
+        layer). A forward's `gate_beta` argument overrides it per call. Ignored by a classification gate.
     deformable_attention_implementation (`str`, *optional*, defaults to `"auto"`):
         Sampling core of the encoder's deformable attention: `"reference"` (transformers' per-level `grid_sample`),
         `"embedding_bag"` (one fused gather-and-sum over all levels, equal within float rounding), or `"auto"`
@@ -149,6 +167,8 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
     gate_hidden_size: int | None = None
     gate_input_level: int = 0
     gate_trained: bool = False
+    gate_objective: str = "classification"
+    gate_beta: float = 0.0
     deformable_attention_implementation: str = "auto"
     encoder_n_points: int = 4
     token_scaling_layers: list[int] | None = None
@@ -169,4 +189,4 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
         return min(3, len(self.feature_strides))
 
 
-__all__ = ["DEFORMABLE_ATTENTION_IMPLEMENTATIONS", "EXIT_LOSS_WEIGHTINGS", "EcoEarlyExitConfigMixin", "EcoMask2FormerConfig"]
+__all__ = ["DEFORMABLE_ATTENTION_IMPLEMENTATIONS", "EXIT_LOSS_WEIGHTINGS", "GATE_OBJECTIVES", "EcoEarlyExitConfigMixin", "EcoMask2FormerConfig"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
@@ -56,6 +57,38 @@ def validate_encoder_depths(
 def depths_from_gate_logits(gate_logits: torch.Tensor, *, exit_layers: list[int]) -> torch.Tensor:
     """Per-image depth chosen by the gate: `exit_layers[argmax]`, `(batch,)` LongTensor (no host sync)."""
     return exit_layers_tensor(exit_layers, gate_logits.device)[gate_logits.argmax(dim=-1)]
+
+
+def gate_depths(gate_logits: torch.Tensor, *, config, gate_beta: float | None = None) -> torch.Tensor:
+    """Per-image depth `(batch,)` from the gate's outputs `(batch, num_exits)`, by `config.gate_objective`:
+
+    - `"classification"` (ECO-M2F, arXiv 2404.15244 Sec. 3.3): the outputs are logits over the exits trained for one
+      beta; the depth is `exit_layers[argmax]`. `gate_beta` must then be `None`.
+    - `"utility"`: the outputs predict each exit's per-image quality gain (PQ fraction) over the shallowest exit;
+      the depth is `exit_layers[argmax_k(pred_k - beta * k)]` with `beta = gate_beta` or `config.gate_beta`, so one
+      trained gate serves every trade-off.
+
+    Raises:
+        ValueError: a `gate_beta` for a classification gate, or a negative / non-finite `gate_beta`.
+    """
+    if config.gate_objective == "classification":
+        if gate_beta is not None:
+            raise ValueError(
+                "gate_beta applies to a gate with gate_objective='utility'; this gate was trained with "
+                "gate_objective='classification' for one beta (retrain it, or train a utility gate)"
+            )
+        return depths_from_gate_logits(gate_logits, exit_layers=config.exit_layers)
+    beta = check_gate_beta(config.gate_beta if gate_beta is None else gate_beta, name="gate_beta")
+    exits = exit_layers_tensor(config.exit_layers, gate_logits.device)
+    scores = gate_logits.float() - beta * exits.to(torch.float32)  # (B, num_exits)
+    return exits[scores.argmax(dim=-1)]
+
+
+def check_gate_beta(beta, *, name: str = "gate_beta") -> float:
+    """A usable trade-off: a finite number >= 0 (PQ-fraction units per encoder layer), else `ValueError`."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (quality fraction per encoder layer), got {beta!r}")
+    return float(beta)
 
 
 def exit_indices(depths: torch.Tensor, *, exit_layers: list[int]) -> torch.Tensor:

@@ -11,6 +11,8 @@ which is what the FPN and decoder receive when an image exits before that level 
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from torch import nn
 from transformers.models.mask2former.modeling_mask2former import (
@@ -105,6 +107,43 @@ class EcoMask2FormerPixelDecoderEncoder(Mask2FormerPixelDecoderEncoderOnly):
             depths=depths,
             max_depth=max_depth,
         )
+
+    def forward_exits(
+        self,
+        *,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_embeddings: torch.Tensor,
+        spatial_shapes_list: list[tuple[int, int]],
+        level_start_index: torch.Tensor,
+        valid_ratios: torch.Tensor,
+        exits: list[int],
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Run the layers once up to the deepest of `exits` and yield `(depth, tokens)` after each exit in `exits`
+        (increasing). The tokens at depth `k` are those of `forward(..., depths=k)`: the same layers on the same batch.
+        """
+        exits = sorted(set(int(k) for k in exits))
+        bad = [k for k in exits if not 1 <= k <= len(self.layers)]
+        if not exits or bad:
+            raise ValueError(f"exits must be a non-empty list of depths in [1, {len(self.layers)}], got {exits}")
+        reference_points = self.get_reference_points(spatial_shapes_list, valid_ratios, device=inputs_embeds.device)
+        hidden_states = inputs_embeds
+        done = 0
+        for depth in exits:
+            hidden_states = run_early_exit_layers(
+                self.layers[done:depth],
+                level_spans=[(0, n) for n in self.levels_per_layer[done:depth]],
+                hidden_states=hidden_states,
+                attention_mask=attention_mask,
+                position_embeddings=position_embeddings,
+                reference_points=reference_points,
+                spatial_shapes_list=spatial_shapes_list,
+                level_start_index=level_start_index,
+                depths=depth - done,
+                max_depth=depth - done,
+            )
+            done = depth
+            yield depth, hidden_states
 
     @staticmethod
     def _take(tensor: torch.Tensor, images: torch.Tensor | None, tokens: int) -> torch.Tensor:

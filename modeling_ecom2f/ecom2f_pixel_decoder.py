@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterator
+
 import torch
 from torch import nn
 from transformers.backbone_utils import load_backbone
@@ -11,11 +14,36 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerPixelLevelModuleOutput,
 )
 
-from .ecom2f_depth import depths_from_gate_logits
+from .ecom2f_depth import gate_depths
 from .ecom2f_encoder import EcoMask2FormerPixelDecoderEncoder
 from .ecom2f_gate import EcoMask2FormerGate
 from .ecom2f_outputs import EcoMask2FormerPixelDecoderOutput
 from .ecom2f_token_scaling import EcoMask2FormerTokenRecalibration, light_pixel_embedding
+
+
+@dataclass
+class EcoMask2FormerEncoderTokens:
+    """The flattened inputs of the deformable encoder, levels coarse to fine in the token axis.
+
+    Attributes:
+        inputs_embeds: `(batch, tokens, feature_size)`.
+        attention_mask: `(batch, tokens)`, `True` on padding.
+        position_embeddings: position + level embeddings `(batch, tokens, feature_size)`.
+        spatial_shapes_list: `(height, width)` of each level.
+        level_start_index: `(levels,)` first token of each level.
+        valid_ratios: `(batch, levels, 2)` unpadded share of each level.
+    """
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    position_embeddings: torch.Tensor
+    spatial_shapes_list: list[tuple[int, int]]
+    level_start_index: torch.Tensor
+    valid_ratios: torch.Tensor
+
+    def encoder_inputs(self) -> dict:
+        """Keyword arguments of `EcoMask2FormerPixelDecoderEncoder.forward`/`forward_exits`."""
+        return dict(self.__dict__)
 
 
 class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
@@ -56,6 +84,7 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         depths: int | torch.Tensor | None,
         run_gate: bool = False,
         pixel_mask: torch.Tensor | None = None,
+        gate_beta: float | None = None,
     ) -> EcoMask2FormerPixelDecoderOutput:
         """Encode the backbone maps at the given depth(s).
 
@@ -66,23 +95,60 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
                 `None` or all ones gives exactly the stock Mask2Former computation (which ignores the mask).
             depths: validated depth(s) (an `int` or a LongTensor `(batch,)`), or `None` to let the gate decide.
             run_gate: compute the gate logits even when `depths` is given (gate training, analysis).
+            gate_beta: the trade-off of a `"utility"` gate for this call (`config.gate_beta` when `None`).
         """
         config = self.config
+        inputs_embeds, padding_masks, gate_logits = self.embed_levels(
+            features, pixel_mask=pixel_mask, run_gate=depths is None or run_gate
+        )
+        if depths is None:
+            depths = gate_depths(gate_logits, config=config, gate_beta=gate_beta)
+        tokens = self.flatten_levels(inputs_embeds, padding_masks)
+        encoded = self.encoder(**tokens.encoder_inputs(), depths=depths, max_depth=config.max_exit)
+        return self.assemble(features, encoded, tokens, depths=depths, gate_logits=gate_logits)
+
+    def forward_exits(
+        self,
+        features: list[torch.Tensor],
+        *,
+        exits: list[int],
+        run_gate: bool = False,
+        pixel_mask: torch.Tensor | None = None,
+    ) -> Iterator[tuple[int, EcoMask2FormerPixelDecoderOutput]]:
+        """Every exit in `exits` from one pass: the input projections and encoder layers `1..k` run once and are
+        shared, and each exit gets its own FPN and mask projection. Yields `(depth, output)` in increasing depth; each
+        output equals `forward(features, depths=depth)` (the same operations on the same batch).
+        """
+        inputs_embeds, padding_masks, gate_logits = self.embed_levels(features, pixel_mask=pixel_mask, run_gate=run_gate)
+        tokens = self.flatten_levels(inputs_embeds, padding_masks)
+        for depth, encoded in self.encoder.forward_exits(**tokens.encoder_inputs(), exits=exits):
+            yield depth, self.assemble(features, encoded, tokens, depths=depth, gate_logits=gate_logits)
+
+    def embed_levels(
+        self, features: list[torch.Tensor], *, pixel_mask: torch.Tensor | None, run_gate: bool
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
+        """Stage 1: input projections of the encoder levels (coarse to fine: 1/32, 1/16, 1/8), their padding masks,
+        the gate's logits (`None` unless `run_gate`) and, with PRO-SCALE TRC, the re-calibrated levels.
+
+        Returns:
+            `(inputs_embeds, padding_masks, gate_logits)`: maps `(batch, C, h_l, w_l)`, masks `(batch, h_l, w_l)`
+            (`True` on padding), logits `(batch, num_exits)` or `None`.
+        """
         levels = self.num_feature_levels
-        # Coarse to fine: 1/32, 1/16, 1/8.
         inputs_embeds = [self.input_projections[i](x) for i, x in enumerate(features[::-1][:levels])]
         padding_masks = self._padding_masks(pixel_mask, inputs_embeds)  # per level (B, h, w), True = padding
-
         gate_logits = None
-        if depths is None or run_gate:
-            level = config.gate_input_level
+        if run_gate:
+            level = self.config.gate_input_level
             gate_logits = self.gate(inputs_embeds[level], padding_masks[level])  # (B, num_exits)
-        if depths is None:
-            depths = depths_from_gate_logits(gate_logits, exit_layers=config.exit_layers)
         if self.token_recalibration is not None:
             inputs_embeds = self.token_recalibration(inputs_embeds)
+        return inputs_embeds, padding_masks, gate_logits
 
-        batch_size = inputs_embeds[0].shape[0]
+    def flatten_levels(
+        self, inputs_embeds: list[torch.Tensor], padding_masks: list[torch.Tensor]
+    ) -> EcoMask2FormerEncoderTokens:
+        """Stage 2: the flattened encoder inputs (tokens, position + level embeddings, padding, level geometry)."""
         spatial_shapes_list = [(x.shape[2], x.shape[3]) for x in inputs_embeds]
         flat_embeds = torch.cat([x.flatten(2).transpose(1, 2) for x in inputs_embeds], 1)  # (B, tokens, C)
         position_embeddings = torch.cat(
@@ -97,23 +163,32 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=flat_embeds.device)
         level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
         valid_ratios = torch.stack([self.get_valid_ratio(m, dtype=flat_embeds.dtype) for m in padding_masks], 1)
-
-        encoded = self.encoder(
+        return EcoMask2FormerEncoderTokens(
             inputs_embeds=flat_embeds,
             attention_mask=masks_flat,
             position_embeddings=position_embeddings,
             spatial_shapes_list=spatial_shapes_list,
             level_start_index=level_start_index,
             valid_ratios=valid_ratios,
-            depths=depths,
-            max_depth=config.max_exit,
         )
 
+    def assemble(
+        self,
+        features: list[torch.Tensor],
+        encoded: torch.Tensor,
+        tokens: EcoMask2FormerEncoderTokens,
+        *,
+        depths: int | torch.Tensor,
+        gate_logits: torch.Tensor | None,
+    ) -> EcoMask2FormerPixelDecoderOutput:
+        """Stage 3: encoded tokens back to maps, the extra FPN levels (1/4) and the mask projection, as stock."""
+        batch_size = encoded.shape[0]
+        spatial_shapes_list = tokens.spatial_shapes_list
         # Split back into maps with Python sizes (no tensor iteration, compile friendly).
         split_sizes = [h * w for h, w in spatial_shapes_list]
         outputs = [
-            tokens.transpose(1, 2).reshape(batch_size, -1, h, w)  # (B, tokens_l, C) -> (B, C, h, w)
-            for tokens, (h, w) in zip(torch.split(encoded, split_sizes, dim=1), spatial_shapes_list)
+            level.transpose(1, 2).reshape(batch_size, -1, h, w)  # (B, tokens_l, C) -> (B, C, h, w)
+            for level, (h, w) in zip(torch.split(encoded, split_sizes, dim=1), spatial_shapes_list)
         ]
         multi_scale_features = tuple(outputs)
 
@@ -126,14 +201,13 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
             outputs.append(self.output_convolutions[idx](lateral + upsampled))
 
         if isinstance(depths, int):
-            depths = torch.full((batch_size,), depths, dtype=torch.long, device=flat_embeds.device)
+            depths = torch.full((batch_size,), depths, dtype=torch.long, device=encoded.device)
         return EcoMask2FormerPixelDecoderOutput(
             mask_features=self.mask_projection(outputs[-1]),
             multi_scale_features=multi_scale_features,
             encoder_layers_used=depths,
             gate_logits=gate_logits,
         )
-
 
     @staticmethod
     def _padding_masks(pixel_mask: torch.Tensor | None, maps: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -163,13 +237,35 @@ class EcoMask2FormerPixelLevelModule(Mask2FormerPixelLevelModule):
         run_gate: bool = False,
         pixel_mask: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        gate_beta: float | None = None,
     ) -> tuple[Mask2FormerPixelLevelModuleOutput, EcoMask2FormerPixelDecoderOutput]:
         backbone_features = self.encoder(pixel_values).feature_maps
-        decoder_output = self.decoder(backbone_features, depths=depths, run_gate=run_gate, pixel_mask=pixel_mask)
-        stock_output = Mask2FormerPixelLevelModuleOutput(
+        decoder_output = self.decoder(
+            backbone_features, depths=depths, run_gate=run_gate, pixel_mask=pixel_mask, gate_beta=gate_beta
+        )
+        return self._stock_output(backbone_features, decoder_output, output_hidden_states), decoder_output
+
+    def forward_exits(
+        self,
+        pixel_values: torch.Tensor,
+        *,
+        exits: list[int],
+        run_gate: bool = False,
+        pixel_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> Iterator[tuple[int, Mask2FormerPixelLevelModuleOutput, EcoMask2FormerPixelDecoderOutput]]:
+        """The backbone once, then `EcoMask2FormerPixelDecoder.forward_exits`: yields `(depth, stock, decoder)`."""
+        backbone_features = self.encoder(pixel_values).feature_maps
+        for depth, decoder_output in self.decoder.forward_exits(
+            backbone_features, exits=exits, run_gate=run_gate, pixel_mask=pixel_mask
+        ):
+            yield depth, self._stock_output(backbone_features, decoder_output, output_hidden_states), decoder_output
+
+    @staticmethod
+    def _stock_output(backbone_features, decoder_output, output_hidden_states: bool) -> Mask2FormerPixelLevelModuleOutput:
+        return Mask2FormerPixelLevelModuleOutput(
             encoder_last_hidden_state=backbone_features[-1],
             encoder_hidden_states=tuple(backbone_features) if output_hidden_states else None,
             decoder_last_hidden_state=decoder_output.mask_features,
             decoder_hidden_states=decoder_output.multi_scale_features,
         )
-        return stock_output, decoder_output

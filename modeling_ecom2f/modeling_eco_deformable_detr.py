@@ -30,7 +30,7 @@ from transformers.utils.generic import can_return_tuple
 
 from configuration.configuration_eco_deformable_detr import EcoDeformableDetrConfig
 
-from .ecom2f_depth import depth_loss_weight, depths_from_gate_logits, gate_cross_entropy, resolve_encoder_depths
+from .ecom2f_depth import depth_loss_weight, gate_cross_entropy, gate_depths, resolve_encoder_depths
 from .ecom2f_detr_encoder import EcoDeformableDetrEncoder
 from .ecom2f_detr_outputs import EcoDeformableDetrModelOutput, EcoDeformableDetrObjectDetectionOutput
 from .ecom2f_gate import EcoMask2FormerGate
@@ -121,6 +121,7 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
         pixel_mask: torch.LongTensor | None = None,
         num_encoder_layers: int | torch.Tensor | None = None,
         output_gate_logits: bool = False,
+        gate_beta: float | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
@@ -135,6 +136,8 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
             decides per image if `config.gate_trained`, else the deepest exit.
         output_gate_logits (`bool`, *optional*, defaults to `False`):
             Run the gate even when the depth is given, and return its logits.
+        gate_beta (`float`, *optional*):
+            Trade-off of a `"utility"` gate for this call (`config.gate_beta` when `None`).
 
         `decoder_attention_mask`, `inputs_embeds` and `decoder_inputs_embeds` are accepted and unused, as in the
         stock model; `encoder_outputs` is not supported. Other keyword arguments (e.g. `output_attentions`) reach
@@ -154,7 +157,7 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
             level = config.num_feature_levels - 1 - config.gate_input_level
             gate_logits = self.gate(sources[level], ~masks[level])  # (B, num_exits)
         if depths is None:
-            depths = depths_from_gate_logits(gate_logits, exit_layers=config.exit_layers)
+            depths = gate_depths(gate_logits, config=config, gate_beta=gate_beta)
         if self.token_recalibration is not None:
             sources = self.token_recalibration(sources[::-1])[::-1]  # TRC takes levels coarse to fine
 
@@ -273,6 +276,7 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
         num_encoder_layers: int | torch.Tensor | None = None,
         exit_labels: torch.Tensor | None = None,
         output_gate_logits: bool = False,
+        gate_beta: float | None = None,
         labels: list[dict] | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: torch.Tensor | None = None,
@@ -288,6 +292,8 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
             Ideal depth of each image (ECO-M2F step 2); adds the gate's cross-entropy to the loss (`gate_loss`).
         output_gate_logits (`bool`, *optional*, defaults to `False`):
             Run the gate even when the depth is given, and return its logits.
+        gate_beta (`float`, *optional*):
+            Trade-off of a `"utility"` gate for this call (`config.gate_beta` when `None`).
         labels (`list[dict]`, *optional*):
             Per image `{"class_labels": (targets,), "boxes": (targets, 4)}` (normalised cxcywh), as the stock model.
             `loss` is then the stock Deformable DETR loss times the step-1 depth weight (`exit_loss_weighting`).
@@ -297,6 +303,7 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
             pixel_mask=pixel_mask,
             num_encoder_layers=num_encoder_layers,
             output_gate_logits=output_gate_logits or exit_labels is not None,
+            gate_beta=gate_beta,
             encoder_outputs=encoder_outputs,
             **kwargs,
         )

@@ -7,6 +7,7 @@ every stock Mask2Former checkpoint loads unchanged and, at full encoder depth, g
 from __future__ import annotations
 
 import importlib
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from transformers.models.mask2former.modeling_mask2former import (
 
 from configuration.configuration_ecom2f import EcoMask2FormerConfig
 
-from .ecom2f_depth import depth_loss_weight, gate_cross_entropy, resolve_encoder_depths
+from .ecom2f_depth import depth_loss_weight, gate_cross_entropy, resolve_encoder_depths, validate_encoder_depths
 from .ecom2f_gate import EcoMask2FormerGate
 from .ecom2f_outputs import EcoMask2FormerForUniversalSegmentationOutput, EcoMask2FormerModelOutput
 from .ecom2f_pixel_decoder import EcoMask2FormerPixelLevelModule
@@ -74,6 +75,7 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
         pixel_mask: torch.Tensor | None = None,
         num_encoder_layers: int | torch.Tensor | None = None,
         output_gate_logits: bool = False,
+        gate_beta: float | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
@@ -88,6 +90,8 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
             gate decides per image if `config.gate_trained`, else the deepest exit.
         output_gate_logits (`bool`, *optional*, defaults to `False`):
             Run the gate even when the depth is given, and return its logits.
+        gate_beta (`float`, *optional*):
+            Trade-off of a `"utility"` gate for this call (`config.gate_beta` when `None`); see `config.gate_objective`.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -102,14 +106,47 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
             run_gate=output_gate_logits,
             pixel_mask=pixel_mask,
             output_hidden_states=output_hidden_states,
+            gate_beta=gate_beta,
         )
+        output = self._decode(pixel_output, decoder_output, output_hidden_states, output_attentions)
+        return output if return_dict else output.to_tuple()
+
+    def forward_exits(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+        exits: list[int] | None = None,
+        output_gate_logits: bool = False,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> Iterator[tuple[int, EcoMask2FormerModelOutput]]:
+        """Every exit from one pass (ECO-M2F step 2, evaluation): the backbone, input projections and encoder layers
+        `1..k` run once and are shared by all exits; the FPN and transformer decoder run once per exit.
+
+        Args:
+            exits: depths to return, each in `config.exit_layers` (default: all of them).
+
+        Yields:
+            `(depth, output)` in increasing depth, each output equal to `forward(..., num_encoder_layers=depth)`.
+        """
+        exits = list(self.config.exit_layers if exits is None else exits)
+        for depth in exits:
+            validate_encoder_depths(depth, exit_layers=self.config.exit_layers, batch_size=pixel_values.shape[0])
+        for depth, pixel_output, decoder_output in self.pixel_level_module.forward_exits(
+            pixel_values, exits=exits, run_gate=output_gate_logits, pixel_mask=pixel_mask,
+            output_hidden_states=output_hidden_states,
+        ):
+            yield depth, self._decode(pixel_output, decoder_output, output_hidden_states, output_attentions)
+
+    def _decode(self, pixel_output, decoder_output, output_hidden_states, output_attentions) -> EcoMask2FormerModelOutput:
+        """The stock transformer decoder on the pixel decoder's outputs, packed with the depth decision."""
         transformer_output = self.transformer_module(
             multi_scale_features=pixel_output.decoder_hidden_states,
             mask_features=pixel_output.decoder_last_hidden_state,
             output_hidden_states=True,
             output_attentions=output_attentions,
         )
-        output = EcoMask2FormerModelOutput(
+        return EcoMask2FormerModelOutput(
             encoder_last_hidden_state=pixel_output.encoder_last_hidden_state,
             pixel_decoder_last_hidden_state=pixel_output.decoder_last_hidden_state,
             transformer_decoder_last_hidden_state=transformer_output.last_hidden_state,
@@ -122,7 +159,6 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
             encoder_layers_used=decoder_output.encoder_layers_used,
             gate_logits=decoder_output.gate_logits,
         )
-        return output if return_dict else output.to_tuple()
 
 
 class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask2FormerForUniversalSegmentation):
@@ -165,6 +201,38 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
             return super().push_to_hub(repo_id, **kwargs)
         return push_model(model=self, repo_id=repo_id, **kwargs)
 
+    def forward_exits(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+        exits: list[int] | None = None,
+        output_gate_logits: bool = False,
+    ) -> Iterator[tuple[int, EcoMask2FormerForUniversalSegmentationOutput]]:
+        """Every exit from one pass (ECO-M2F step 2 and evaluation): the backbone, input projections and encoder
+        layers `1..k` run once and are shared; the FPN, transformer decoder and heads run once per exit.
+
+        Args:
+            exits: depths to return, each in `config.exit_layers` (default: all of them).
+
+        Yields:
+            `(depth, output)` in increasing depth; `output.class_queries_logits`, `masks_queries_logits`,
+            `encoder_layers_used` (and `gate_logits` with `output_gate_logits`) equal those of
+            `forward(pixel_values, pixel_mask=pixel_mask, num_encoder_layers=depth)` image by image.
+        """
+        for depth, outputs in self.model.forward_exits(
+            pixel_values, pixel_mask=pixel_mask, exits=exits, output_gate_logits=output_gate_logits
+        ):
+            class_logits = self.class_predictor(outputs.transformer_decoder_intermediate_states[-1].transpose(0, 1))
+            yield depth, EcoMask2FormerForUniversalSegmentationOutput(
+                class_queries_logits=class_logits,  # (B, num_queries, num_labels + 1)
+                masks_queries_logits=outputs.masks_queries_logits[-1],  # (B, num_queries, H/4, W/4)
+                encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+                pixel_decoder_last_hidden_state=outputs.pixel_decoder_last_hidden_state,
+                transformer_decoder_last_hidden_state=outputs.transformer_decoder_last_hidden_state,
+                encoder_layers_used=outputs.encoder_layers_used,
+                gate_logits=outputs.gate_logits,
+            )
+
     def depth_loss_weight(self, depths: int | torch.Tensor) -> float | torch.Tensor:
         """Step-1 loss weight of the depth(s) used; the mean over images for per-image depths."""
         return depth_loss_weight(self.config, depths)
@@ -182,6 +250,7 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
         num_encoder_layers: int | torch.Tensor | None = None,
         exit_labels: torch.Tensor | None = None,
         output_gate_logits: bool = False,
+        gate_beta: float | None = None,
         output_hidden_states: bool | None = None,
         output_auxiliary_logits: bool | None = None,
         output_attentions: bool | None = None,
@@ -200,6 +269,8 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
             Ideal depth of each image (ECO-M2F step 2). Adds the gate's cross-entropy to the loss (`gate_loss`).
         output_gate_logits (`bool`, *optional*, defaults to `False`):
             Run the gate even when the depth is given, and return its logits.
+        gate_beta (`float`, *optional*):
+            Trade-off of a `"utility"` gate for this call (`config.gate_beta` when `None`); see `config.gate_objective`.
 
         With `mask_labels` and `class_labels`, `loss` is the stock Mask2Former loss times the step-1 depth weight
         (`config.exit_loss_weighting`: k at exit k for `"linear"`).
@@ -214,6 +285,7 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
             pixel_mask=pixel_mask,
             num_encoder_layers=num_encoder_layers,
             output_gate_logits=output_gate_logits or exit_labels is not None,
+            gate_beta=gate_beta,
             output_hidden_states=output_hidden_states or self.config.use_auxiliary_loss,
             output_attentions=output_attentions,
             return_dict=True,

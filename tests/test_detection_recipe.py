@@ -92,7 +92,7 @@ def test_each_detection_script_runs_and_writes_its_outputs():
     assert "mean_box_ap_of_gate_choice" in gate["train"] and _fraction(gate["validation"]["box_ap"])
 
     report = read_json(paths["eval"] / "evaluation.json")
-    assert set(report["modes"]) == {"depth_2", "depth_3", "gate_beta0.01", "oracle_beta_0.01"}
+    assert set(report["modes"]) == {"depth_2", "depth_3", "gate_beta0.01", "random_gate_beta0.01", "oracle_beta_0.01"}
     for name, mode in report["modes"].items():
         assert mode["num_images"] == 4 and sum(mode["depth_histogram"].values()) == 4, name
         assert _fraction(mode["box_ap"]) and _fraction(mode["mean_per_image_ap"]), name
@@ -154,7 +154,7 @@ def test_tradeoff_driver_writes_the_table(tmp_path):
     finally:
         torch.set_num_threads(threads)
     saved = read_json(tmp_path / "docs" / "detection_tradeoff.json")
-    assert {"depth_2", "depth_3", "gate_beta0.01", "oracle_beta_0.01"} == set(saved["modes"]) == set(result["modes"])
+    assert {"depth_2", "depth_3", "gate_beta0.01", "random_gate_beta0.01", "oracle_beta_0.01"} == set(saved["modes"]) == set(result["modes"])
     text = (tmp_path / "docs" / "detection_tradeoff.md").read_text()
     assert "run_detection_tradeoff.py --output_dir" in text and "| gate_beta0.01 |" in text
 

@@ -59,7 +59,7 @@ def test_single_process_chain_writes_every_output():
     assert _finite_fraction(gate["validation"]["pq"]) and gate["validation"]["gflops"]["encoder_mean"] > 0
 
     report = read_json(paths["eval"] / "evaluation.json")
-    assert set(report["modes"]) == {"depth_2", "depth_3", "gate_beta0.01", "oracle_beta_0.01"}
+    assert set(report["modes"]) == {"depth_2", "depth_3", "gate_beta0.01", "random_gate_beta0.01", "oracle_beta_0.01"}
     for name, mode in report["modes"].items():
         assert mode["num_images"] == 6 and sum(mode["depth_histogram"].values()) == 6, name
         for key in ("pq", "sq", "rq", "miou"):
@@ -70,6 +70,19 @@ def test_single_process_chain_writes_every_output():
     assert d2["encoder_std"] == 0.0 and d3["total_mean"] > d2["total_mean"]
     for name in ("evaluation.md", "tradeoff.png", "per_image.json", "evaluate_model_summary.json"):
         assert (paths["eval"] / name).is_file(), name
+
+
+def test_random_routing_shuffles_the_gate_decisions():
+    paths = tiny_chain()["paths"]
+    report = read_json(paths["eval"] / "evaluation.json")
+    per_image = read_json(paths["eval"] / "per_image.json")
+    gate, control = report["modes"]["gate_beta0.01"], report["modes"]["random_gate_beta0.01"]
+    assert control["kind"] == "random_routing" and control["controls"] == "gate_beta0.01"
+    assert gate["kind"] == "gate" and gate["gate_objective"] == "classification" and gate["beta"] == 0.01
+    assert control["depth_histogram"] == gate["depth_histogram"]
+    by_depth = {k: {row["index"]: row["pq"] for row in per_image[f"depth_{k}"]} for k in (2, 3)}
+    for row in per_image["random_gate_beta0.01"]:  # each image gets its own result at the depth it was dealt
+        assert row["pq"] == by_depth[row["depth"]][row["index"]]
 
 
 def test_oracle_picks_the_best_depth_per_image():

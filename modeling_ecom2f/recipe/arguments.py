@@ -249,9 +249,17 @@ def build_train_gate_parser(*, task: str = "segmentation") -> argparse.ArgumentP
                           training={"learning_rate": 1e-2, "batch_size": 32})
     parser.set_defaults(num_train_epochs=60, lr_scheduler_type="cosine", weight_decay=0.01, max_grad_norm=1.0)
     parser.add_argument("--derived_dataset", required=True, help="folder written by derive_exit_dataset.py")
-    parser.add_argument("--beta", type=_non_negative_float, required=True,
+    parser.add_argument("--gate_objective", choices=("classification", "utility"), default="classification",
+                        help="classification: cross-entropy on the ideal depths argmax_k(q_k - beta k) of one beta (the "
+                             "paper); utility: regress each exit's per-image quality gain over the shallowest exit, "
+                             "so that one gate serves every beta (model(..., gate_beta=b))")
+    parser.add_argument("--beta", type=_non_negative_float, default=None,
                         help="trade-off in quality-fraction units (PQ, or box AP for detection) per encoder layer "
-                             "(0.01 = 1 point per layer)")
+                             "(0.01 = 1 point per layer); required for classification, the default gate_beta of a "
+                             "utility gate")
+    parser.add_argument("--target_encoder_fraction", type=float, default=None,
+                        help="utility gate: choose gate_beta so that the mean encoder GFLOPs on the held-out "
+                             "training images is at most this fraction of full depth (e.g. 0.7)")
     parser.add_argument("--holdout_fraction", type=float, default=0.2,
                         help="share of the training images held out to measure gate accuracy (0 disables)")
     parser.add_argument("--skip_validation", action="store_true",
@@ -270,10 +278,15 @@ def build_evaluate_parser(*, task: str = "segmentation") -> argparse.ArgumentPar
                         help="evaluate the oracle (per image the derived label argmax_k(q_k - beta k) of its per-image "
                              "PQ, or box AP for detection) for these betas")
     parser.add_argument("--no_gate", action="store_true", help="skip the model's own gate")
-    parser.add_argument("--gate_evaluation", choices=("forward", "select"), default="forward",
-                        help="forward: run the model with the gate deciding; select: run only the gate and take each "
-                             "image's fixed-depth result at the chosen depth (checked against a real gated forward "
-                             "on the first batch)")
+    parser.add_argument("--gate_betas", type=_non_negative_float, nargs="*", default=[],
+                        help="evaluate every utility gate at each of these betas (default: its config.gate_beta)")
+    parser.add_argument("--no_random_routing", action="store_true",
+                        help="skip the random-routing control of each gate (its decisions shuffled across images)")
+    parser.add_argument("--routing_seed", type=int, default=0, help="seed of the random-routing permutation")
+    parser.add_argument("--gate_evaluation", choices=("forward", "select"), default="select",
+                        help="kept for compatibility: every gate is now evaluated by taking each image's result at "
+                             "the depth the gate picks from the one pass over all exits, checked against a real "
+                             "gated forward on the first batch")
     return parser
 
 

@@ -1,5 +1,7 @@
-"""ECO-M2F step 2: the derived data set. The frozen parent runs on every training image at every allowed exit; per
-image we store the PQ (and SQ, RQ, loss) at each depth. Ideal-depth labels for any beta come from it without
+"""ECO-M2F step 2: the derived data set. The frozen parent runs on every training image at every allowed exit (one
+pass per batch: the backbone, input projections and encoder layers 1..k are shared by all exits, and the FPN and
+decoder run once per exit, `EcoMask2FormerForUniversalSegmentation.forward_exits`); per image we store the PQ (and
+SQ, RQ, loss) at each depth. Ideal-depth labels for any beta come from it without
 rerunning the model (`labels.ideal_depths`).
 
 On disk (`--output_dir`): `derived.parquet` (a `datasets.Dataset`: `index`, `image_id`, `pq`, `sq`, `rq`, `loss`,
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from .data import inference_dataloader, load_split, shard_indices
-from .evaluation import BatchEvaluator, forward_at_depth, panoptic_from_counts
+from .evaluation import BatchEvaluator, exit_outputs, panoptic_from_counts
 from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
 from .runtime import RecipeError, end_run, make_accelerator, progress_bar, write_json, write_summary
 
@@ -105,8 +107,7 @@ def derive_rows(*, accelerator, model, processor, dataset, label_info, args) -> 
     rows = []
     for batch in progress_bar(accelerator, iterable=loader, total=len(loader), desc="step 2 (derive)"):
         columns = {name: [[] for _ in batch["image_ids"]] for name in ("pq", "sq", "rq", "loss")}
-        for depth in exits:
-            outputs = forward_at_depth(model, batch, accelerator, depth)
+        for _, outputs in exit_outputs(model, batch, accelerator, exits):  # one pass: shared backbone and layers
             records = evaluator.records(outputs, batch, gate=False)
             losses = per_image_losses(model, outputs, batch, device=accelerator.device, seed=args.loss_seed)
             for i, (record, loss) in enumerate(zip(records, losses)):

@@ -29,7 +29,7 @@ import numpy as np
 from ..ecom2f_detr_flops import count_detection_gflops
 from ..metrics import per_image_box_ap
 from .data import inference_dataloader, shard_indices
-from .evaluation import GFlopsTable, _processed_sizes, _spread, coco_summary, forward_at_depth
+from .evaluation import GFlopsTable, _processed_sizes, _spread, coco_summary, exit_outputs
 from .reporting import _pct, full_depth_mode
 from .runtime import RecipeError, progress_bar
 
@@ -52,6 +52,7 @@ class DetectionRecord:
     gflops: float
     encoder_gflops: float
     coco: tuple | None = None
+    processed_size: tuple[int, int] | None = None  # unpadded (height, width) the model saw
 
     @property
     def quality(self) -> float:
@@ -102,7 +103,8 @@ class DetectionBatchEvaluator:
             record = DetectionRecord(index=int(index), image_id=str(batch["image_ids"][i]), depth=int(depths[i]),
                                      box_ap=score.ap, ap50=score.ap50, ap75=score.ap75,
                                      has_ground_truth=score.has_ground_truth,
-                                     num_ground_truth=score.num_ground_truth, gflops=total, encoder_gflops=encoder)
+                                     num_ground_truth=score.num_ground_truth, gflops=total, encoder_gflops=encoder,
+                                     processed_size=sizes[i])
             if self.keep_detections:
                 boxes = prediction["boxes"].tolist()
                 detections = [{"category_id": int(label), "score": float(s), "bbox": [b[0], b[1], b[2] - b[0],
@@ -187,9 +189,8 @@ def derive_detection_rows(*, accelerator, model, processor, dataset, label_info,
     for batch in progress_bar(accelerator, iterable=loader, total=len(loader), desc="step 2 (derive, box AP)"):
         columns = {name: [[] for _ in batch["image_ids"]] for name in DERIVED_COLUMNS}
         ground_truth = [0] * len(batch["image_ids"])
-        for depth in exits:
-            for i, record in enumerate(evaluator.records(forward_at_depth(model, batch, accelerator, depth), batch,
-                                                         gate=False)):
+        for _, outputs in exit_outputs(model, batch, accelerator, exits):
+            for i, record in enumerate(evaluator.records(outputs, batch, gate=False)):
                 for name in DERIVED_COLUMNS:
                     columns[name][i].append(float(getattr(record, name)))
                 ground_truth[i] = record.num_ground_truth

@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 
 from .data import load_split
-from .evaluation import evaluate_modes
-from .modeling import gate_state
+from .evaluation import GateSpec, evaluate_modes
 from .reporting import tradeoff_plot
 from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
 from .tasks import get_task
@@ -34,28 +33,38 @@ def check_same_parent(parent, other, *, name: str) -> None:
         raise RecipeError(f"{name} has exits {other.config.exit_layers}, the parent {parent.config.exit_layers}")
 
 
-def gate_mode_name(folder: str | Path) -> str:
-    """`gate_beta<beta>` for a step-3 output (its summary names the beta), else `gate_<folder name>`."""
+def _step3_summary(folder: str | Path) -> dict:
     summary = Path(folder) / "train_gate_summary.json"
-    if summary.is_file():
-        beta = json.loads(summary.read_text(encoding="utf-8")).get("beta")
-        if beta is not None:
-            return f"gate_beta{beta:g}"
+    return json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else {}
+
+
+def gate_mode_name(folder: str | Path) -> str:
+    """`gate_utility` for a step-3 utility gate, `gate_beta<beta>` for a classification gate (its summary names the
+    beta), else `gate_<folder name>`."""
+    summary = _step3_summary(folder)
+    if summary.get("gate_objective") == "utility":
+        return "gate_utility"
+    if summary.get("beta") is not None:
+        return f"gate_beta{summary['beta']:g}"
     return f"gate_{Path(folder).name}"
 
 
 def collect_gates(model, args: argparse.Namespace, *, task=None) -> dict:
-    """Mode name -> gate weights: the model's own trained gate, then `--gate_models`."""
+    """Mode name -> `GateSpec`: the model's own trained gate, then `--gate_models` (utility gates at `--gate_betas`)."""
     task = get_task(task if task is not None else args)
+    betas = getattr(args, "gate_betas", None) or None
     gates: dict = {}
     if model.config.gate_trained and not args.no_gate:
-        gates["gate"] = None
+        gates["gate"] = GateSpec.of(model, betas)
     for folder in args.gate_models:
-        other = task.load_trained_model(folder)
+        other = task.load_trained_model(folder).to(next(model.parameters()).device)
         if not other.config.gate_trained:
             raise RecipeError(f"{folder} has no trained gate (config.gate_trained is False)")
         check_same_parent(model, other, name=folder)
-        gates[gate_mode_name(folder)] = gate_state(other)
+        name = gate_mode_name(folder)
+        if name in gates:
+            raise RecipeError(f"two gates would both be reported as {name!r}: evaluate them in separate runs")
+        gates[name] = GateSpec.of(other, betas, label_beta=_step3_summary(folder).get("beta"))
     return gates
 
 
@@ -92,7 +101,8 @@ def evaluate_model(args: argparse.Namespace) -> dict:
                 args.split, depths or model.config.exit_layers, list(gates), args.oracle_betas)
     report = evaluate_modes(accelerator=accelerator, model=model, processor=processor, dataset=dataset,
                             label_info=label_info, args=args, depths=depths, gates=gates,
-                            oracle_betas=args.oracle_betas, gate_strategy=args.gate_evaluation, task=task)
+                            oracle_betas=args.oracle_betas, random_routing_controls=not args.no_random_routing,
+                            routing_seed=args.routing_seed, task=task)
     summary = {"step": "evaluate_model", "split": args.split, "num_images": len(dataset),
                "modes": task.compact_summary(report), "seconds": round(time.perf_counter() - start, 2),
                "num_processes": accelerator.num_processes}

@@ -21,7 +21,7 @@ import io
 import logging
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from ..ecom2f_flops import count_gflops
 from ..metrics import coco_gt_and_detections, mean_iou, per_image_panoptic_quality
 from .data import inference_dataloader, shard_indices
 from .labels import ideal_depths
-from .modeling import gate_state, load_gate_state
+from .routing import classification_depths, random_routing, utility_depths
 from .runtime import RecipeError, progress_bar
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
@@ -49,6 +49,7 @@ class ImageRecord:
     encoder_gflops: float
     confusion: np.ndarray | None = None  # (K, K) semantic confusion
     coco: tuple | None = None  # (images, annotations, detections) with COCO image id 1
+    processed_size: tuple[int, int] | None = None  # unpadded (height, width) the model saw
 
     @property
     def quality(self) -> float:
@@ -132,7 +133,7 @@ class BatchEvaluator:
             counts = np.stack([scores.true_positives[i], scores.false_positives[i], scores.false_negatives[i],
                                scores.iou_sum[i]]).astype(np.float64)
             record = ImageRecord(index=int(index), image_id=str(ids[i]), depth=int(depths[i]), pq=float(scores.pq[i]),
-                                 counts=counts, gflops=total, encoder_gflops=encoder)
+                                 counts=counts, gflops=total, encoder_gflops=encoder, processed_size=size)
             if semantic is not None:
                 record.confusion = mean_iou([semantic[i]], [refs[i]], num_labels=self.num_classes,
                                             image_ids=[ids[i]]).confusion_matrix
@@ -254,58 +255,105 @@ def summarize_mode(acc: ModeAccumulator, *, category_ids, thing_ids, exit_layers
     return result
 
 
-def forward_at_depth(model, batch, accelerator, depth):
-    """Inference forward of a collated batch at `depth` (an int, or None: the gate decides)."""
+def forward_at_depth(model, batch, accelerator, depth, *, gate_beta: float | None = None):
+    """Inference forward of a collated batch at `depth` (an int, or None: the gate decides, with `gate_beta` for a
+    utility gate)."""
+    extra = {} if gate_beta is None else {"gate_beta": gate_beta}
     with torch.no_grad(), accelerator.autocast():
         return model(pixel_values=batch["pixel_values"].to(accelerator.device),
-                     pixel_mask=batch["pixel_mask"].to(accelerator.device), num_encoder_layers=depth)
+                     pixel_mask=batch["pixel_mask"].to(accelerator.device), num_encoder_layers=depth, **extra)
 
 
-def select_gate_records(model, batch, accelerator, per_depth: dict, evaluator: BatchEvaluator, *,
-                        check: bool) -> list[ImageRecord]:
-    """The gate's records taken from the fixed-depth records of this batch at the depth the gate picks per image.
+def exit_outputs(model, batch, accelerator, depths: Sequence[int]):
+    """`(depth, outputs)` of a collated batch at each of `depths`: from one pass (`model.forward_exits`, which shares
+    the backbone and encoder layers between exits) when the model has it, else one forward per depth."""
+    if hasattr(model, "forward_exits"):
+        with torch.no_grad(), accelerator.autocast():
+            yield from model.forward_exits(batch["pixel_values"].to(accelerator.device),
+                                           pixel_mask=batch["pixel_mask"].to(accelerator.device), exits=list(depths))
+        return
+    for depth in depths:
+        yield depth, forward_at_depth(model, batch, accelerator, depth)
 
-    The per-image-depth forward equals the fixed-depth forward image by image (a model property, tested in
-    tests/test_modeling_depth.py). With `check`, the real gated forward is also run and its depths and per-image PQ
-    must match the selection, else `RecipeError`.
-    """
+
+@dataclass
+class GateSpec:
+    """A gate to evaluate: the model that holds it (the parent itself, or a step-3 output sharing the parent's other
+    weights), its objective, and the betas it is evaluated at (`[None]` for a classification gate)."""
+
+    model: Any
+    objective: str
+    betas: list
+    label_beta: float | None = None  # the beta of a classification gate's training labels, when known
+
+    @classmethod
+    def of(cls, model, betas: Sequence[float] | None = None, label_beta: float | None = None) -> "GateSpec":
+        objective = getattr(model.config, "gate_objective", "classification")
+        if objective == "utility":
+            return cls(model=model, objective=objective, betas=list(betas) if betas else [model.config.gate_beta])
+        return cls(model=model, objective=objective, betas=[None], label_beta=label_beta)
+
+    def mode_name(self, name: str, beta: float | None) -> str:
+        return name if beta is None else f"{name}_beta{beta:g}"
+
+    def depths(self, outputs: np.ndarray, exit_layers: Sequence[int], beta: float | None) -> np.ndarray:
+        if beta is None:
+            return classification_depths(outputs, exit_layers)
+        return utility_depths(outputs, exit_layers, beta)
+
+
+def _gate_outputs(spec: GateSpec, batch, accelerator) -> np.ndarray:
     with torch.no_grad(), accelerator.autocast():
-        logits = model.model.compute_gate_logits(batch["pixel_values"].to(accelerator.device),
-                                                 batch["pixel_mask"].to(accelerator.device))
-    exits = list(model.config.exit_layers)
-    chosen = [exits[i] for i in logits.argmax(dim=-1).tolist()]
-    records = []
-    for i, depth in enumerate(chosen):
-        base = per_depth[depth][i]
-        height, width = _processed_sizes(batch["pixel_mask"][i:i + 1])[0]
-        total, encoder = evaluator.gflops(height, width, depth, True)
-        records.append(dataclasses.replace(base, gflops=total, encoder_gflops=encoder))
-    if check:
-        real = evaluator.records(forward_at_depth(model, batch, accelerator, None), batch, gate=True)
-        if [r.depth for r in real] != chosen or any(abs(a.quality - b.quality) > 1e-6 for a, b in zip(real, records)):
-            raise RecipeError("the gated forward disagrees with the per-depth selection: use gate_strategy='forward'")
-    return records
+        logits = spec.model.model.compute_gate_logits(batch["pixel_values"].to(accelerator.device),
+                                                      batch["pixel_mask"].to(accelerator.device))
+    return logits.float().cpu().numpy()
+
+
+def _check_selection(spec: GateSpec, batch, accelerator, evaluator, per_depth: dict, outputs: np.ndarray,
+                     exit_layers: Sequence[int]) -> None:
+    """The real gated forward of `spec.model` on this batch must pick the selected depths with the same quality."""
+    saved = spec.model.config.gate_trained
+    spec.model.config.gate_trained = True
+    try:
+        for beta in spec.betas:
+            chosen = spec.depths(outputs, exit_layers, beta).tolist()
+            real = evaluator.records(forward_at_depth(spec.model, batch, accelerator, None, gate_beta=beta), batch,
+                                     gate=True)
+            selected = [per_depth[depth][i] for i, depth in enumerate(chosen)]
+            if [r.depth for r in real] != chosen or any(abs(a.quality - b.quality) > 1e-6
+                                                        for a, b in zip(real, selected)):
+                raise RecipeError("the gated forward disagrees with the per-depth selection of its decisions")
+    finally:
+        spec.model.config.gate_trained = saved
 
 
 def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, depths: Sequence[int] | None = None,
-                   gates: dict[str, dict | None] | None = None, oracle_betas: Sequence[float] = (),
+                   gates: dict | None = None, oracle_betas: Sequence[float] = (), random_routing_controls: bool = True,
                    with_ap: bool = True, with_miou: bool = True, description: str = "evaluation",
-                   gate_strategy: str = "forward", task=None) -> dict:
-    """Evaluate `model` on `dataset` at fixed `depths`, with each gate in `gates`, and as the oracle per beta.
+                   check_gates: bool = True, routing_seed: int = 0, task=None) -> dict:
+    """Evaluate `model` on `dataset` at fixed `depths`, with each gate in `gates` (at each of its betas), with the
+    random-routing control of every gate mode, and as the oracle per beta.
+
+    Every image runs once through every exit (`exit_outputs`: one pass when the model supports it) and yields one
+    record per exit; every mode is then a per-image *choice* among those records (a fixed depth, the gate's
+    decision, the gate's decisions shuffled across images, the per-image ideal depth). This is exact because a
+    per-image-depth forward equals the fixed-depth forward image by image (tests/test_modeling_depth.py); with
+    `check_gates` each gate's real gated forward is compared with its selection on the first batch.
 
     Args:
         model: an (unwrapped) ecom2f model on `accelerator.device`; it is put in `eval()` mode.
         task: the `tasks.RecipeTask` (segmentation when None): its evaluator, accumulator and summary are used;
             the oracle picks per image by the task's per-image quality (PQ, box AP).
-        gates: mode name -> gate weights (`modeling.gate_state`) to swap in, or None for the model's own gate.
-        oracle_betas: betas of the oracle modes (all exits are then run).
+        gates: mode name -> a `GateSpec`, a gate model sharing the parent's non-gate weights, or None for
+            `model`'s own gate. Classification gates give one mode (`name`), utility gates one per beta
+            (`name_beta<b>`).
+        oracle_betas: betas of the oracle modes.
+        random_routing_controls: add `random_<gate mode>` for every gate mode (same depth histogram, shuffled).
         with_ap, with_miou: also compute mask AP / mIoU.
-        gate_strategy: "forward" runs the model with the gate deciding (num_encoder_layers=None); "select" computes
-            only the gate's decisions and takes each image's fixed-depth result at the chosen depth (cheaper; on
-            the first batch it is checked against the real gated forward, see `select_gate_records`).
 
-    Returns (on every process): `{"modes": {name: figures}, "per_image": {name: rows}, "num_images": N}` with
-    mode names `depth_<k>`, the keys of `gates`, and `oracle_beta_<beta>`.
+    Returns (on every process): `{"modes": {name: figures}, "per_image": {name: rows}, "num_images": N}`; each mode's
+    figures carry `kind` (fixed, gate, random_routing, oracle), `beta`, `gate_objective` and, for a control,
+    `controls` (the gate mode it controls).
     """
     from accelerate.utils import broadcast_object_list, gather_object
 
@@ -318,11 +366,11 @@ def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, 
     bad = [d for d in depths if d not in exits]
     if bad:
         raise RecipeError(f"depths {bad} are not exits of the model {exits}")
-    if oracle_betas and sorted(depths) != exits:
-        depths = exits  # the oracle needs every exit
-    gates = dict(gates or {})
-    names = [f"depth_{k}" for k in depths] + list(gates) + [f"oracle_beta_{b:g}" for b in oracle_betas]
-    accs = {name: task.new_accumulator() for name in names}
+    specs = {name: value if isinstance(value, GateSpec) else GateSpec.of(model if value is None else value)
+             for name, value in (gates or {}).items()}
+    for spec in specs.values():
+        spec.model.eval()
+    run_depths = exits if (specs or oracle_betas) else sorted(depths)  # a choice per image needs every exit
     evaluator = task.batch_evaluator(model=model, processor=processor, label_info=label_info, args=args,
                                      with_ap=with_ap, with_miou=with_miou)
     indices = shard_indices(len(dataset), process_index=accelerator.process_index,
@@ -331,55 +379,84 @@ def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, 
                                   batch_size=args.per_device_eval_batch_size,
                                   num_workers=getattr(args, "dataloader_num_workers", 0),
                                   make_collator=task.make_collator)
-    if gate_strategy not in ("forward", "select"):
-        raise ValueError(f"gate_strategy: 'forward' or 'select', got {gate_strategy!r}")
-    if gates and gate_strategy == "select" and sorted(depths) != exits:
-        depths = exits  # selection needs every exit
-    checked_selection = False
-    saved_gate, saved_flag = (gate_state(model), model.config.gate_trained) if gates else (None, None)
-    try:
-        for batch in progress_bar(accelerator, iterable=loader, desc=description, total=len(loader)):
-            per_depth = {}
-            for k in depths:
-                per_depth[k] = evaluator.records(forward_at_depth(model, batch, accelerator, k), batch, gate=False)
-                for record in per_depth[k]:
-                    accs[f"depth_{k}"].add(record)
-            for beta in oracle_betas:
-                pq = np.array([[per_depth[k][i].quality for k in exits] for i in range(len(batch["indices"]))])
-                for i, depth in enumerate(ideal_depths(pq, exits, beta).tolist()):
-                    accs[f"oracle_beta_{beta:g}"].add(per_depth[depth][i])
-            for name, state in gates.items():
-                if state is not None:
-                    load_gate_state(model, state)
-                model.config.gate_trained = True
-                if gate_strategy == "forward":
-                    records = evaluator.records(forward_at_depth(model, batch, accelerator, None), batch, gate=True)
-                else:
-                    records = select_gate_records(model, batch, accelerator, per_depth, evaluator,
-                                                  check=not checked_selection)
-                    checked_selection = True
-                for record in records:
-                    accs[name].add(record)
-    finally:
-        if saved_gate is not None:
-            load_gate_state(model, saved_gate)
-            model.config.gate_trained = saved_flag
-    gathered = gather_object([accs]) if accelerator.num_processes > 1 else [accs]
+    records: dict[int, list] = {k: [] for k in run_depths}  # per exit, this process's records
+    gate_rows: dict[str, list] = {name: [] for name in specs}  # per gate, (index, outputs) of this process
+    checked = not check_gates
+    for batch in progress_bar(accelerator, iterable=loader, desc=description, total=len(loader)):
+        per_depth = {}
+        for k, outputs in exit_outputs(model, batch, accelerator, run_depths):
+            per_depth[k] = evaluator.records(outputs, batch, gate=False)
+            records[k].extend(per_depth[k])
+        for name, spec in specs.items():
+            outputs = _gate_outputs(spec, batch, accelerator)
+            gate_rows[name].extend(zip(batch["indices"].tolist(), outputs))
+            if not checked:
+                _check_selection(spec, batch, accelerator, evaluator, per_depth, outputs, exits)
+        checked = True
+    gathered = gather_object([(records, gate_rows)]) if accelerator.num_processes > 1 else [(records, gate_rows)]
     report = [None]
     if accelerator.is_main_process:
-        merged = {name: task.new_accumulator() for name in names}
-        for part in gathered:
-            for name, acc in part.items():
-                merged[name].merge(acc)
-        report[0] = {
-            "num_images": len(dataset),
-            "modes": {name: task.summarize_mode(acc, label_info=label_info, exit_layers=exits)
-                      for name, acc in merged.items()},
-            "per_image": {name: sorted(acc.rows, key=lambda r: r["index"]) for name, acc in merged.items()},
-        }
+        by_depth = {k: {} for k in run_depths}
+        gate_outputs: dict[str, dict] = {name: {} for name in specs}
+        for part_records, part_gates in gathered:
+            for k, rows in part_records.items():
+                by_depth[k].update((r.index, r) for r in rows)
+            for name, rows in part_gates.items():
+                gate_outputs[name].update(rows)
+        order = sorted(by_depth[run_depths[0]])
+        modes = _route(order, by_depth, exits=exits, depths=depths, specs=specs, gate_outputs=gate_outputs,
+                       oracle_betas=oracle_betas, random_routing_controls=random_routing_controls,
+                       routing_seed=routing_seed, evaluator=evaluator)
+        report[0] = {"num_images": len(dataset), "modes": {}, "per_image": {}}
+        for name, (chosen, meta) in modes.items():
+            acc = task.new_accumulator()
+            for record in chosen:
+                acc.add(record)
+            report[0]["modes"][name] = {**meta, **task.summarize_mode(acc, label_info=label_info, exit_layers=exits)}
+            report[0]["per_image"][name] = sorted(acc.rows, key=lambda r: r["index"])
     if accelerator.num_processes > 1:
         broadcast_object_list(report, from_process=0)
     return report[0]
+
+
+def _route(order, by_depth, *, exits, depths, specs, gate_outputs, oracle_betas, random_routing_controls,
+           routing_seed, evaluator) -> dict:
+    """Mode name -> (records chosen per image, mode metadata)."""
+
+    def pick(chosen_depths, gate: bool) -> list:
+        out = []
+        for index, depth in zip(order, np.asarray(chosen_depths).tolist()):
+            base = by_depth[int(depth)][index]
+            if gate and getattr(evaluator, "with_gflops", True):  # the gate's own FLOPs are part of the cost
+                height, width = base.processed_size
+                total, encoder = evaluator.gflops(height, width, int(depth), True)
+                base = dataclasses.replace(base, gflops=total, encoder_gflops=encoder)
+            out.append(base)
+        return out
+
+    modes: dict = {}
+    for k in depths:
+        modes[f"depth_{k}"] = ([by_depth[k][i] for i in order],
+                               {"kind": "fixed", "beta": None, "gate_objective": None, "controls": None})
+    quality = np.array([[by_depth[k][i].quality for k in exits] for i in order])
+    for beta in oracle_betas:
+        modes[f"oracle_beta_{beta:g}"] = (pick(ideal_depths(quality, exits, beta), gate=False),
+                                          {"kind": "oracle", "beta": float(beta), "gate_objective": None,
+                                           "controls": None})
+    for name, spec in specs.items():
+        outputs = np.stack([gate_outputs[name][i] for i in order])
+        for beta in spec.betas:
+            mode = spec.mode_name(name, beta)
+            chosen = spec.depths(outputs, exits, beta)
+            trained_beta = beta if beta is not None else spec.label_beta
+            modes[mode] = (pick(chosen, gate=True), {"kind": "gate", "beta": trained_beta,
+                                                     "gate_objective": spec.objective, "controls": None})
+            if random_routing_controls:
+                shuffled = random_routing(chosen, seed=routing_seed)
+                modes[f"random_{mode}"] = (pick(shuffled, gate=False),
+                                           {"kind": "random_routing", "beta": trained_beta,
+                                            "gate_objective": spec.objective, "controls": mode})
+    return modes
 
 
 __all__ = [
@@ -391,6 +468,7 @@ __all__ = [
     "evaluate_modes",
     "forward_at_depth",
     "panoptic_from_counts",
-    "select_gate_records",
+    "GateSpec",
+    "exit_outputs",
     "summarize_mode",
 ]

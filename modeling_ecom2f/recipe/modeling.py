@@ -167,6 +167,27 @@ def gate_module(model) -> torch.nn.Module:
     return gate
 
 
+def rebuild_gate(model, *, hidden_size: int | None, objective: str) -> torch.nn.Module:
+    """Give `model` a freshly initialised gate of the given form (step 3 may choose another gate than the parent's
+    untrained one: a hidden layer, a utility objective); the config records the new form. Returns the gate."""
+    from ..ecom2f_gate import EcoMask2FormerGate
+
+    old = gate_module(model)
+    first = old.classifier if isinstance(old.classifier, torch.nn.Linear) else old.classifier[0]
+    gate = EcoMask2FormerGate(in_channels=first.in_features, num_exits=model.config.num_exits, hidden_size=hidden_size)
+    torch.nn.init.normal_(gate.classifier.weight if hidden_size is None else gate.classifier[0].weight,
+                          std=model.config.init_std)
+    for layer in gate.modules():
+        if isinstance(layer, torch.nn.Linear):
+            torch.nn.init.zeros_(layer.bias)
+    gate.to(device=first.weight.device, dtype=first.weight.dtype)
+    owner = model.model if getattr(model.model, "gate", None) is not None else model.model.pixel_level_module.decoder
+    owner.gate = gate
+    model.config.gate_hidden_size = hidden_size
+    model.config.gate_objective = objective
+    return gate
+
+
 def gate_state(model) -> dict:
     """The gate's weights (copies), e.g. to swap gates of one parent during evaluation."""
     return {k: v.detach().clone() for k, v in gate_module(model).state_dict().items()}
@@ -195,6 +216,7 @@ __all__ = [
     "gate_module",
     "gate_state",
     "load_gate_state",
+    "rebuild_gate",
     "load_model",
     "load_trained_model",
 ]
