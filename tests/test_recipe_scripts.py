@@ -174,3 +174,39 @@ if __name__ == "__main__":
         from modeling_ecom2f.recipe import finish_process
 
         finish_process()
+
+
+def test_utility_gate_serves_every_beta_and_meets_a_calibrated_budget(tmp_path):
+    chain = tiny_chain()
+    paths, disk = chain["paths"], chain["disk"]
+    summary = load_example("train_gate").main(
+        disk + ["--model_name_or_path", str(paths["step1"]), "--derived_dataset", str(paths["step2"]),
+                "--gate_objective", "utility", "--target_encoder_fraction", "0.8", "--gate_hidden_size", "8",
+                "--output_dir", str(tmp_path / "utility"), "--num_train_epochs", "3",
+                "--per_device_train_batch_size", "4", "--skip_validation"])
+    config = read_json(tmp_path / "utility" / "config.json")
+    assert config["gate_objective"] == "utility" and config["gate_hidden_size"] == 8 and config["gate_trained"]
+    assert summary["gate_objective"] == "utility" and config["gate_beta"] == pytest.approx(summary["beta"])
+    assert summary["calibration"]["achieved_encoder_fraction"] <= 0.8 + 1e-9
+    assert summary["holdout"]["mse"] >= 0.0 and set(summary["holdout"]["betas"]) >= {"0", "0.01"}
+
+    report = load_example("evaluate_model").main(
+        disk + ["--model_name_or_path", str(paths["step1"]), "--gate_models", str(tmp_path / "utility"),
+                "--gate_betas", "0", "1", "--output_dir", str(tmp_path / "eval")])["modes"]
+    assert {"gate_utility_beta0", "gate_utility_beta1", "random_gate_utility_beta0"} <= set(report)
+    full = read_json(tmp_path / "eval" / "evaluation.json")["modes"]
+    assert full["gate_utility_beta1"]["depth_histogram"] == {"2": 6, "3": 0}  # a huge beta: always the shallowest
+    assert full["gate_utility_beta0"]["kind"] == "gate" and full["gate_utility_beta0"]["beta"] == 0.0
+    assert full["gate_utility_beta0"]["gate_objective"] == "utility"
+
+
+def test_classification_gate_needs_a_beta(tmp_path):
+    from modeling_ecom2f.recipe import RecipeError
+    from modeling_ecom2f.recipe.arguments import build_train_gate_parser
+    from modeling_ecom2f.recipe.gate_training import train_gate
+
+    paths, disk = tiny_chain()["paths"], tiny_chain()["disk"]
+    args = build_train_gate_parser().parse_args(disk + ["--model_name_or_path", str(paths["step1"]), "--derived_dataset",
+                                                        str(paths["step2"]), "--output_dir", str(tmp_path / "g")])
+    with pytest.raises(RecipeError, match="--beta is required"):
+        train_gate(args)

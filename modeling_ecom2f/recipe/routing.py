@@ -71,15 +71,17 @@ def upper_concave_envelope(points: Sequence[tuple[float, float]]) -> list[tuple[
 def frontier_quality(points: Sequence[tuple[float, float]], cost: float) -> float:
     """Quality of the fixed-depth frontier at `cost`, interpolated on the upper concave envelope of `points`.
 
-    Below the cheapest point the frontier is that point's quality (no mix of fixed depths is cheaper), and above the
-    dearest point it is the best quality reached (spending more buys nothing).
+    Below the cheapest point the frontier is that point's quality (no mix of fixed depths is cheaper); past the best
+    point it stays at the best quality (a budget need not be spent in full), so the frontier never decreases.
     """
     hull = upper_concave_envelope(points)
     if not hull:
         raise RecipeError("the fixed-depth frontier needs at least one fixed-depth point")
+    best = int(np.argmax([y for _, y in hull]))
+    hull = hull[: best + 1]  # past the best point, a dearer fixed depth is worse: spend less instead
     xs = np.array([x for x, _ in hull])
     ys = np.array([y for _, y in hull])
-    return float(np.interp(cost, xs, ys, left=ys[0], right=ys.max()))
+    return float(np.interp(cost, xs, ys, left=ys[0], right=ys[-1]))
 
 
 def calibrate_beta(
