@@ -96,12 +96,24 @@ def test_oracle_picks_the_best_depth_per_image():
 def test_tiny_main_job_single_process(tmp_path):
     summary = load_example("run_eco_m2f").main(["--preset", "tiny", "--output_dir", str(tmp_path / "job"),
                                                 "--docs_dir", str(tmp_path / "docs")])
-    assert set(summary["timings_s"]) >= {"data", "step1", "step2", "step3_beta0.003", "step3_beta0.03", "eval"}
+    assert set(summary["timings_s"]) >= {"data", "step1", "step2", "step3_classification", "step3_utility", "eval"}
     for name in ("results_main_job.md", "results_main_job.json", "tradeoff.png"):
         assert (tmp_path / "docs" / name).is_file(), name
     result = read_json(tmp_path / "docs" / "results_main_job.json")
-    assert {"gate_beta0.003", "gate_beta0.03", "oracle_beta_0.003", "depth_3"} <= set(result["modes"])
-    assert set(result["acceptance"]) == {"beta=0.003", "beta=0.03"}
+    assert {"wall_seconds", "validation_images", "modes", "checks"} <= set(result)
+    modes = {row["name"]: row for row in result["modes"]}
+    assert {"depth_2", "depth_3", "gate_beta0.003", "random_gate_beta0.003", "oracle_beta_0.003",
+            "gate_utility_beta0", "random_gate_utility_beta0.01"} <= set(modes)
+    for row in result["modes"]:
+        assert {"kind", "pq", "pq_things", "encoder_gflops_fraction", "mean_depth", "depth_histogram", "beta",
+                "gate_objective", "controls"} <= set(row), row["name"]
+        assert row["kind"] in ("fixed", "gate", "oracle", "random_routing")
+    assert modes["depth_3"]["encoder_gflops_fraction"] == pytest.approx(1.0)
+    assert modes["random_gate_utility_beta0.01"]["controls"] == "gate_utility_beta0.01"
+    assert modes["gate_utility_beta0.01"]["gain_over_random"] == pytest.approx(
+        modes["gate_utility_beta0.01"]["pq"] - modes["random_gate_utility_beta0.01"]["pq"])
+    assert set(result["checks"]) == {"full_depth_pq_things", "depth_spread", "utility_gate_beats_frontier_and_random",
+                                     "gate_near_full_depth_at_70pct"}
     if "skipped" not in summary["export"]:
         files = set(summary["export"]["files"])
         assert {"config.json", "model.safetensors", "README.md", "preprocessor_config.json"} <= files
@@ -210,3 +222,33 @@ def test_classification_gate_needs_a_beta(tmp_path):
                                                         str(paths["step2"]), "--output_dir", str(tmp_path / "g")])
     with pytest.raises(RecipeError, match="--beta is required"):
         train_gate(args)
+
+
+def test_main_job_enforces_its_wall_clock_deadline(tmp_path):
+    from modeling_ecom2f.recipe.pipeline import DeadlineExceeded, build_run_parser, run_eco_m2f
+
+    args = build_run_parser().parse_args(["--preset", "tiny", "--output_dir", str(tmp_path / "job"), "--docs_dir", "",
+                                          "--deadline_minutes", "0.002", "--steps", "data,step1,step2"])
+    with pytest.raises(DeadlineExceeded, match="deadline during (data|step1|step2)"):
+        run_eco_m2f(args)
+
+
+def test_shipped_parent_is_checked_against_its_sums(tmp_path):
+    from modeling_ecom2f.recipe import RecipeError
+    from modeling_ecom2f.recipe.pipeline import verify_parent
+
+    folder = tmp_path / "parent"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    import hashlib
+
+    digest = hashlib.sha256(b"weights").hexdigest()
+    (folder / "SHA256SUMS").write_text(f"{digest}  model.safetensors\n", encoding="utf-8")
+    assert verify_parent(folder) == {"model.safetensors": digest}
+    (folder / "model.safetensors").write_bytes(b"weightz")
+    with pytest.raises(RecipeError, match="model.safetensors does not match its SHA-256"):
+        verify_parent(folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(RecipeError, match="model.safetensors is missing"):
+        verify_parent(folder)

@@ -23,7 +23,7 @@ from .panoptic_format import (
     validate_panoptic,
 )
 from .synthetic import DIFFICULTY_COLUMNS, SyntheticSample, make_synthetic_panoptic_dataset, render_synthetic_sample
-from .synthetic_config import STUFF_TEXTURES, THING_SHAPES, SyntheticPanopticConfig
+from .synthetic_config import STUFF_TEXTURES, THING_SHAPES, SyntheticPanopticConfig, depth_benchmark_config
 from .visualization import (
     colorize_panoptic,
     draw_panoptic_grid,
@@ -41,6 +41,7 @@ __all__ = [
     "SegmentationDataError",
     "SegmentationLabelInfo",
     "SyntheticPanopticConfig",
+    "depth_benchmark_config",
     "SyntheticSample",
     "THING_SHAPES",
     "colorize_panoptic",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-__all__ = ["SyntheticPanopticConfig", "THING_SHAPES", "STUFF_TEXTURES"]
+__all__ = ["SyntheticPanopticConfig", "THING_SHAPES", "STUFF_TEXTURES", "depth_benchmark_config"]
 
 #: The thing classes the renderer can draw (each is a shape; the class id is the position in the config's tuple).
 THING_SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "ellipse", "star", "hexagon")
@@ -127,3 +127,19 @@ def _check_names(field_name: str, names: tuple[str, ...], allowed: tuple[str, ..
         raise ValueError(f"{field_name}: unknown classes {unknown}; choose from {list(allowed)}")
     if len(set(names)) != len(names):
         raise ValueError(f"{field_name}: classes must be unique, got {list(names)}")
+
+
+def depth_benchmark_config(**overrides) -> SyntheticPanopticConfig:
+    """The settings of the main job's benchmark, where encoder depth matters per image (`run_eco_m2f.py`).
+
+    Compared with the defaults, things are fewer and larger (1-5 objects of at least 14 px at 128x128, little
+    occlusion, no crowd or clutter strokes), so a small parent trained on a CPU recognises them; the per-image
+    difficulty ``d`` mostly drives camouflage (object colour blended up to 70% towards the stuff under it) and pixel
+    noise (up to std 40), which a deeper encoder can average out and a shallow one cannot. Both are visible in the
+    image itself (no marker or channel encodes ``d``).
+    """
+    values = dict(height=128, width=128, num_train_images=1500, num_validation_images=600, min_objects=1,
+                  max_objects=5, min_object_size=14, max_object_size=0.45, max_stuff_regions=3, max_occlusion=0.2,
+                  max_clutter=0, max_color_similarity=0.7, max_noise_std=40.0, crowd_probability=0.0)
+    values.update(overrides)
+    return SyntheticPanopticConfig(**values)

@@ -26,12 +26,12 @@ from .evaluation import evaluate_modes, panoptic_from_counts
 from .gate_training import train_gate
 from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
 from .modeling import build_model, load_model, load_trained_model
-from .pipeline import DEFAULT_BETAS, PRESETS, build_run_parser, run_eco_m2f
+from .pipeline import DEFAULT_BETA, PRESETS, build_run_parser, run_eco_m2f
 from .runtime import RecipeError, finish_process, run_script, run_script_process
 from .tasks import RecipeTask, get_task
 
 __all__ = [
-    "DEFAULT_BETAS",
+    "DEFAULT_BETA",
     "DEFAULT_BETA_GRID",
     "PRESETS",
     "RecipeError",

@@ -1,19 +1,23 @@
-"""The whole ECO-M2F recipe in one command (`examples/run_eco_m2f.py`): data, step 1, step 2, step 3 for several
-betas, evaluation (fixed depths, gates, oracles), the trade-off table and plot, and a Hub-ready export.
+"""The whole ECO-M2F recipe in one command (`examples/run_eco_m2f.py`): data, step 1, step 2, step 3 (the paper's
+classification gate for one beta and a utility gate for every beta), the evaluation (fixed depths, gates at several
+betas, the random-routing control of every gate, the oracle), the trade-off table and plot, and a Hub-ready export.
 
-The default preset fits a time budget on a small CPU: it first measures the speed of a training step and of an
-inference batch on this machine, then sizes step 1 (most of the budget) so the whole job ends within
-`--time_budget_minutes`, and prints that plan. Larger presets use fixed step counts. Every step reads its inputs
-from `--output_dir`, so `--steps` can rerun any subset (e.g. only step 3 and the evaluation with new betas).
+The default preset starts from the parent shipped in `examples/parents/depth_benchmark/` (trained with this
+project's own step-1 script; its folder holds the command, the training log and SHA-256 sums, checked before use)
+and fine-tunes it for a fixed number of steps. Every step does a fixed amount of work, so the figures do not depend
+on the machine's speed; the wall-clock deadline (`--deadline_minutes`, 20 for the default preset) is enforced while
+the job runs: past it the job stops with an error naming the step it was in, rather than running on.
+Every step reads its inputs from `--output_dir`, so `--steps` can rerun any subset.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import logging
-import math
 import shutil
-import statistics
+import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,11 +35,14 @@ from .runtime import RecipeError, write_json
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
 STEPS = ("data", "step1", "step2", "step3", "eval", "export")
+#: The parent shipped with the repository (a source checkout): see its README for the command that trains it.
+SHIPPED_PARENT = Path(__file__).resolve().parents[2] / "examples" / "parents" / "depth_benchmark"
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes of a main-job run. `step1_steps=None` means: fill the time budget."""
+    """Sizes of a main-job run. `parent`: a model folder step 1 fine-tunes (None: a fresh model from the size fields).
+    `benchmark`: render `data.depth_benchmark_config` (else the generic generator with the step-1 defaults)."""
 
     image_size: int
     train_images: int
@@ -47,45 +54,59 @@ class Preset:
     num_queries: int
     batch_size: int
     learning_rate: float
-    step1_steps: int | None
-    time_budget_minutes: float | None
+    step1_steps: int
+    parent: str | None = None
+    benchmark: bool = False
+    deadline_minutes: float | None = None
     eval_batch_size: int = 16
 
 
 PRESETS = {
-    # Seconds: for CI and smoke tests (64x64 images, 3 encoder layers, exits 2..3, two step-1 steps).
+    # Seconds: for CI and smoke tests (64x64 images, 3 encoder layers, exits 2..3, two step-1 steps from scratch).
     "tiny": Preset(image_size=64, train_images=12, validation_images=6, backbone="swin-mini", feature_size=32,
                    encoder_layers=3, decoder_layers=2, num_queries=10, batch_size=4, learning_rate=1e-3,
-                   step1_steps=2, time_budget_minutes=None, eval_batch_size=8),
-    # ~20 minutes on a 2-core CPU: 128x128 images, Swin (embed 32, depths 1-1-2-1), 64-d pixel decoder, 6 encoder
-    # layers with exits 2..6, 4 decoder layers, 20 queries.
-    "default": Preset(image_size=128, train_images=256, validation_images=96, backbone="swin-mini", feature_size=64,
+                   step1_steps=2, eval_batch_size=8),
+    # The main job (under 20 minutes on 2 CPU cores): the shipped parent (128x128, Swin embed 32 / depths 1-1-2-1,
+    # 64-d pixel decoder, 6 encoder layers with exits 2..6, 4 decoder layers, 20 queries) fine-tuned for 100 steps on
+    # the benchmark's own training images; 1200 training images for steps 2-3, 600 validation images.
+    "default": Preset(image_size=128, train_images=1200, validation_images=600, backbone="swin-mini", feature_size=64,
+                      encoder_layers=6, decoder_layers=4, num_queries=20, batch_size=8, learning_rate=2e-5,
+                      step1_steps=100, parent=str(SHIPPED_PARENT), benchmark=True, deadline_minutes=20.0),
+    # From scratch on the benchmark, the setting of the shipped parent (hours on 2 CPU cores).
+    "scratch": Preset(image_size=128, train_images=1200, validation_images=600, backbone="swin-mini", feature_size=64,
                       encoder_layers=6, decoder_layers=4, num_queries=20, batch_size=8, learning_rate=5e-4,
-                      step1_steps=None, time_budget_minutes=20.0),
-    "medium": Preset(image_size=192, train_images=1000, validation_images=200, backbone="swin-mini", feature_size=96,
-                     encoder_layers=6, decoder_layers=6, num_queries=50, batch_size=8, learning_rate=3e-4,
-                     step1_steps=6000, time_budget_minutes=None),
+                      step1_steps=5000, benchmark=True),
     "large": Preset(image_size=256, train_images=4000, validation_images=500, backbone="swin-tiny", feature_size=256,
                     encoder_layers=6, decoder_layers=9, num_queries=100, batch_size=16, learning_rate=1e-4,
-                    step1_steps=30000, time_budget_minutes=None),
+                    step1_steps=30000, benchmark=True),
 }
-#: The two default betas, fixed before any run from the paper's scale (seeds.md 2.3: COCO 0.0005 / 0.02,
-#: Cityscapes 0.003 / 0.01): one that keeps quality, one that saves most of the encoder.
-DEFAULT_BETAS = (0.003, 0.03)
+#: The classification gate's beta (the paper's scale: COCO 0.0005 / 0.02, Cityscapes 0.003 / 0.01, arXiv 2404.15244).
+DEFAULT_BETA = 0.003
+#: Betas at which the one utility gate is evaluated (quality fraction per encoder layer).
+DEFAULT_UTILITY_BETAS = (0.0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03)
+#: The encoder budget the utility gate is calibrated for on held-out training images (`--target_encoder_fraction`).
+DEFAULT_TARGET_FRACTION = 0.7
 
 
 def build_run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Run the whole ECO-M2F recipe (data, steps 1-3, evaluation, plot, "
-                                                 "export) on the embedded synthetic data set.")
+    parser = argparse.ArgumentParser(description="Run the whole ECO-M2F recipe (data, steps 1-3, evaluation with "
+                                                 "controls, plot, export) on the embedded synthetic benchmark.")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--output_dir", default="outputs/main_job")
     parser.add_argument("--docs_dir", default=None,
                         help="also write tradeoff.png and results_main_job.md/.json here (default: docs for the "
                              "default preset, nothing otherwise; pass '' to disable)")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
-    parser.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS))
-    parser.add_argument("--time_budget_minutes", type=float, default=None, help="override the preset's budget")
-    parser.add_argument("--step1_steps", type=int, default=None, help="fixed step-1 length (no budget planning)")
+    parser.add_argument("--beta", type=float, default=DEFAULT_BETA, help="beta of the classification gate's labels")
+    parser.add_argument("--utility_betas", type=float, nargs="+", default=list(DEFAULT_UTILITY_BETAS),
+                        help="betas at which the utility gate is evaluated")
+    parser.add_argument("--target_encoder_fraction", type=float, default=DEFAULT_TARGET_FRACTION,
+                        help="encoder budget the utility gate's default beta is calibrated for (held-out images)")
+    parser.add_argument("--parent", default=None,
+                        help="model folder step 1 starts from (default: the preset's; 'scratch' for a fresh model)")
+    parser.add_argument("--deadline_minutes", type=float, default=None,
+                        help="stop with an error past this wall time (default: the preset's; 0 disables)")
+    parser.add_argument("--step1_steps", type=int, default=None, help="override the preset's step-1 length")
     parser.add_argument("--learning_rate", type=float, default=None, help="override the preset's step-1 learning rate")
     parser.add_argument("--train_images", type=int, default=None)
     parser.add_argument("--validation_images", type=int, default=None)
@@ -106,15 +127,15 @@ class Paths:
         self.data = self.root / "data"
         self.step1 = self.root / "step1_parent"
         self.step2 = self.root / "step2_derived"
+        self.classification_gate = self.root / "step3_gate_classification"
+        self.utility_gate = self.root / "step3_gate_utility"
         self.eval = self.root / "evaluation"
         self.export = self.root / "hub_export"
-
-    def gate(self, beta: float) -> Path:
-        return self.root / f"step3_gate_beta{beta:g}"
 
 
 def _common(preset: Preset, paths: Paths, args: argparse.Namespace) -> list[str]:
     out = ["--dataset", "disk", "--dataset_path", str(paths.data), "--seed", str(args.seed),
+           "--image_size", str(preset.image_size),
            "--per_device_eval_batch_size", str(preset.eval_batch_size), "--num_threads", str(args.num_threads)]
     if args.cpu:
         out.append("--cpu")
@@ -123,105 +144,108 @@ def _common(preset: Preset, paths: Paths, args: argparse.Namespace) -> list[str]
     return out
 
 
+def parent_folder(preset: Preset, args: argparse.Namespace) -> str | None:
+    """The folder step 1 starts from (None: a fresh model)."""
+    choice = args.parent if args.parent is not None else preset.parent
+    return None if choice in (None, "scratch") else str(choice)
+
+
+def verify_parent(folder: str | Path) -> dict[str, str]:
+    """Check a parent folder against its `SHA256SUMS` (when it has one); `RecipeError` naming a missing or changed
+    file. Returns file name -> digest."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise RecipeError(f"parent folder {folder} has no config.json: pass --parent <model folder> or --parent scratch "
+                          "(the shipped parent lives in a source checkout under examples/parents/)")
+    sums = folder / "SHA256SUMS"
+    if not sums.is_file():
+        return {}
+    digests = {}
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        expected, name = line.split()
+        path = folder / name
+        if not path.is_file():
+            raise RecipeError(f"{path} is missing (listed in {sums})")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise RecipeError(f"{path} does not match its SHA-256 in {sums} (got {actual[:16]}..., expected "
+                              f"{expected[:16]}...): the shipped parent was changed or is corrupt")
+        digests[name] = actual
+    return digests
+
+
 def step1_argv(preset: Preset, paths: Paths, args: argparse.Namespace, steps: int) -> list[str]:
-    return _common(preset, paths, args) + [
-        "--output_dir", str(paths.step1), "--image_size", str(preset.image_size), "--backbone", preset.backbone,
-        "--feature_size", str(preset.feature_size), "--encoder_layers", str(preset.encoder_layers),
-        "--decoder_layers", str(preset.decoder_layers), "--num_queries", str(preset.num_queries),
-        "--per_device_train_batch_size", str(preset.batch_size),
+    parent = parent_folder(preset, args)
+    model = (["--model_name_or_path", parent] if parent else
+             ["--backbone", preset.backbone, "--feature_size", str(preset.feature_size), "--encoder_layers",
+              str(preset.encoder_layers), "--decoder_layers", str(preset.decoder_layers), "--num_queries",
+              str(preset.num_queries)])
+    return _common(preset, paths, args) + model + [
+        "--output_dir", str(paths.step1), "--per_device_train_batch_size", str(preset.batch_size),
         "--learning_rate", str(args.learning_rate or preset.learning_rate),
         "--max_train_steps", str(steps), "--checkpointing_steps", str(max(1, steps // 4)), "--logging_steps", "10",
         "--eval_depths",
     ] + (["--resume_from_checkpoint", "latest"] if args.resume else [])
 
 
+def data_config(preset: Preset, args: argparse.Namespace):
+    """The generator settings of the job's data set."""
+    from ..data import SyntheticPanopticConfig, depth_benchmark_config
+
+    sizes = dict(height=preset.image_size, width=preset.image_size, num_train_images=preset.train_images,
+                 num_validation_images=preset.validation_images, seed=args.seed)
+    if preset.benchmark:
+        return depth_benchmark_config(**sizes)
+    step1 = build_train_early_exit_parser().parse_args([])
+    return SyntheticPanopticConfig(**sizes, max_objects=step1.synthetic_max_objects,
+                                   min_object_size=step1.synthetic_min_object_size)
+
+
 def make_data(preset: Preset, paths: Paths, args: argparse.Namespace) -> float:
     """Render the synthetic data set once and save it; later steps read it from disk."""
-    from ..data import SyntheticPanopticConfig, make_synthetic_panoptic_dataset
+    from ..data import make_synthetic_panoptic_dataset
 
     start = time.perf_counter()
-    step1 = build_train_early_exit_parser().parse_args([])
-    config = SyntheticPanopticConfig(height=preset.image_size, width=preset.image_size,
-                                     num_train_images=preset.train_images,
-                                     num_validation_images=preset.validation_images, seed=args.seed,
-                                     max_objects=step1.synthetic_max_objects,
-                                     min_object_size=step1.synthetic_min_object_size)
-    splits, _ = make_synthetic_panoptic_dataset(config=config)
+    splits, _ = make_synthetic_panoptic_dataset(config=data_config(preset, args))
     if paths.data.exists():
         shutil.rmtree(paths.data)
     splits.save_to_disk(str(paths.data))
     return time.perf_counter() - start
 
 
-def measure_speed(preset: Preset, paths: Paths, args: argparse.Namespace) -> dict:
-    """Seconds per step-1 training step and per inference image (forward at each exit + post-processing)."""
-    from .data import build_image_processor, inference_dataloader, load_split, model_inputs, train_dataloader
-    from .evaluation import BatchEvaluator
-    from .modeling import build_model
-
-    targs = build_train_early_exit_parser().parse_args(step1_argv(preset, paths, args, 1))
-    train_set, label_info = load_split(targs, "train")
-    torch.manual_seed(args.seed)
-    model = build_model(targs, label_info)
-    processor = build_image_processor(image_size=preset.image_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    loader = iter(train_dataloader(targs, train_set, label_info, processor))
-    exits = model.config.exit_layers
-    train_times = []
-    model.train()
-    for depth in [exits[-1]] + exits[::-1]:  # the first step warms up and is not timed
-        batch = next(loader)
-        start = time.perf_counter()
-        loss = model(**model_inputs(batch, "cpu"), num_encoder_layers=depth).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        train_times.append(time.perf_counter() - start)
-    model.eval()
-    eargs = build_evaluate_parser().parse_args(_common(preset, paths, args))
-    evaluator = BatchEvaluator(model=model, processor=processor, label_info=label_info, args=eargs, with_ap=True,
-                               with_miou=True)
-    batch = next(iter(inference_dataloader(train_set, label_info, processor, indices=list(range(preset.eval_batch_size)),
-                                           batch_size=preset.eval_batch_size)))
-    infer = {}
-    for depth in (exits[0], exits[-1], exits[0], exits[-1]):
-        start = time.perf_counter()
-        with torch.no_grad():
-            outputs = model(pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"],
-                            num_encoder_layers=depth)
-        evaluator.records(outputs, batch, gate=False)
-        infer[depth] = (time.perf_counter() - start) / preset.eval_batch_size
-    per_image = statistics.mean(infer.values())  # average of the shallowest and deepest exit
-    return {"train_step_s": statistics.median(train_times[1:]), "infer_image_s": per_image, "num_exits": len(exits)}
+class DeadlineExceeded(RecipeError):
+    """The main job ran past its wall-clock deadline."""
 
 
-def plan_budget(preset: Preset, speed: dict, *, elapsed_s: float, budget_s: float, num_betas: int,
-                train_images: int, validation_images: int) -> dict:
-    """Step-1 length that makes the job end within the budget, given measured speeds and the other steps' work."""
-    k = speed["num_exits"]
-    per_image = speed["infer_image_s"]
-    step2 = train_images * k * per_image * 0.8  # step 2 post-processes panoptic only
-    gates = num_betas * (train_images * per_image * 0.3 + 20)
-    evaluation = validation_images * (k * per_image + num_betas * 0.3 * per_image) + 2 * k * 1.5  # + GFLOP counts
-    fixed_overhead = 60.0  # step set-up, model saving, plot, export
-    margin = 0.08 * budget_s
-    step1_s = budget_s - elapsed_s - step2 - gates - evaluation - fixed_overhead - margin
-    steps = int(step1_s / speed["train_step_s"])
-    if steps < 50:
-        raise RecipeError(f"the time budget leaves only {steps} step-1 steps on this machine (measured "
-                          f"{speed['train_step_s']:.2f} s/step): raise --time_budget_minutes or pass --step1_steps")
-    return {"step1_steps": steps, "step1_s": round(step1_s, 1), "step2_s": round(step2, 1), "step3_s": round(gates, 1),
-            "eval_s": round(evaluation, 1), "overhead_s": fixed_overhead, "margin_s": round(margin, 1),
-            "elapsed_before_s": round(elapsed_s, 1), "budget_s": budget_s, **{k_: round(v, 4) for k_, v in speed.items()}}
+@contextlib.contextmanager
+def wall_clock_deadline(seconds: float | None, *, where: callable):
+    """Raise `DeadlineExceeded` in the main thread once `seconds` of wall time have passed (POSIX `SIGALRM`);
+    `where()` names the step then running. No-op for `None`/0 or off the main thread / without `SIGALRM`."""
+    import threading
+
+    usable = bool(seconds) and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise DeadlineExceeded(f"the main job passed its {seconds / 60:g}-minute deadline during {where()}; its "
+                               "results so far are in the output folder. Rerun the remaining steps with --steps, or "
+                               "raise --deadline_minutes on a slow or busy machine")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run_eco_m2f(args: argparse.Namespace) -> dict:
     """Run the main job; returns its summary (also `OUTPUT_DIR/run_eco_m2f_summary.json`)."""
-    from .derived import derive_exit_dataset
-    from .early_exit import train_early_exit
-    from .evaluate_job import evaluate_model
-    from .gate_training import train_gate
-
     t0 = time.perf_counter()
     torch.set_num_threads(args.num_threads)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
@@ -233,65 +257,19 @@ def run_eco_m2f(args: argparse.Namespace) -> dict:
     preset = PRESETS[args.preset]
     preset = replace(preset, train_images=args.train_images or preset.train_images,
                      validation_images=args.validation_images or preset.validation_images)
-    budget_min = args.time_budget_minutes or preset.time_budget_minutes
+    deadline = args.deadline_minutes if args.deadline_minutes is not None else preset.deadline_minutes
     paths = Paths(args.output_dir)
     paths.root.mkdir(parents=True, exist_ok=True)
-    summary: dict = {"preset": args.preset, "preset_values": preset.__dict__, "betas": args.betas, "steps": steps,
-                     "timings_s": {}}
-
-    def timed(name, fn):
-        start = time.perf_counter()
-        result = fn()
-        summary["timings_s"][name] = round(time.perf_counter() - start, 1)
-        print(f"[run_eco_m2f] {name} done in {summary['timings_s'][name]:.1f} s "
-              f"(job at {time.perf_counter() - t0:.1f} s)", flush=True)
-        return result
-
-    from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
-
-    state = PartialState(cpu=args.cpu)  # under `accelerate launch`, the main process does the one-off work
-    if "data" in steps:
-        if state.is_main_process:
-            timed("data", lambda: make_data(preset, paths, args))
-        state.wait_for_everyone()
-    if "step1" in steps:
-        step1_steps = args.step1_steps or preset.step1_steps
-        if step1_steps is None:
-            plan = [None]
-            if state.is_main_process:
-                speed = timed("measure_speed", lambda: measure_speed(preset, paths, args))
-                plan[0] = plan_budget(preset, speed, elapsed_s=time.perf_counter() - t0, budget_s=60 * budget_min,
-                                      num_betas=len(args.betas), train_images=preset.train_images,
-                                      validation_images=preset.validation_images)
-                print("[run_eco_m2f] plan: " + ", ".join(f"{k}={v}" for k, v in plan[0].items()), flush=True)
-            if state.num_processes > 1:
-                broadcast_object_list(plan, from_process=0)
-            summary["plan"] = plan[0]
-            step1_steps = plan[0]["step1_steps"]
-        summary["step1"] = timed("step1", lambda: train_early_exit(
-            build_train_early_exit_parser().parse_args(step1_argv(preset, paths, args, step1_steps))))
-    if "step2" in steps:
-        argv = _common(preset, paths, args) + ["--model_name_or_path", str(paths.step1),
-                                              "--output_dir", str(paths.step2), "--betas", *map(str, args.betas)]
-        summary["step2"] = timed("step2", lambda: derive_exit_dataset(build_derive_exit_dataset_parser().parse_args(argv)))
-    if "step3" in steps:
-        summary["step3"] = {}
-        for beta in args.betas:
-            argv = _common(preset, paths, args) + [
-                "--model_name_or_path", str(paths.step1), "--derived_dataset", str(paths.step2), "--beta", str(beta),
-                "--output_dir", str(paths.gate(beta)), "--skip_validation"]
-            summary["step3"][f"{beta:g}"] = timed(f"step3_beta{beta:g}",
-                                                  lambda: train_gate(build_train_gate_parser().parse_args(argv)))
-    if "eval" in steps:
-        argv = _common(preset, paths, args) + [
-            "--model_name_or_path", str(paths.step1), "--output_dir", str(paths.eval),
-            "--gate_models", *[str(paths.gate(b)) for b in args.betas],
-            "--oracle_betas", *map(str, args.betas), "--gate_evaluation", "select"]
-        summary["eval"] = timed("eval", lambda: evaluate_model(build_evaluate_parser().parse_args(argv)))
-    if "export" in steps and state.is_main_process:
-        summary["export"] = timed("export", lambda: export_main_model(paths, args))
+    summary: dict = {"preset": args.preset, "preset_values": preset.__dict__, "beta": args.beta,
+                     "utility_betas": args.utility_betas, "steps": steps, "timings_s": {},
+                     "deadline_minutes": deadline or None}
+    current = ["start"]
+    with wall_clock_deadline(60 * deadline if deadline else None, where=lambda: current[0]):
+        _run_steps(args, preset, paths, steps, summary, t0, current)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    from accelerate import PartialState
+
+    state = PartialState(cpu=args.cpu)
     summary["num_processes"] = state.num_processes
     if state.is_main_process:
         from .main_job_report import publish_results
@@ -302,8 +280,76 @@ def run_eco_m2f(args: argparse.Namespace) -> dict:
     return summary
 
 
+def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: dict, t0: float, current: list) -> None:
+    from accelerate import PartialState
+
+    from .derived import derive_exit_dataset
+    from .early_exit import train_early_exit
+    from .evaluate_job import evaluate_model
+    from .gate_training import train_gate
+
+    def timed(name, fn):
+        current[0] = name
+        start = time.perf_counter()
+        result = fn()
+        summary["timings_s"][name] = round(time.perf_counter() - start, 1)
+        print(f"[run_eco_m2f] {name} done in {summary['timings_s'][name]:.1f} s "
+              f"(job at {time.perf_counter() - t0:.1f} s)", flush=True)
+        return result
+
+    state = PartialState(cpu=args.cpu)  # under `accelerate launch`, the main process does the one-off work
+    if "data" in steps:
+        if state.is_main_process:
+            timed("data", lambda: make_data(preset, paths, args))
+        state.wait_for_everyone()
+    if "step1" in steps:
+        parent = parent_folder(preset, args)
+        if parent:
+            summary["parent"] = {"folder": parent, "sha256": verify_parent(parent)}
+        step1_steps = args.step1_steps if args.step1_steps is not None else preset.step1_steps
+        summary["step1"] = timed("step1", lambda: train_early_exit(
+            build_train_early_exit_parser().parse_args(step1_argv(preset, paths, args, step1_steps))))
+    if "step2" in steps:
+        argv = _common(preset, paths, args) + ["--model_name_or_path", str(paths.step1),
+                                              "--output_dir", str(paths.step2), "--betas", str(args.beta)]
+        summary["step2"] = timed("step2", lambda: derive_exit_dataset(build_derive_exit_dataset_parser().parse_args(argv)))
+    if "step3" in steps:
+        base = _common(preset, paths, args) + ["--model_name_or_path", str(paths.step1), "--derived_dataset",
+                                               str(paths.step2), "--skip_validation"]
+        summary["step3"] = {}
+        argv = base + ["--gate_objective", "classification", "--beta", str(args.beta),
+                       "--output_dir", str(paths.classification_gate)]
+        summary["step3"]["classification"] = timed(
+            "step3_classification", lambda: train_gate(build_train_gate_parser().parse_args(argv)))
+        argv_u = base + ["--gate_objective", "utility", "--target_encoder_fraction", str(args.target_encoder_fraction),
+                         "--output_dir", str(paths.utility_gate)]
+        summary["step3"]["utility"] = timed(
+            "step3_utility", lambda: train_gate(build_train_gate_parser().parse_args(argv_u)))
+    if "eval" in steps:
+        calibrated = ((summary.get("step3") or {}).get("utility") or {}).get("beta")
+        if calibrated is None:
+            calibrated = _saved_gate_beta(paths.utility_gate)
+        betas = sorted(set(args.utility_betas) | ({round(calibrated, 6)} if calibrated is not None else set()))
+        summary["calibrated_beta"] = calibrated
+        argv = _common(preset, paths, args) + [
+            "--model_name_or_path", str(paths.step1), "--output_dir", str(paths.eval),
+            "--gate_models", str(paths.classification_gate), str(paths.utility_gate),
+            "--gate_betas", *map(str, betas), "--oracle_betas", str(args.beta)]
+        summary["eval"] = timed("eval", lambda: evaluate_model(build_evaluate_parser().parse_args(argv)))
+    if "export" in steps and state.is_main_process:
+        summary["export"] = timed("export", lambda: export_main_model(paths, args))
+
+
+def _saved_gate_beta(folder: Path) -> float | None:
+    import json
+
+    config = folder / "config.json"
+    return json.loads(config.read_text(encoding="utf-8")).get("gate_beta") if config.is_file() else None
+
+
 def export_main_model(paths: Paths, args: argparse.Namespace) -> dict:
-    """Hub-ready export of the smallest-beta gate model (with the evaluation results and plot), via hub/."""
+    """Hub-ready export of the utility-gate model (default beta: the calibrated one), with the evaluation results and
+    plot, via hub/."""
     import json
     import warnings
 
@@ -314,20 +360,21 @@ def export_main_model(paths: Paths, args: argparse.Namespace) -> dict:
         return {"skipped": str(error)}
     from .reporting import hub_eval_results
 
-    beta = min(args.betas)
+    beta = _saved_gate_beta(paths.utility_gate)
     report_file = paths.eval / "evaluation.json"
     eval_results = plot = None
-    if report_file.is_file():
+    if report_file.is_file() and beta is not None:
         report = json.loads(report_file.read_text(encoding="utf-8"))
+        mode = f"gate_utility_beta{round(beta, 6):g}"
         eval_results = hub_eval_results(report, dataset_name="ecom2f synthetic panoptic", split="validation",
-                                        gate_mode=f"gate_beta{beta:g}")
+                                        gate_mode=mode if mode in report["modes"] else None)
         plot = paths.eval / "tradeoff.png"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = export_model_folder(model_dir=paths.gate(beta), output_dir=paths.export, eval_results=eval_results,
+        out = export_model_folder(model_dir=paths.utility_gate, output_dir=paths.export, eval_results=eval_results,
                                   plot=plot, overwrite=True)
     return {"export_dir": str(out), "gate_beta": beta, "files": sorted(p.name for p in Path(out).iterdir())}
 
 
-__all__ = ["DEFAULT_BETAS", "PRESETS", "Preset", "STEPS", "build_run_parser", "measure_speed", "plan_budget",
-           "run_eco_m2f"]
+__all__ = ["DEFAULT_BETA", "DEFAULT_UTILITY_BETAS", "DeadlineExceeded", "PRESETS", "Preset", "SHIPPED_PARENT", "STEPS",
+           "build_run_parser", "run_eco_m2f", "verify_parent", "wall_clock_deadline"]
