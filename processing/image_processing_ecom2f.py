@@ -166,6 +166,12 @@ def standardize_image(image, *, index: int, do_rescale: bool, input_data_format=
     return np.ascontiguousarray(array[:3])  # RGBA: the alpha channel is dropped
 
 
+def _checked_gate_beta(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"gate_beta must be a finite number >= 0 (quality fraction per encoder layer), got {value!r}")
+    return float(value)
+
+
 class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
     r"""
     Image processor of [`EcoMask2FormerForUniversalSegmentation`]: the stock Mask2Former processor (PIL/NumPy
@@ -177,7 +183,26 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
     `processor(images, segmentation_maps=None, instance_id_to_semantic_id=None, return_tensors="pt")` returns
     `pixel_values` `(B, 3, H, W)`, `pixel_mask` `(B, H, W)` (1 = image, 0 = padding) and, with maps,
     `mask_labels` (per image `(n_i, H, W)`) and `class_labels` (per image `(n_i,)`).
+
+    gate_beta (`float`, *optional*):
+        Trade-off of a `"utility"` gate (`EcoMask2FormerConfig.gate_objective`); when set, every output carries it as
+        `gate_beta`, which the model's forward takes, so a pipeline built with this processor uses that beta.
     """
+
+    def __init__(self, *args, gate_beta: float | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if gate_beta is not None:
+            gate_beta = _checked_gate_beta(gate_beta)
+        self.gate_beta = gate_beta
+
+    def preprocess(self, *args, **kwargs) -> BatchFeature:
+        """Stock preprocessing; with `gate_beta` set (here or at construction), the outputs also carry it as a Python
+        float, so that `model(**inputs)` and `pipeline("image-segmentation")` run a utility gate at that trade-off."""
+        gate_beta = kwargs.pop("gate_beta", self.gate_beta)
+        features = super().preprocess(*args, **kwargs)
+        if gate_beta is not None:
+            features["gate_beta"] = _checked_gate_beta(gate_beta)
+        return features
 
     def _preprocess_image_like_inputs(
         self, images, segmentation_maps, instance_id_to_semantic_id, do_convert_rgb, input_data_format, **kwargs

@@ -191,3 +191,20 @@ def test_checkpoints_of_the_other_task_are_clear_errors(tmp_path, capsys):
         "--model_name_or_path", str(chain()["paths"]["step1"]), "--gate_models", str(chain()["paths"]["step1"]),
         "--output_dir", str(tmp_path / "eval")], capsys)
     assert "has no trained gate" in err
+
+
+def test_detection_utility_gate_through_the_task_adapter(tmp_path):
+    paths = chain()["paths"]
+    summary = load_detection_example("train_gate_detr").main(DATA + [
+        "--model_name_or_path", str(paths["step1"]), "--derived_dataset", str(paths["step2"]), "--gate_objective",
+        "utility", "--target_encoder_fraction", "0.9", "--output_dir", str(tmp_path / "utility"),
+        "--num_train_epochs", "2", "--per_device_train_batch_size", "2"])
+    config = read_json(tmp_path / "utility" / "config.json")
+    assert config["gate_objective"] == "utility" and config["gate_beta"] == pytest.approx(summary["beta"])
+    assert "mean_box_ap_per_exit" in summary["train"] and _fraction(summary["validation"]["box_ap"])
+    load_detection_example("evaluate_detr").main(DATA + [
+        "--model_name_or_path", str(paths["step1"]), "--gate_models", str(tmp_path / "utility"), "--gate_betas", "0",
+        "10", "--output_dir", str(tmp_path / "eval")])
+    report = read_json(tmp_path / "eval" / "evaluation.json")
+    assert {"gate_utility_beta0", "gate_utility_beta10", "random_gate_utility_beta10"} <= set(report["modes"])
+    assert report["modes"]["gate_utility_beta10"]["depth_histogram"] == {"2": 4, "3": 0}

@@ -80,3 +80,27 @@ def test_pipeline_subtasks_match_the_post_processor(segmenter, image, subtask):
         for item, segment in zip(results, expected["segments_info"]):
             mask = (expected["segmentation"] == segment["id"]).numpy()
             assert np.array_equal(np.array(item["mask"]) > 0, mask)
+
+
+def test_pipeline_runs_a_utility_gate_at_the_processor_gate_beta(tmp_path, image):
+    from _hub_fixtures import PROCESSOR_KWARGS
+
+    model = trained_gate_model()
+    model.config.gate_objective = "utility"
+    classifier = model.model.pixel_level_module.decoder.gate.classifier
+    with torch.no_grad():  # predicted gains of exits 2, 3, 4: 0, 0.1, 0.15 (PQ fraction) for every image
+        classifier.weight.zero_()
+        classifier.bias.copy_(torch.tensor([0.0, 0.1, 0.15]))
+    chosen = []
+    for beta, depth in ((0.0, 4), (0.07, 3), (0.5, 2)):
+        processor = modeling_ecom2f.EcoMask2FormerImageProcessor(**PROCESSOR_KWARGS, gate_beta=beta)
+        folder = save_model_folder(tmp_path / f"beta{beta}", model=model, processor=processor)
+        segmenter = pipeline("image-segmentation", model=str(folder))
+        assert segmenter.image_processor.gate_beta == beta
+        handle = segmenter.model.register_forward_hook(
+            lambda module, args, kwargs, output: chosen.append((kwargs.get("gate_beta"),
+                                                                output.encoder_layers_used.tolist())),
+            with_kwargs=True)
+        segmenter(image, subtask="panoptic", threshold=0.0)
+        handle.remove()
+        assert chosen[-1] == (beta, [depth])

@@ -283,6 +283,8 @@ def build_evaluate_parser(*, task: str = "segmentation") -> argparse.ArgumentPar
     parser.add_argument("--no_random_routing", action="store_true",
                         help="skip the random-routing control of each gate (its decisions shuffled across images)")
     parser.add_argument("--routing_seed", type=int, default=0, help="seed of the random-routing permutation")
+    parser.add_argument("--no_mask_ap", action="store_true",
+                        help="skip mask AP (instance post-processing and COCOeval per mode): faster")
     parser.add_argument("--gate_evaluation", choices=("forward", "select"), default="select",
                         help="kept for compatibility: every gate is now evaluated by taking each image's result at "
                              "the depth the gate picks from the one pass over all exits, checked against a real "

@@ -102,7 +102,7 @@ def evaluate_model(args: argparse.Namespace) -> dict:
     report = evaluate_modes(accelerator=accelerator, model=model, processor=processor, dataset=dataset,
                             label_info=label_info, args=args, depths=depths, gates=gates,
                             oracle_betas=args.oracle_betas, random_routing_controls=not args.no_random_routing,
-                            routing_seed=args.routing_seed, task=task)
+                            routing_seed=args.routing_seed, with_ap=not getattr(args, "no_mask_ap", False), task=task)
     summary = {"step": "evaluate_model", "split": args.split, "num_images": len(dataset),
                "modes": task.compact_summary(report), "seconds": round(time.perf_counter() - start, 2),
                "num_processes": accelerator.num_processes}
