@@ -55,7 +55,8 @@ def multi_scale_deformable_attention_embedding_bag(
     Every level gets a zero border (`_zero_padded_table`) and pixel coordinates are clamped to `[-1, size]`: inside
     that range the four bilinear corners are rows of the padded table and the zeros stand for grid_sample's
     `padding_mode="zeros"`; a point further out is clamped onto the border, where the corner weights put it entirely
-    on zero rows, so it reads 0 as in the reference. No inside masks, no per-corner bounds checks.
+    on zero rows, so it reads 0 as in the reference. No inside masks, no per-corner bounds checks. A NaN or infinite
+    location or weight gives NaN for its (query, head), as the reference does, and touches no other query or image.
 
     Args:
         value: `(batch, tokens, heads, head_dim)`, levels concatenated in `spatial_shapes_list` order.
@@ -82,8 +83,17 @@ def multi_scale_deformable_attention_embedding_bag(
     row_length = per_level([w + 3 for _, w in spatial_shapes_list])
     # grid_sample with align_corners=False: pixel coordinate = normalised * size - 0.5.
     half = torch.tensor(-0.5, dtype=dtype, device=device)
-    x = torch.minimum(torch.addcmul(half, sampling_locations[..., 0], widths).clamp_(min=-1.0), widths)  # (B, Q, H, L, P)
-    y = torch.minimum(torch.addcmul(half, sampling_locations[..., 1], heights).clamp_(min=-1.0), heights)
+    x_pixel = torch.addcmul(half, sampling_locations[..., 0], widths)  # (B, Q, H, L, P)
+    y_pixel = torch.addcmul(half, sampling_locations[..., 1], heights)
+    # Non-finite input (NaN/Inf locations, e.g. from a NaN image or an overflowing fp16 step): the reference's
+    # grid_sample returns NaN for that (query, head). `poison` is NaN there and 0 elsewhere; added to the attention
+    # weights it makes the bag's per-sample weights NaN. The coordinates themselves are sanitised (NaN -> the far
+    # bottom-right border, +-Inf clamped) so every row index stays inside the table: no out-of-range gather.
+    poison = (x_pixel + y_pixel).mul_(0.0)
+    far = torch.finfo(dtype).max
+    x = torch.minimum(x_pixel.nan_to_num(nan=far).clamp_(min=-1.0), widths)
+    y = torch.minimum(y_pixel.nan_to_num(nan=far).clamp_(min=-1.0), heights)
+    attention_weights = attention_weights + poison
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0
     # Padded row of the top-left corner: level start + (y0 + 1) * (w + 3) + (x0 + 1); exact integers in float.
