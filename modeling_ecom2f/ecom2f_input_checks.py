@@ -55,12 +55,15 @@ def min_values_per_group(projections: nn.Module) -> tuple[int, nn.GroupNorm] | N
     return norm.num_channels // norm.num_groups, norm
 
 
-def check_pixel_values(pixel_values: torch.Tensor, *, config, input_projections: nn.Module) -> None:
+def check_pixel_values(
+    pixel_values: torch.Tensor, *, config, input_projections: nn.Module, extra_levels: int = 0
+) -> None:
     """Raise a `ValueError` naming `pixel_values` for an input the model cannot run.
 
     Checks: 4 dimensions `(batch, channels, height, width)`; at least one image; `backbone_config.num_channels`
-    channels; images large enough that the coarsest backbone map holds more than one value per GroupNorm group in
-    `input_projections` (see the module docstring). Shapes only: no host sync.
+    channels; images large enough that the coarsest map holds more than one value per GroupNorm group in
+    `input_projections` (see the module docstring). `extra_levels`: levels made below the backbone's coarsest map
+    by stride-2 convolutions (Deformable DETR, arXiv 2010.04159), each halving it again. Shapes only: no host sync.
     """
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
         shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
@@ -79,13 +82,14 @@ def check_pixel_values(pixel_values: torch.Tensor, *, config, input_projections:
     stride, per_group = coarsest_backbone_stride(config), min_values_per_group(input_projections)
     if stride is None or per_group is None:
         return
+    stride *= 2**extra_levels
     channels_per_group, norm = per_group
     cells = math.ceil(height / stride) * math.ceil(width / stride)
     if cells * channels_per_group < 2:
         raise ValueError(
-            f"pixel_values has images of {height}x{width} pixels, too small for this model: the backbone's coarsest "
-            f"map (stride {stride}) would be {math.ceil(height / stride)}x{math.ceil(width / stride)}, and the "
-            f"pixel decoder's GroupNorm ({norm.num_groups} groups over {norm.num_channels} channels) needs more than "
+            f"pixel_values has images of {height}x{width} pixels, too small for this model: the coarsest feature "
+            f"map (stride {stride}) would be {math.ceil(height / stride)}x{math.ceil(width / stride)}, and its "
+            f"input projection's GroupNorm ({norm.num_groups} groups over {norm.num_channels} channels) needs more than "
             f"one value per group. Use images taller or wider than {stride} pixels (the image processor's resize "
             "does this)"
         )

@@ -65,3 +65,17 @@ def test_bound_follows_the_group_size():
     with torch.no_grad():
         outputs = wide(pixel_values=torch.randn(1, 3, 32, 32))
     assert torch.isfinite(outputs.masks_queries_logits).all()
+
+
+def test_detector_bound_counts_its_extra_level():
+    """Tiny Deformable DETR: ResNet stage4 (stride 32) plus one stride-2 extra level -> stride 64; 64x64 fails
+    in torch's GroupNorm, 65x65 runs."""
+    from _detection_fixtures import tiny_eco_detector
+
+    detector = tiny_eco_detector().eval()
+    with pytest.raises(ValueError, match=r"images of 64x64 pixels, too small.*stride 64"):
+        detector(pixel_values=torch.zeros(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="pixel_values holds 0 images"):
+        detector(pixel_values=torch.zeros(0, 3, 96, 96))
+    with torch.no_grad():
+        assert torch.isfinite(detector(pixel_values=torch.randn(1, 3, 65, 65)).logits).all()
