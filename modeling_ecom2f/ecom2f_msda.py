@@ -75,8 +75,9 @@ def multi_scale_deformable_attention_embedding_bag(
     sampling_locations = sampling_locations.to(dtype)
     table, starts, padded_tokens = _zero_padded_table(value, spatial_shapes_list)
 
-    def per_level(values: list[int]) -> torch.Tensor:  # (levels, 1): broadcasts over the points axis
-        return torch.tensor(values, dtype=dtype, device=device).view(levels, 1)
+    def per_level(values: list[int]) -> torch.Tensor:
+        # (levels, points), contiguous: on CPU broadcasting a whole (L, P) block is several times faster than (L, 1)
+        return torch.tensor(values, dtype=dtype, device=device).view(levels, 1).expand(levels, points).contiguous()
 
     widths = per_level([w for _, w in spatial_shapes_list])
     heights = per_level([h for h, _ in spatial_shapes_list])
@@ -85,17 +86,16 @@ def multi_scale_deformable_attention_embedding_bag(
     half = torch.tensor(-0.5, dtype=dtype, device=device)
     x_pixel = torch.addcmul(half, sampling_locations[..., 0], widths)  # (B, Q, H, L, P)
     y_pixel = torch.addcmul(half, sampling_locations[..., 1], heights)
-    # Non-finite input (NaN/Inf locations, e.g. from a NaN image or an overflowing fp16 step): the reference's
-    # grid_sample returns NaN for that (query, head). `poison` is NaN there and 0 elsewhere; added to the attention
-    # weights it makes the bag's per-sample weights NaN. The coordinates themselves are sanitised (NaN -> the far
-    # bottom-right border, +-Inf clamped) so every row index stays inside the table: no out-of-range gather.
-    poison = (x_pixel + y_pixel).mul_(0.0)
-    far = torch.finfo(dtype).max
-    x = torch.minimum(x_pixel.nan_to_num(nan=far).clamp_(min=-1.0), widths)
-    y = torch.minimum(y_pixel.nan_to_num(nan=far).clamp_(min=-1.0), heights)
-    attention_weights = attention_weights + poison
+    # A NaN coordinate goes to the far (size) border like +Inf, -Inf to -1: every row index stays inside the table,
+    # never an out-of-range gather (NaN used to become int64-min).
+    minus_one, far = torch.tensor(-1.0, dtype=dtype, device=device), torch.finfo(dtype).max
+    x = torch.clamp(x_pixel.nan_to_num(nan=far), min=minus_one, max=widths)
+    y = torch.clamp(y_pixel.nan_to_num(nan=far), min=minus_one, max=heights)
     x0, y0 = x.floor(), y.floor()
-    fx, fy = x - x0, y - y0
+    # The reference's grid_sample returns NaN for a (query, head) with a NaN/Inf location: `pixel * 0` is NaN there and
+    # 0 elsewhere, so adding it to the bilinear fractions makes that bag's per-sample weights NaN, and nothing else.
+    zero = torch.zeros((), dtype=dtype, device=device)
+    fx, fy = torch.addcmul(x - x0, x_pixel, zero), torch.addcmul(y - y0, y_pixel, zero)
     # Padded row of the top-left corner: level start + (y0 + 1) * (w + 3) + (x0 + 1); exact integers in float.
     first = per_level([start + w + 4 for start, (_, w) in zip(starts, spatial_shapes_list)])
     local = torch.addcmul(x0 + first, y0, row_length)
