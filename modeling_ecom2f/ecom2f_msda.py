@@ -55,7 +55,8 @@ def multi_scale_deformable_attention_embedding_bag(
     Every level gets a zero border (`_zero_padded_table`) and pixel coordinates are clamped to `[-1, size]`: inside
     that range the four bilinear corners are rows of the padded table and the zeros stand for grid_sample's
     `padding_mode="zeros"`; a point further out is clamped onto the border, where the corner weights put it entirely
-    on zero rows, so it reads 0 as in the reference. No inside masks, no per-corner bounds checks.
+    on zero rows, so it reads 0 as in the reference. No inside masks, no per-corner bounds checks. A NaN or infinite
+    location or weight gives NaN for its (query, head), as the reference does, and touches no other query or image.
 
     Args:
         value: `(batch, tokens, heads, head_dim)`, levels concatenated in `spatial_shapes_list` order.
@@ -74,18 +75,27 @@ def multi_scale_deformable_attention_embedding_bag(
     sampling_locations = sampling_locations.to(dtype)
     table, starts, padded_tokens = _zero_padded_table(value, spatial_shapes_list)
 
-    def per_level(values: list[int]) -> torch.Tensor:  # (levels, 1): broadcasts over the points axis
-        return torch.tensor(values, dtype=dtype, device=device).view(levels, 1)
+    def per_level(values: list[int]) -> torch.Tensor:
+        # (levels, points), contiguous: on CPU broadcasting a whole (L, P) block is several times faster than (L, 1)
+        return torch.tensor(values, dtype=dtype, device=device).view(levels, 1).expand(levels, points).contiguous()
 
     widths = per_level([w for _, w in spatial_shapes_list])
     heights = per_level([h for h, _ in spatial_shapes_list])
     row_length = per_level([w + 3 for _, w in spatial_shapes_list])
     # grid_sample with align_corners=False: pixel coordinate = normalised * size - 0.5.
     half = torch.tensor(-0.5, dtype=dtype, device=device)
-    x = torch.minimum(torch.addcmul(half, sampling_locations[..., 0], widths).clamp_(min=-1.0), widths)  # (B, Q, H, L, P)
-    y = torch.minimum(torch.addcmul(half, sampling_locations[..., 1], heights).clamp_(min=-1.0), heights)
+    x_pixel = torch.addcmul(half, sampling_locations[..., 0], widths)  # (B, Q, H, L, P)
+    y_pixel = torch.addcmul(half, sampling_locations[..., 1], heights)
+    # A NaN coordinate goes to the far (size) border like +Inf, -Inf to -1: every row index stays inside the table,
+    # never an out-of-range gather (NaN used to become int64-min).
+    minus_one, far = torch.tensor(-1.0, dtype=dtype, device=device), torch.finfo(dtype).max
+    x = torch.clamp(x_pixel.nan_to_num(nan=far), min=minus_one, max=widths)
+    y = torch.clamp(y_pixel.nan_to_num(nan=far), min=minus_one, max=heights)
     x0, y0 = x.floor(), y.floor()
-    fx, fy = x - x0, y - y0
+    # The reference's grid_sample returns NaN for a (query, head) with a NaN/Inf location: `pixel * 0` is NaN there and
+    # 0 elsewhere, so adding it to the bilinear fractions makes that bag's per-sample weights NaN, and nothing else.
+    zero = torch.zeros((), dtype=dtype, device=device)
+    fx, fy = torch.addcmul(x - x0, x_pixel, zero), torch.addcmul(y - y0, y_pixel, zero)
     # Padded row of the top-left corner: level start + (y0 + 1) * (w + 3) + (x0 + 1); exact integers in float.
     first = per_level([start + w + 4 for start, (_, w) in zip(starts, spatial_shapes_list)])
     local = torch.addcmul(x0 + first, y0, row_length)

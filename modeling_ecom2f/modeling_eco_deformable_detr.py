@@ -34,6 +34,7 @@ from .ecom2f_depth import depth_loss_weight, gate_cross_entropy, gate_depths, re
 from .ecom2f_detr_encoder import EcoDeformableDetrEncoder
 from .ecom2f_detr_outputs import EcoDeformableDetrModelOutput, EcoDeformableDetrObjectDetectionOutput
 from .ecom2f_gate import EcoMask2FormerGate
+from .ecom2f_input_checks import check_pixel_values
 from .ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention, init_deformable_attention_
 from .ecom2f_token_scaling import EcoMask2FormerTokenRecalibration
 
@@ -146,6 +147,8 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
         if encoder_outputs is not None:
             raise ValueError("EcoDeformableDetrModel computes its own encoder outputs; encoder_outputs is not supported")
         config = self.config
+        check_pixel_values(pixel_values, config=config, input_projections=self.input_proj,
+                           extra_levels=config.num_feature_levels - len(self.backbone.intermediate_channel_sizes))
         batch_size, _, height, width = pixel_values.shape
         if pixel_mask is None:
             pixel_mask = torch.ones((batch_size, height, width), dtype=torch.long, device=pixel_values.device)

@@ -24,6 +24,7 @@ from configuration.configuration_ecom2f import EcoMask2FormerConfig
 
 from .ecom2f_depth import depth_loss_weight, gate_cross_entropy, resolve_encoder_depths, validate_encoder_depths
 from .ecom2f_gate import EcoMask2FormerGate
+from .ecom2f_input_checks import check_pixel_values
 from .ecom2f_outputs import EcoMask2FormerForUniversalSegmentationOutput, EcoMask2FormerModelOutput
 from .ecom2f_pixel_decoder import EcoMask2FormerPixelLevelModule
 from .ecom2f_token_scaling import EcoMask2FormerTokenRecalibration
@@ -64,6 +65,7 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
     def compute_gate_logits(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Gate scores `(batch, num_exits)` from the backbone and input projection only (no encoder, no decoder)."""
         decoder = self.pixel_level_module.decoder
+        check_pixel_values(pixel_values, config=self.config, input_projections=decoder.input_projections)
         features = self.pixel_level_module.encoder(pixel_values).feature_maps
         level = self.config.gate_input_level
         projected = decoder.input_projections[level](features[::-1][level])  # (B, C, h, w)
@@ -99,6 +101,9 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
+        check_pixel_values(
+            pixel_values, config=self.config, input_projections=self.pixel_level_module.decoder.input_projections
+        )
         depths = self.resolve_depths(num_encoder_layers, pixel_values.shape[0])
         pixel_output, decoder_output = self.pixel_level_module(
             pixel_values,

@@ -35,7 +35,8 @@ import numpy as np
 import PIL.Image
 import torch
 from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import ChannelDimension
+from transformers.image_transforms import get_size_with_aspect_ratio
+from transformers.image_utils import ChannelDimension, SizeDict, get_image_size, get_image_size_for_max_height_width
 from transformers.models.mask2former.image_processing_pil_mask2former import Mask2FormerImageProcessorPil
 
 CHANNEL_COUNTS = (1, 3, 4)  # grayscale, RGB, RGBA
@@ -219,6 +220,29 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
                 input_data_format=ChannelDimension.FIRST,
             )
         return self._preprocess(images, segmentation_maps, instance_id_to_semantic_id, **kwargs)
+
+    def resize(self, image: np.ndarray, size: SizeDict, size_divisor: int = 0, resample=None, **kwargs) -> np.ndarray:
+        """Stock resize, except that no side of the target size reaches 0.
+
+        With `shortest_edge`/`longest_edge` (or `max_height`/`max_width`) an extreme aspect ratio (say 100000 x 2)
+        rounds the short side to 0 and the stock resize fails with "Size must contain 'height' and 'width'"; here
+        each side is at least 1 pixel (before `size_divisor` rounds it up), so the image keeps all its pixels on the
+        long side and is stretched on the short one.
+        """
+        if size.shortest_edge and size.longest_edge:
+            new_size = get_size_with_aspect_ratio(
+                get_image_size(image, channel_dim=ChannelDimension.FIRST), size.shortest_edge, size.longest_edge
+            )
+        elif size.max_height and size.max_width:
+            new_size = get_image_size_for_max_height_width(
+                get_image_size(image, channel_dim=ChannelDimension.FIRST), size.max_height, size.max_width
+            )
+        else:
+            return super().resize(image, size=size, size_divisor=size_divisor, resample=resample, **kwargs)
+        height, width = (max(1, int(side)) for side in new_size)
+        return super().resize(
+            image, size=SizeDict(height=height, width=width), size_divisor=size_divisor, resample=resample, **kwargs
+        )
 
     def pad(self, images, padded_size, segmentation_maps=None, fill=0, ignore_index=255):
         """Stock padding (bottom/right, `pixel_mask` 1 on the image), except that the binary mask labels passed as

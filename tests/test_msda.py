@@ -88,3 +88,87 @@ def test_auto_resolution():
     assert resolve_msda_implementation("auto", torch.device("cpu")) == "embedding_bag"
     assert resolve_msda_implementation("auto", torch.device("cuda")) == "reference"
     assert resolve_msda_implementation("reference", torch.device("cpu")) == "reference"
+
+
+# Non-finite input (issue 15): the fast core must agree with the reference per (query, head) and never index out of
+# range. `_corrupt` writes a fault into a few (image 0) queries only.
+FAULTS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "huge": 1e30, "-huge": -1e30}
+
+
+def _corrupt(locations, weights, fault: float, target: str):
+    locations, weights = locations.clone(), weights.clone()
+    if target == "locations":
+        locations[0, 2, 1, 0, 0, 0] = fault  # x of one point
+        locations[0, 5, :, -1, 1, 1] = fault  # y of one point on the last level, every head
+    else:
+        weights[0, 2, 1, 0, 0] = fault
+        weights[0, 5, :, -1, 1] = fault
+    return locations, weights
+
+
+def _assert_same_per_query_head(got, expected, heads: int, *, rtol: float = 1e-5, atol: float = 1e-5):
+    """Same finiteness per (image, query, head) as the reference, and equal values where finite."""
+    got, expected = got.float().unflatten(-1, (heads, -1)), expected.float().unflatten(-1, (heads, -1))
+    expected_finite = torch.isfinite(expected).all(-1)
+    assert torch.equal(torch.isfinite(got).all(-1), expected_finite)
+    assert not torch.isfinite(got[~expected_finite]).any(), "a non-finite head must be non-finite on every channel"
+    torch.testing.assert_close(got[expected_finite], expected[expected_finite], rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("target", ["locations", "weights"])
+def test_non_finite_inputs_match_reference(levels, fault, target):
+    shapes = SHAPES[levels]
+    value, locations, weights = _inputs(2, shapes, seed=11)
+    locations, weights = _corrupt(locations, weights, FAULTS[fault], target)
+    expected = multi_scale_deformable_attention(value, shapes, locations, weights)
+    got = multi_scale_deformable_attention_embedding_bag(value, shapes, locations, weights)
+    _assert_same_per_query_head(got, expected, heads=4)
+    if fault in ("nan", "inf", "-inf"):
+        assert not torch.isfinite(got[0, 2]).all()  # the fault shows where it was put ...
+    assert torch.isfinite(got[1]).all()  # ... and image 1 is untouched
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("fault", ["nan", "inf", "huge"])
+def test_non_finite_locations_under_autocast(dtype, fault):
+    """Half-precision locations/weights (as autocast produces them) with faults: same finiteness as the reference."""
+    shapes = SHAPES[3]
+    value, locations, weights = _inputs(2, shapes, seed=12)
+    locations, weights = _corrupt(locations, weights, FAULTS[fault], "locations")
+    locations, weights, value = locations.to(dtype), weights.to(dtype), value.to(dtype)
+    expected = multi_scale_deformable_attention(value.float(), shapes, locations.float(), weights.float())
+    with torch.autocast("cpu", dtype=dtype):
+        got = multi_scale_deformable_attention_embedding_bag(value, shapes, locations, weights)
+    _assert_same_per_query_head(got, expected, heads=4, rtol=2e-2, atol=2e-2)
+
+
+def test_non_finite_locations_gradients_leave_other_images_alone():
+    """NaN locations in image 0: image 1's gradients (value, locations, weights) equal the reference's."""
+    shapes = SHAPES[2]
+    grads = []
+    for core in (multi_scale_deformable_attention, multi_scale_deformable_attention_embedding_bag):
+        value, locations, weights = _inputs(2, shapes, seed=13)
+        locations, weights = _corrupt(locations, weights, float("nan"), "locations")
+        value, locations, weights = (t.requires_grad_(True) for t in (value, locations, weights))
+        output = core(value, shapes, locations, weights)
+        (output[1] * torch.linspace(-1, 1, 32)).sum().backward()
+        grads.append((value.grad, locations.grad, weights.grad))
+    for expected, got in zip(*grads):
+        assert torch.isfinite(got[1]).all()
+        torch.testing.assert_close(got[1], expected[1], rtol=1e-4, atol=1e-4 * expected[1].abs().max().item())
+
+
+def test_nan_image_does_not_change_the_other_image_of_the_batch():
+    """A batch [NaN image, good image] through the tiny model with the fast core: the good image's outputs equal
+    its outputs alone (the fast core used to raise `Expected i < index_size` for the whole batch)."""
+    torch.manual_seed(0)
+    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config(deformable_attention_implementation="embedding_bag"))
+    good = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    batch = torch.cat([torch.full_like(good, float("nan")), good])
+    with torch.no_grad():
+        alone, together = model.eval()(pixel_values=good), model(pixel_values=batch)
+    for name in ("class_queries_logits", "masks_queries_logits"):
+        assert not torch.isfinite(getattr(together, name)[0]).all()
+        torch.testing.assert_close(getattr(together, name)[1:], getattr(alone, name), rtol=1e-4, atol=1e-5)

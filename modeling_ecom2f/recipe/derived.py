@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .artifacts import check_parquet_file, read_json_file
 from .data import inference_dataloader, load_split, shard_indices
 from .evaluation import BatchEvaluator, exit_outputs, panoptic_from_counts
 from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
@@ -130,11 +130,9 @@ def load_derived_dataset(folder: str | Path):
     if not (folder / DERIVED_FILE).is_file() or not (folder / INFO_FILE).is_file():
         raise RecipeError(f"{folder} is not a derived data set (needs {DERIVED_FILE} and {INFO_FILE}); run "
                           "derive_exit_dataset.py first")
-    info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
+    info = read_json_file(folder / INFO_FILE, what="derived data set description")
     quality = info.get("quality", "pq")
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(str(folder / DERIVED_FILE))
+    table = check_parquet_file(folder / DERIVED_FILE)  # a truncated file: a RecipeError naming it
     if table.num_rows == 0:
         raise RecipeError(f"{folder / DERIVED_FILE} has no rows: there are no depth labels to train on")
     derived = datasets.Dataset(table)

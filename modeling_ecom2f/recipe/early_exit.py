@@ -119,6 +119,7 @@ def train_early_exit(args: argparse.Namespace) -> dict:
         "exit_layers": config.exit_layers,
         "depths_sampled_this_run": {str(k): v for k, v in depth_counts.items()},
         "last_logs": result.last_logs,
+        "skipped_steps": result.skipped_steps,  # non-finite loss or gradients: no update (training.train_loop)
     }
     if not result.finished:
         write_summary(accelerator, args.output_dir, "train_early_exit", summary)

@@ -29,6 +29,7 @@ import torch
 from ..ecom2f_flops import count_gflops
 from ..metrics import coco_gt_and_detections, mean_iou, per_image_panoptic_quality
 from .data import inference_dataloader, shard_indices
+from .faults import check_finite_outputs
 from .labels import ideal_depths
 from .routing import classification_depths, random_routing, utility_depths
 from .runtime import RecipeError, progress_bar
@@ -114,6 +115,7 @@ class BatchEvaluator:
             encoder_layers_used=outputs.encoder_layers_used.cpu(),
         )
         kwargs, refs, ids = self._kwargs(batch), batch["references"], batch["image_ids"]
+        check_finite_outputs(light, ids, where="scoring a batch (step 2 / evaluation)")
         panoptic = self.processor.post_process_panoptic_segmentation(
             light, threshold=self.args.panoptic_threshold,
             overlap_mask_area_threshold=self.args.overlap_mask_area_threshold, label_ids_to_fuse=set(), **kwargs)

@@ -223,7 +223,7 @@ def train_gate(args: argparse.Namespace) -> dict:
     summary = {"step": "train_gate", "gate_objective": objective, "beta": beta, "finished": result.finished,
                "completed_steps": result.progress.completed_steps, "max_train_steps": max_steps,
                "label_histogram": histogram, "label_mean_depth": float(labels.mean()),
-               "num_processes": accelerator.num_processes}
+               "num_processes": accelerator.num_processes, "skipped_steps": result.skipped_steps}
     if not result.finished:
         write_summary(accelerator, args.output_dir, "train_gate", summary)
         end_run(accelerator)

@@ -9,7 +9,6 @@ the same script.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ from configuration.configuration_ecom2f import EcoMask2FormerConfig
 
 from ..data import SegmentationLabelInfo
 from ..modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
+from .artifacts import check_weight_files, read_json_file
 from .runtime import RecipeError
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
@@ -47,7 +47,8 @@ def eco_overrides(args: argparse.Namespace) -> dict:
 
 def checkpoint_model_type(path: str | os.PathLike, *, supported: tuple[str, ...] = SUPPORTED_MODEL_TYPES,
                           needs: str | None = None) -> str:
-    """The `model_type` of a saved model folder; `RecipeError` if it is no folder or no model of ours.
+    """The `model_type` of a saved model folder; `RecipeError` if it is no folder or no model of ours, or if its
+    `config.json` or a weight file is corrupt, truncated or missing (`artifacts.check_weight_files`).
 
     `supported` are the accepted model types and `needs` the phrase naming them in the error (default: the
     Mask2Former recipe's).
@@ -58,11 +59,12 @@ def checkpoint_model_type(path: str | os.PathLike, *, supported: tuple[str, ...]
         raise RecipeError(f"model folder {folder} does not exist (the Hub is not used offline: pass a local folder)")
     if not config_file.is_file():
         raise RecipeError(f"{folder} has no config.json: it is not a model saved with save_pretrained")
-    model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    model_type = read_json_file(config_file, what="model config").get("model_type")
     if model_type not in supported:
         needs = needs or (f"the recipe needs a Mask2Former ('mask2former') or EcoMask2Former "
                           f"('{EcoMask2FormerConfig.model_type}') checkpoint")
-        raise RecipeError(f"{folder} holds a {model_type!r} model; {needs}")
+        raise RecipeError(f"{folder} holds a {model_type!r} model (model_type in {config_file}); {needs}")
+    check_weight_files(folder)
     return model_type
 
 

@@ -64,6 +64,46 @@ class TrainResult:
     seconds: float
     steps_this_run: int
     last_logs: dict
+    skipped_steps: int = 0
+
+
+def _gradients_finite(accelerator, model: torch.nn.Module, args: argparse.Namespace, loss_finite: bool) -> bool:
+    """Clip (with `--max_grad_norm`) and say whether this optimizer step may be taken: the loss of every
+    micro-batch and the gradient norm are finite, on every process. One host sync per optimizer step, as
+    `torch.amp.GradScaler`'s inf check."""
+    if args.max_grad_norm:
+        norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+    else:
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=accelerator.device)
+    bad = (~torch.isfinite(torch.as_tensor(norm, device=accelerator.device))).float() + float(not loss_finite)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, "sum")  # every process skips the same steps
+    return not bool(bad > 0)
+
+
+def _optimizer_step(accelerator, model, optimizer, args: argparse.Namespace, loss_finite: bool) -> bool:
+    """Take the optimizer step unless the loss or the gradients are non-finite; returns whether it was skipped.
+
+    With fp16 mixed precision accelerate's gradient scaler already skips (and lowers its scale on) steps with
+    non-finite gradients, so it decides; otherwise the step is skipped here the same way (no update, gradients
+    dropped), so one NaN batch (a corrupt image, an overflow) does not poison the weights or end the run.
+    """
+    if not accelerator.sync_gradients:
+        optimizer.step()  # accelerate: no-op while accumulating
+        optimizer.zero_grad()
+        return False
+    if accelerator.scaler is not None:
+        if args.max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        return bool(accelerator.optimizer_step_was_skipped)
+    skipped = not _gradients_finite(accelerator, model, args, loss_finite)
+    if not skipped:
+        optimizer.step()
+    optimizer.zero_grad()
+    return skipped
 
 
 def _set_epoch(dataloader, epoch: int) -> None:
@@ -101,13 +141,16 @@ def train_loop(
     `model`, `optimizer` and `dataloader` must come from `accelerator.prepare`; `scheduler` must be registered with
     `accelerator.register_for_checkpointing` before a resume is loaded. Checkpoints are written every
     `--checkpointing_steps` steps and at the end of the run (not when stopped by `--stop_after_steps`, which stands
-    for a killed run).
+    for a killed run). A step whose loss or gradients are non-finite is skipped (no update, no scheduler step; it
+    still counts as a step), logged, and counted in `progress.extra["skipped_steps"]`.
     """
     start_time, start_step = time.perf_counter(), progress.completed_steps
     bar = progress_bar(accelerator, total=max_train_steps, initial=progress.completed_steps, desc=description)
     stop_at = None if args.stop_after_steps is None else start_step + args.stop_after_steps
     logs: dict = {}
     running, running_count = 0.0, 0
+    loss_finite = True  # over the micro-batches of the current optimizer step
+    progress.extra.setdefault("skipped_steps", 0)
     model.train()
     while progress.completed_steps < max_train_steps and (stop_at is None or progress.completed_steps < stop_at):
         _set_epoch(dataloader, progress.epoch)
@@ -119,20 +162,27 @@ def train_loop(
             with accelerator.accumulate(model):
                 loss, step_logs = loss_fn(model, batch)
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
+                loss_value = float(loss.detach())
+                loss_finite = loss_finite and math.isfinite(loss_value)
+                skipped = _optimizer_step(accelerator, model, optimizer, args, loss_finite)
             progress.batches_in_epoch += 1
-            running += float(loss.detach())
-            running_count += 1
+            if math.isfinite(loss_value):  # a skipped NaN batch does not poison the logged mean
+                running += loss_value
+                running_count += 1
             if not accelerator.sync_gradients:
                 continue
-            scheduler.step()
+            loss_finite = True
+            if skipped:
+                progress.extra["skipped_steps"] += 1
+                logger.warning("step %d: non-finite loss or gradients, optimizer step skipped (%d skipped so far)",
+                               progress.completed_steps + 1, progress.extra["skipped_steps"])
+                accelerator.log({"skipped_steps": progress.extra["skipped_steps"]}, step=progress.completed_steps + 1)
+            else:
+                scheduler.step()
             progress.completed_steps += 1
             bar.update(1)
             if progress.completed_steps % args.logging_steps == 0 or progress.completed_steps == max_train_steps:
-                mean_loss = accelerator.reduce(torch.tensor(running / max(running_count, 1),
+                mean_loss = accelerator.reduce(torch.tensor(running / running_count if running_count else math.nan,
                                                             device=accelerator.device), "mean")
                 logs = {"loss": float(mean_loss), "lr": scheduler.get_last_lr()[0], **step_logs}
                 running, running_count = 0.0, 0
@@ -158,7 +208,8 @@ def train_loop(
                     progress.completed_steps, max_train_steps)
     progress.extra["last_logs"] = logs
     return TrainResult(progress=progress, finished=finished, seconds=time.perf_counter() - start_time,
-                       steps_this_run=progress.completed_steps - start_step, last_logs=logs)
+                       steps_this_run=progress.completed_steps - start_step, last_logs=logs,
+                       skipped_steps=progress.extra["skipped_steps"])
 
 
 def unwrap_and_save(accelerator, model, output_dir: str | Path, *, processor=None) -> Path:
