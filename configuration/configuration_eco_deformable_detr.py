@@ -44,6 +44,8 @@ class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
     gate_beta (`float`, *optional*, defaults to 0.0):
         Default trade-off of a `"utility"` gate (quality fraction per encoder layer); a forward's `gate_beta`
         overrides it.
+    gate_pooling (`str`, *optional*, defaults to `"mean"`):
+        `"mean"` (the paper) or `"mean_std"` (also the spatial standard deviation of each channel).
     deformable_attention_implementation (`str`, *optional*, defaults to `"auto"`):
         Sampling core of the encoder's deformable attention (the decoder keeps the stock one): `"reference"`
         (per-level `grid_sample`), `"embedding_bag"` (one fused gather-and-sum, equal within float rounding) or
@@ -69,6 +71,7 @@ class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
     gate_trained: bool = False
     gate_objective: str = "classification"
     gate_beta: float = 0.0
+    gate_pooling: str = "mean"
     deformable_attention_implementation: str = "auto"
     token_scaling_layers: list[int] | None = None
     token_recalibration: bool = False

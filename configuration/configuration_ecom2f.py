@@ -13,6 +13,7 @@ from transformers import Mask2FormerConfig
 
 EXIT_LOSS_WEIGHTINGS = ("linear", "uniform")
 GATE_OBJECTIVES = ("classification", "utility")
+GATE_POOLINGS = ("mean", "mean_std")
 DEFORMABLE_ATTENTION_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
 
 
@@ -20,7 +21,7 @@ class EcoEarlyExitConfigMixin:
     """Validation and derived properties shared by the ecom2f configs (EcoMask2Former, EcoDeformableDetr).
 
     The host config provides `encoder_layers`, `num_feature_levels` (encoder levels) and the fields `exit_layers`,
-    `exit_loss_weighting`, `gate_hidden_size`, `gate_input_level`, `gate_objective`, `gate_beta`,
+    `exit_loss_weighting`, `gate_hidden_size`, `gate_input_level`, `gate_objective`, `gate_beta`, `gate_pooling`,
     `deformable_attention_implementation`,
     `encoder_n_points` and `token_scaling_layers`. Levels are indexed coarse to fine here (0 = coarsest).
     """
@@ -51,6 +52,8 @@ class EcoEarlyExitConfigMixin:
             )
         if self.gate_hidden_size is not None and self.gate_hidden_size < 1:
             raise ValueError(f"gate_hidden_size must be None or >= 1, got {self.gate_hidden_size}")
+        if self.gate_pooling not in GATE_POOLINGS:
+            raise ValueError(f"gate_pooling must be one of {GATE_POOLINGS}, got {self.gate_pooling!r}")
         if self.gate_objective not in GATE_OBJECTIVES:
             raise ValueError(f"gate_objective must be one of {GATE_OBJECTIVES}, got {self.gate_objective!r}")
         beta = self.gate_beta
@@ -130,6 +133,9 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
     gate_trained (`bool`, *optional*, defaults to `False`):
         Whether the gate was trained (ECO-M2F step 3). When `True`, a forward without `num_encoder_layers` lets the
         gate choose the depth of each image; when `False` such a forward runs the deepest exit.
+    gate_pooling (`str`, *optional*, defaults to `"mean"`):
+        How the gate pools its input map: `"mean"` (the paper) or `"mean_std"` (also the per-channel spatial standard
+        deviation, a richer input: the input projection's GroupNorm normalises much of the mean away).
     gate_objective (`str`, *optional*, defaults to `"classification"`):
         What the gate's outputs mean. `"classification"`: logits over the exits, trained with cross-entropy on the
         ideal depths `argmax_k(PQ_k - beta k)` of one beta (the paper, ECO-M2F Sec. 3.3); the depth is their argmax.
@@ -169,6 +175,7 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
     gate_trained: bool = False
     gate_objective: str = "classification"
     gate_beta: float = 0.0
+    gate_pooling: str = "mean"
     deformable_attention_implementation: str = "auto"
     encoder_n_points: int = 4
     token_scaling_layers: list[int] | None = None
@@ -189,4 +196,4 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
         return min(3, len(self.feature_strides))
 
 
-__all__ = ["DEFORMABLE_ATTENTION_IMPLEMENTATIONS", "EXIT_LOSS_WEIGHTINGS", "GATE_OBJECTIVES", "EcoEarlyExitConfigMixin", "EcoMask2FormerConfig"]
+__all__ = ["DEFORMABLE_ATTENTION_IMPLEMENTATIONS", "EXIT_LOSS_WEIGHTINGS", "GATE_OBJECTIVES", "GATE_POOLINGS", "EcoEarlyExitConfigMixin", "EcoMask2FormerConfig"]

@@ -62,7 +62,8 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         # Same layers and keys as the stock encoder built above, with a depth-aware forward.
         self.encoder = EcoMask2FormerPixelDecoderEncoder(config)
         self.gate = EcoMask2FormerGate(
-            in_channels=config.feature_size, num_exits=config.num_exits, hidden_size=config.gate_hidden_size
+            in_channels=config.feature_size, num_exits=config.num_exits, hidden_size=config.gate_hidden_size,
+            pooling=config.gate_pooling,
         )
         self.token_recalibration = (
             EcoMask2FormerTokenRecalibration(

@@ -74,7 +74,8 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
         # Same layer names as the stock encoder built above, with a depth- and stage-aware forward.
         self.encoder = EcoDeformableDetrEncoder(config)
         self.gate = EcoMask2FormerGate(
-            in_channels=config.d_model, num_exits=config.num_exits, hidden_size=config.gate_hidden_size
+            in_channels=config.d_model, num_exits=config.num_exits, hidden_size=config.gate_hidden_size,
+            pooling=config.gate_pooling,
         )
         self.token_recalibration = (
             EcoMask2FormerTokenRecalibration(

@@ -90,3 +90,23 @@ def test_gate_beta_is_refused_for_a_classification_gate_and_validated():
     utility = _model(gate_trained=True, gate_objective="utility")
     with pytest.raises(ValueError, match="gate_beta"):
         utility(pixel_values=torch.randn(1, 3, 64, 64), gate_beta=float("nan"))
+
+
+def test_mean_std_gate_pooling_sees_texture_that_the_mean_misses():
+    from modeling_ecom2f.ecom2f_gate import EcoMask2FormerGate
+
+    gate = EcoMask2FormerGate(in_channels=2, num_exits=3, pooling="mean_std")
+    assert gate.classifier.in_features == 4
+    flat = torch.zeros(1, 2, 4, 4)
+    checker = (torch.arange(16).reshape(1, 1, 4, 4) % 2).float().expand(1, 2, 4, 4) * 2 - 1  # same mean, std 1
+    with torch.no_grad():
+        gate.classifier.weight.zero_()
+        gate.classifier.bias.zero_()
+        gate.classifier.weight[0, 2] = 1.0  # score exit 0 by the std of channel 0
+        assert gate(flat)[0, 0] == pytest.approx(0.0, abs=1e-5) and gate(checker)[0, 0] == pytest.approx(1.0)
+        padded = torch.cat([checker, torch.full((1, 2, 4, 4), 9.0)], dim=3)  # (1, 2, 4, 8), right half padding
+        mask = torch.zeros(1, 4, 8, dtype=torch.bool)
+        mask[:, :, 4:] = True
+        torch.testing.assert_close(gate(padded, mask), gate(checker))
+    with pytest.raises(ValueError, match="gate_pooling"):
+        EcoMask2FormerGate(in_channels=2, num_exits=3, pooling="max")

@@ -257,6 +257,9 @@ def build_train_gate_parser(*, task: str = "segmentation") -> argparse.ArgumentP
                         help="trade-off in quality-fraction units (PQ, or box AP for detection) per encoder layer "
                              "(0.01 = 1 point per layer); required for classification, the default gate_beta of a "
                              "utility gate")
+    parser.add_argument("--gate_pooling", choices=("mean", "mean_std"), default=None,
+                        help="gate input pooling: mean (the paper, default) or mean_std (also each channel's spatial "
+                             "standard deviation)")
     parser.add_argument("--target_encoder_fraction", type=float, default=None,
                         help="utility gate: choose gate_beta so that the mean encoder GFLOPs on the held-out "
                              "training images is at most this fraction of full depth (e.g. 0.7)")

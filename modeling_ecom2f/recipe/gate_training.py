@@ -38,20 +38,20 @@ from .training import make_optimizer, make_scheduler, resume_or_start, total_tra
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
-FINGERPRINT_KEYS = ("seed", "beta", "gate_objective", "gate_hidden_size", "derived_dataset", "model_name_or_path", "holdout_fraction",
+FINGERPRINT_KEYS = ("seed", "beta", "gate_objective", "gate_hidden_size", "gate_pooling", "derived_dataset", "model_name_or_path", "holdout_fraction",
                     "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
                     "lr_scheduler_type", "max_train_steps", "num_train_epochs")
 
 
 class GateOnFeatures(torch.nn.Module):
-    """The model's own gate applied to pooled feature vectors `(B, C)` (a 1x1 map, whose mean is the vector)."""
+    """The model's own gate applied to its pooled input vectors `(B, F)` (what the gate's classifier reads)."""
 
     def __init__(self, gate: torch.nn.Module) -> None:
         super().__init__()
         self.gate = gate
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.gate(features[:, :, None, None])
+        return self.gate.classifier(features)
 
 
 def extract_gate_features(*, accelerator, model, processor, dataset, label_info, args, task=None) -> np.ndarray:
@@ -77,7 +77,7 @@ def extract_gate_features(*, accelerator, model, processor, dataset, label_info,
                 logits = model.model.compute_gate_logits(batch["pixel_values"].to(accelerator.device),
                                                          batch["pixel_mask"].to(accelerator.device))
                 pooled = captured[0].float()
-                again = gate(pooled[:, :, None, None])
+                again = gate.classifier(pooled)
             if not torch.allclose(again, logits, rtol=1e-4, atol=1e-5):
                 raise RecipeError("the gate is not 'pool then classify': its inputs cannot be cached; "
                                   "this step needs a gate of modeling_ecom2f.EcoMask2FormerGate's form")
@@ -184,8 +184,9 @@ def train_gate(args: argparse.Namespace) -> dict:
     logger.info("  label histogram %s (mean ideal depth %.3f)", histogram, labels.mean())
     if objective == "classification" and max(histogram.values()) == len(labels):
         logger.warning("every image has the label %d at beta=%g: the gate will learn a constant", int(labels[0]), beta)
-    if objective == "utility" or getattr(args, "gate_hidden_size", None) is not None:
-        rebuild_gate(model, hidden_size=getattr(args, "gate_hidden_size", None), objective=objective)
+    pooling = getattr(args, "gate_pooling", None) or "mean"
+    if objective == "utility" or getattr(args, "gate_hidden_size", None) is not None or pooling != "mean":
+        rebuild_gate(model, hidden_size=getattr(args, "gate_hidden_size", None), objective=objective, pooling=pooling)
 
     processor = task.build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
                                            model_dir=args.model_name_or_path)

@@ -169,14 +169,16 @@ def gate_module(model) -> torch.nn.Module:
     return gate
 
 
-def rebuild_gate(model, *, hidden_size: int | None, objective: str) -> torch.nn.Module:
+def rebuild_gate(model, *, hidden_size: int | None, objective: str, pooling: str = "mean") -> torch.nn.Module:
     """Give `model` a freshly initialised gate of the given form (step 3 may choose another gate than the parent's
     untrained one: a hidden layer, a utility objective); the config records the new form. Returns the gate."""
     from ..ecom2f_gate import EcoMask2FormerGate
 
     old = gate_module(model)
     first = old.classifier if isinstance(old.classifier, torch.nn.Linear) else old.classifier[0]
-    gate = EcoMask2FormerGate(in_channels=first.in_features, num_exits=model.config.num_exits, hidden_size=hidden_size)
+    in_channels = first.in_features // (2 if getattr(old, "pooling", "mean") == "mean_std" else 1)
+    gate = EcoMask2FormerGate(in_channels=in_channels, num_exits=model.config.num_exits, hidden_size=hidden_size,
+                              pooling=pooling)
     torch.nn.init.normal_(gate.classifier.weight if hidden_size is None else gate.classifier[0].weight,
                           std=model.config.init_std)
     for layer in gate.modules():
@@ -187,6 +189,7 @@ def rebuild_gate(model, *, hidden_size: int | None, objective: str) -> torch.nn.
     owner.gate = gate
     model.config.gate_hidden_size = hidden_size
     model.config.gate_objective = objective
+    model.config.gate_pooling = pooling
     return gate
 
 
