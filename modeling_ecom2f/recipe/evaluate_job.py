@@ -14,7 +14,7 @@ import torch
 
 from .data import load_split
 from .evaluation import GateSpec, evaluate_modes
-from .reporting import tradeoff_plot
+from .reporting import full_depth_mode, tradeoff_plot
 from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
 from .tasks import get_task
 
@@ -77,6 +77,13 @@ def write_report(report: dict, output_dir: str | Path, *, title: str, task=None)
         "per_image": write_json(out / "per_image.json", report["per_image"]),
     }
     table = task.results_table(report)
+    if (task.name == "segmentation" and any(r.get("kind") == "gate" for r in report["modes"].values())
+            and full_depth_mode(report) is not None):
+        from .main_job_report import mode_rows, tradeoff_table
+
+        table += ("\n\nEach gate against the fixed-depth frontier (upper concave envelope of the fixed depths) and "
+                  "against its random-routing control (its own decisions shuffled across images), PQ in points:\n\n"
+                  + tradeoff_table(mode_rows(report)))
     (out / "evaluation.md").write_text(f"# {title}\n\n{table}\n", encoding="utf-8")
     paths["table"] = out / "evaluation.md"
     paths["plot"] = tradeoff_plot(report, out / "tradeoff.png", title=title, metric=task.quality,
