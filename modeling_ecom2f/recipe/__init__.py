@@ -27,6 +27,7 @@ from .gate_training import train_gate
 from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
 from .modeling import build_model, load_model, load_trained_model
 from .pipeline import DEFAULT_BETA, PRESETS, build_run_parser, run_eco_m2f
+from .routing import calibrate_beta, frontier_quality, random_routing, utility_depths
 from .runtime import RecipeError, finish_process, run_script, run_script_process
 from .tasks import RecipeTask, get_task
 
@@ -39,6 +40,10 @@ __all__ = [
     "TrainingProgress",
     "build_derive_exit_dataset_parser",
     "build_detection_derive_exit_dataset_parser",
+    "calibrate_beta",
+    "frontier_quality",
+    "random_routing",
+    "utility_depths",
     "build_detection_evaluate_parser",
     "build_detection_train_early_exit_parser",
     "build_detection_train_gate_parser",
