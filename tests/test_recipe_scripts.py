@@ -194,12 +194,12 @@ def test_utility_gate_serves_every_beta_and_meets_a_calibrated_budget(tmp_path):
     summary = load_example("train_gate").main(
         disk + ["--model_name_or_path", str(paths["step1"]), "--derived_dataset", str(paths["step2"]),
                 "--gate_objective", "utility", "--target_encoder_fraction", "0.8", "--gate_hidden_size", "8",
-                "--gate_pooling", "mean_std",
+                "--gate_pooling", "mean_std", "--gate_input_level", "2",
                 "--output_dir", str(tmp_path / "utility"), "--num_train_epochs", "3",
                 "--per_device_train_batch_size", "4", "--skip_validation"])
     config = read_json(tmp_path / "utility" / "config.json")
     assert config["gate_objective"] == "utility" and config["gate_hidden_size"] == 8 and config["gate_trained"]
-    assert config["gate_pooling"] == "mean_std"
+    assert config["gate_pooling"] == "mean_std" and config["gate_input_level"] == 2
     assert summary["gate_objective"] == "utility" and config["gate_beta"] == pytest.approx(summary["beta"])
     assert summary["calibration"]["achieved_encoder_fraction"] <= 0.8 + 1e-9
     assert summary["holdout"]["mse"] >= 0.0 and set(summary["holdout"]["betas"]) >= {"0", "0.01"}

@@ -260,6 +260,9 @@ def build_train_gate_parser(*, task: str = "segmentation") -> argparse.ArgumentP
     parser.add_argument("--gate_pooling", choices=("mean", "mean_std"), default=None,
                         help="gate input pooling: mean (the paper, default) or mean_std (also each channel's spatial "
                              "standard deviation)")
+    parser.add_argument("--gate_input_level", type=int, default=None,
+                        help="input-projected encoder level the gate pools, 0 = coarsest (1/32, the paper; default: "
+                             "the parent's)")
     parser.add_argument("--target_encoder_fraction", type=float, default=None,
                         help="utility gate: choose gate_beta so that the mean encoder GFLOPs on the held-out "
                              "training images is at most this fraction of full depth (e.g. 0.7)")

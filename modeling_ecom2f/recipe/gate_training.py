@@ -38,7 +38,7 @@ from .training import make_optimizer, make_scheduler, resume_or_start, total_tra
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
-FINGERPRINT_KEYS = ("seed", "beta", "gate_objective", "gate_hidden_size", "gate_pooling", "derived_dataset", "model_name_or_path", "holdout_fraction",
+FINGERPRINT_KEYS = ("seed", "beta", "gate_objective", "gate_hidden_size", "gate_pooling", "gate_input_level", "derived_dataset", "model_name_or_path", "holdout_fraction",
                     "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
                     "lr_scheduler_type", "max_train_steps", "num_train_epochs")
 
@@ -184,6 +184,11 @@ def train_gate(args: argparse.Namespace) -> dict:
     logger.info("  label histogram %s (mean ideal depth %.3f)", histogram, labels.mean())
     if objective == "classification" and max(histogram.values()) == len(labels):
         logger.warning("every image has the label %d at beta=%g: the gate will learn a constant", int(labels[0]), beta)
+    if getattr(args, "gate_input_level", None) is not None:
+        if not 0 <= args.gate_input_level < model.config.num_feature_levels:
+            raise RecipeError(f"--gate_input_level must be in [0, {model.config.num_feature_levels}), got "
+                              f"{args.gate_input_level}")
+        model.config.gate_input_level = args.gate_input_level
     pooling = getattr(args, "gate_pooling", None) or "mean"
     if objective == "utility" or getattr(args, "gate_hidden_size", None) is not None or pooling != "mean":
         rebuild_gate(model, hidden_size=getattr(args, "gate_hidden_size", None), objective=objective, pooling=pooling)
