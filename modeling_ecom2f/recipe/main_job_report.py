@@ -16,7 +16,7 @@ import platform
 import shutil
 from pathlib import Path
 
-from .reporting import full_depth_mode, results_table
+from .reporting import full_depth_mode, results_table, save_plot
 from .routing import frontier_quality
 from .runtime import write_json
 
@@ -131,17 +131,8 @@ def tradeoff_plot(rows: list[dict], path: Path, *, title: str) -> Path:
         if r["kind"] == "oracle":
             ax.plot(x(r), r["pq"], "D", color="tab:green", markersize=7, zorder=4,
                     label=f"oracle, beta={r['beta']:g}")
-    ax.set_xlabel("deformable-encoder GFLOPs per image (mean, % of full depth)")
-    ax.set_ylabel("PQ")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, path, xlabel="deformable-encoder GFLOPs per image (mean, % of full depth)",
+                     ylabel="PQ", title=title, legend_loc="lower right")
 
 
 def publish_results(summary: dict, *, paths, args: argparse.Namespace) -> None:

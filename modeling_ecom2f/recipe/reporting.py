@@ -72,11 +72,19 @@ def tradeoff_plot(report: dict, path: str | Path, *, title: str, metric: str = "
     for kind, (marker, size, color) in styles.items():
         if any(_mode_kind(n) == kind for n in modes):
             ax.plot([], [], marker, markersize=size, color=color, linestyle="none", label=kind)
-    ax.set_xlabel("deformable-encoder GFLOPs per image (mean)")
-    ax.set_ylabel(metric_label)
+    return save_plot(fig, ax, path, xlabel="deformable-encoder GFLOPs per image (mean)", ylabel=metric_label,
+                     title=title, legend_loc="best")
+
+
+def save_plot(fig, ax, path: str | Path, *, xlabel: str, ylabel: str, title: str, legend_loc: str) -> Path:
+    """Label, grid and legend a trade-off plot, save it as `path` (folders made) and close the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc=legend_loc, fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,4 +114,4 @@ def compact_summary(report: dict) -> dict:
             for name, r in report["modes"].items()}
 
 
-__all__ = ["compact_summary", "full_depth_mode", "hub_eval_results", "results_table", "tradeoff_plot"]
+__all__ = ["compact_summary", "full_depth_mode", "hub_eval_results", "results_table", "save_plot", "tradeoff_plot"]
