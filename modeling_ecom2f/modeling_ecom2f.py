@@ -36,7 +36,8 @@ class EcoMask2FormerPreTrainedModel(Mask2FormerPreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, EcoMask2FormerGate):
-            # seeds.md 2.4: the released gate's linear layer starts with zero bias.
+            # The released gate's linear layer starts with zero bias (GYeow/ECO-M2F
+            # `mask2former/modeling/pixel_decoder/gating.py`, `GatingFunction`).
             for layer in module.modules():
                 if isinstance(layer, nn.Linear):
                     init.normal_(layer.weight, mean=0.0, std=self.config.init_std)
