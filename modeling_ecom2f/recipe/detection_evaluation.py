@@ -29,6 +29,7 @@ import numpy as np
 from ..ecom2f_detr_flops import count_detection_gflops
 from ..metrics import per_image_box_ap
 from .data import inference_dataloader, shard_indices
+from .detection import EcoDeformableDetrCollator
 from .evaluation import GFlopsTable, _processed_sizes, _spread, coco_summary, exit_outputs
 from .reporting import _pct, full_depth_mode
 from .runtime import RecipeError, progress_bar
@@ -175,8 +176,6 @@ def summarize_detection_mode(acc: DetectionAccumulator, *, label_info, exit_laye
 
 def derive_detection_rows(*, accelerator, model, processor, dataset, label_info, args) -> list[dict]:
     """Step 2, this process's block of rows: per image the box AP, AP50 and AP75 at every exit."""
-    from .detection import EcoDeformableDetrCollator
-
     exits = list(model.config.exit_layers)
     evaluator = DetectionBatchEvaluator(model=model, processor=processor, label_info=label_info, args=args,
                                         with_gflops=False, keep_detections=False)
