@@ -11,6 +11,7 @@ The rules (see docs/architecture.md):
 * no import cycles among project modules;
 * model files (the top level of `modeling_ecom2f/`, `configuration/`, `processing/`) import nothing from `hub`,
   `modeling_ecom2f.recipe` or `benchmarks`;
+* no module of `modeling_ecom2f/recipe/` imports a private (`_name`) name from another project module;
 * no project file outside Markdown names the research notes `seeds.md` / `design.md`, which are not in the repo.
 """
 
@@ -186,6 +187,20 @@ def test_model_files_import_no_hub_recipe_or_benchmark_code():
         if bad:
             offending[module] = bad
     assert offending == {}
+
+
+def test_recipe_modules_import_no_private_names_of_other_modules():
+    offending = []
+    for module, path in project_modules().items():
+        if not module.startswith("modeling_ecom2f.recipe"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve_relative(module, path, node.level, node.module) if node.level else node.module
+                if base.split(".")[0] in PROJECT_DIRS:
+                    offending += [f"{module}: {base}.{alias.name}" for alias in node.names
+                                  if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert offending == []
 
 
 def test_no_project_file_outside_markdown_names_the_research_notes():

@@ -75,7 +75,7 @@ class GFlopsTable:
         return self.cache[key]
 
 
-def _processed_sizes(pixel_mask: torch.Tensor) -> list[tuple[int, int]]:
+def processed_sizes(pixel_mask: torch.Tensor) -> list[tuple[int, int]]:
     """Unpadded `(height, width)` of each image (the processor pads at the bottom/right)."""
     rows = pixel_mask.bool().any(dim=2).sum(dim=1).tolist()
     cols = pixel_mask.bool().any(dim=1).sum(dim=1).tolist()
@@ -128,7 +128,7 @@ class BatchEvaluator:
                 overlap_mask_area_threshold=self.args.overlap_mask_area_threshold, **kwargs)
         depths = light.encoder_layers_used.tolist()
         records = []
-        for i, (index, size) in enumerate(zip(batch["indices"].tolist(), _processed_sizes(batch["pixel_mask"]))):
+        for i, (index, size) in enumerate(zip(batch["indices"].tolist(), processed_sizes(batch["pixel_mask"]))):
             total, encoder = self.gflops(size[0], size[1], int(depths[i]), gate) if self.with_gflops else (0.0, 0.0)
             counts = np.stack([scores.true_positives[i], scores.false_positives[i], scores.false_negatives[i],
                                scores.iou_sum[i]]).astype(np.float64)
@@ -228,7 +228,8 @@ def coco_mask_ap(coco_parts: list[tuple], thing_ids: Sequence[int]) -> dict:
     return coco_summary(images, annotations, detections, thing_ids, iou_type="segm")
 
 
-def _spread(values: np.ndarray, prefix: str) -> dict:
+def spread(values: np.ndarray, prefix: str) -> dict:
+    """`{prefix}_mean`, `_std`, `_min` and `_max` of `values` (per-image GFLOPs in the mode summaries)."""
     return {f"{prefix}_mean": float(values.mean()), f"{prefix}_std": float(values.std()),
             f"{prefix}_min": float(values.min()), f"{prefix}_max": float(values.max())}
 
@@ -247,8 +248,8 @@ def summarize_mode(acc: ModeAccumulator, *, category_ids, thing_ids, exit_layers
         result["miou"] = float((tp[union > 0] / union[union > 0]).mean()) if (union > 0).any() else float("nan")
     if acc.coco:
         result["mask_ap"] = coco_mask_ap([acc.coco[r["index"]] for r in rows], thing_ids)
-    result["gflops"] = {**_spread(np.array([r["gflops"] for r in rows]), "total"),
-                        **_spread(np.array([r["encoder_gflops"] for r in rows]), "encoder")}
+    result["gflops"] = {**spread(np.array([r["gflops"] for r in rows]), "total"),
+                        **spread(np.array([r["encoder_gflops"] for r in rows]), "encoder")}
     result["depth_histogram"] = {str(k): int((depths == k).sum()) for k in exit_layers}
     result["mean_depth"] = float(depths.mean())
     result["num_images"] = len(rows)
@@ -284,6 +285,8 @@ __all__ = [
     "coco_mask_ap",
     "forward_at_depth",
     "panoptic_from_counts",
+    "processed_sizes",
+    "spread",
     "exit_outputs",
     "summarize_mode",
 ]
