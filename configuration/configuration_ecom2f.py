@@ -124,7 +124,7 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
         authors' released training forward, "linear combination of losses at each layer"); `"uniform"` by 1.
     gate_hidden_size (`int`, *optional*):
         Width of the gate's hidden layer. `None` (default) gives the paper's gate: mean pooling followed by one
-        linear layer over the exits (ECO-M2F, arXiv 2404.15244, gating network; GYeow/ECO-M2F
+        linear layer over the exits (ECO-M2F, arXiv 2404.15244 Sec. 3.3; GYeow/ECO-M2F
         `mask2former/modeling/pixel_decoder/gating.py`).
     gate_input_level (`int`, *optional*, defaults to 0):
         Which input-projected encoder level the gate pools: 0 is the coarsest (1/32) level, as in the paper.
