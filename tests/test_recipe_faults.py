@@ -43,6 +43,17 @@ def _nan_second_image(monkeypatch) -> None:
 
     monkeypatch.setattr(EcoMask2FormerForUniversalSegmentation, "forward", forward)
 
+    # Step 2 and the evaluation take every exit from one pass (`forward_exits`), which does not call `forward`.
+    original_exits = EcoMask2FormerForUniversalSegmentation.forward_exits
+
+    def forward_exits(self, pixel_values, *args, **kwargs):
+        if not self.training and pixel_values.shape[0] > 1:
+            pixel_values = pixel_values.clone()
+            pixel_values[1] = float("nan")
+        return original_exits(self, pixel_values, *args, **kwargs)
+
+    monkeypatch.setattr(EcoMask2FormerForUniversalSegmentation, "forward_exits", forward_exits)
+
 
 @pytest.mark.parametrize("script,split", [("derive_exit_dataset", "train"), ("evaluate_model", "validation")])
 def test_step2_and_evaluation_name_the_image(script, split, monkeypatch, tmp_path, capsys):
