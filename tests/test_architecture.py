@@ -148,7 +148,9 @@ def test_graph_sees_function_level_relative_and_literal_imports(tmp_path, monkey
     (package / "__init__.py").write_text("")
     (package / "recipe" / "__init__.py").write_text("")
     (package / "recipe" / "a.py").write_text("def f():\n    from . import b\n    from ..core import x\n")
-    (package / "recipe" / "b.py").write_text("import importlib\nM = importlib.import_module('modeling_ecom2f.recipe.a')\n")
+    (package / "recipe" / "b.py").write_text(
+        "import importlib\nM = importlib.import_module('modeling_ecom2f.recipe.a')\n"
+    )
     (package / "core.py").write_text("try:\n    from .recipe.b import g\nexcept ImportError:\n    pass\n")
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     graph = import_graph()

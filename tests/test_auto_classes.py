@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
@@ -22,24 +23,22 @@ from modeling_ecom2f import (  # noqa: E402
 )
 
 
-def test_auto_model_loads_the_eco_mask2former_base_model(tmp_path):
+def _eco_mask2former():
     torch.manual_seed(0)
-    full = EcoMask2FormerForUniversalSegmentation(tiny_eco_config()).eval()
+    return EcoMask2FormerForUniversalSegmentation(tiny_eco_config()).eval()
+
+
+@pytest.mark.parametrize("make,config_class,base_class", [
+    (_eco_mask2former, EcoMask2FormerConfig, EcoMask2FormerModel),
+    (tiny_eco_detector, EcoDeformableDetrConfig, EcoDeformableDetrModel),
+], ids=["eco_mask2former", "eco_deformable_detr"])
+def test_auto_model_loads_our_base_model(make, config_class, base_class, tmp_path):
+    full = make()
     full.save_pretrained(tmp_path)
-    assert isinstance(AutoConfig.from_pretrained(tmp_path), EcoMask2FormerConfig)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), config_class)
     model = AutoModel.from_pretrained(tmp_path)
-    assert type(model) is EcoMask2FormerModel
+    assert type(model) is base_class
     # The base model's weights are the task model's `model.` weights.
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, full.model.state_dict()[name]), name
-
-
-def test_auto_model_loads_the_eco_deformable_detr_base_model(tmp_path):
-    full = tiny_eco_detector()
-    full.save_pretrained(tmp_path)
-    assert isinstance(AutoConfig.from_pretrained(tmp_path), EcoDeformableDetrConfig)
-    model = AutoModel.from_pretrained(tmp_path)
-    assert type(model) is EcoDeformableDetrModel
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, full.model.state_dict()[name]), name
 

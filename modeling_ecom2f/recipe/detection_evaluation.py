@@ -1,6 +1,6 @@
 """Evaluation pieces of the detection task: per-image box AP records, the data-set COCO box AP, step 2's rows, and
 the report table. The mode loop itself (fixed depths, gates, oracle, sharding and gathering) is the shared
-`evaluation.evaluate_modes`.
+`mode_evaluation.evaluate_modes`.
 
 Per-image quality (step 2, the oracle): `metrics.per_image_box_ap`, COCO box AP@[.5:.95] computed on that image
 alone (equal to pycocotools' COCOeval restricted to the image: maxDets 100, area "all", 101-point interpolated

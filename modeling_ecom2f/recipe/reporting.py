@@ -1,5 +1,5 @@
 """Tables, the PQ-against-GFLOPs trade-off plot and the Hub evaluation-results dict, from an evaluation report
-(`evaluation.evaluate_modes`). PQ is shown in points (x 100); GFLOPs are per image, papers' convention."""
+(`mode_evaluation.evaluate_modes`). PQ is shown in points (x 100); GFLOPs are per image, papers' convention."""
 
 from __future__ import annotations
 
