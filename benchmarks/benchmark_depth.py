@@ -46,7 +46,8 @@ Variant = tuple[str, str, int]  # (model, sampling core, encoder depth)
 
 
 def swin_t_kwargs() -> dict:
-    """Mask2Former config kwargs with a Swin-T backbone (seeds.md 1.2) and drop path off for inference."""
+    """Mask2Former config kwargs with a Swin-T backbone (facebookresearch/Mask2Former
+    `configs/coco/panoptic-segmentation/swin/maskformer2_swin_tiny_bs16_50ep.yaml`) and drop path off for inference."""
     swin = SwinConfig(
         embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, drop_path_rate=0.0,
         out_features=["stage1", "stage2", "stage3", "stage4"],

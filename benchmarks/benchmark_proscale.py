@@ -3,8 +3,8 @@
 Swin-T-sized models with random weights (`benchmark_depth.swin_t_kwargs`); each PRO-SCALE configuration is its own
 random-init model (FLOPs and latency do not depend on the weight values). GFLOPs (fvcore convention, deformable
 sampling not counted) at `--flops_size` for (1,1,1), (2,2,2), (1,1,4), (3,3,3), each without TRC/LPE, with TRC,
-with LPE, and with both, next to the analytic pixel-decoder reductions of shared/research/seeds.md 3.6; and for the
-combined model ((3,3,3)+TRC+LPE with early exit) at every exit. Latency at `--latency_size`, batch 1, interleaved
+with LPE, and with both, next to the analytic pixel-decoder reductions (`ANALYTIC_REDUCTION`, PRO-SCALE
+arXiv 2404.14657); and for the combined model ((3,3,3)+TRC+LPE with early exit) at every exit. Latency at `--latency_size`, batch 1, interleaved
 round-robin like benchmark_depth.py: stock, (3,3,3) plain, (3,3,3)+TRC+LPE, and the combined model at every exit,
 all with the default (`auto`) deformable-attention core, plus (3,3,3)+TRC+LPE with the reference core.
 
@@ -32,7 +32,9 @@ from modeling_ecom2f.ecom2f_flops import count_gflops  # noqa: E402
 STAGES = [(1, 1, 1), (2, 2, 2), (1, 1, 4), (3, 3, 3)]
 OPTIONS = {"plain": {}, "TRC": {"token_recalibration": True}, "LPE": {"light_pixel_embedding": True},
            "TRC+LPE": {"token_recalibration": True, "light_pixel_embedding": True}}
-# seeds.md 3.6: analytic pixel-decoder reduction vs stock (with LPE, without LPE), Swin-T at 1024x1024.
+# Analytic pixel-decoder reduction vs stock (with LPE, without LPE), Swin-T at 1024x1024, derived from the fvcore
+# per-layer cost of `ecom2f_flops.deformable_layer_gflops`; PRO-SCALE (arXiv 2404.14657) and its README
+# (abhishekaich27/proscale-pytorch) claim a 50-75% encoder reduction, which (3,3,3)..(1,1,1) with LPE span.
 ANALYTIC_REDUCTION = {(1, 1, 1): (-80.4, -52.9), (2, 2, 2): (-66.1, -38.6), (1, 1, 4): (-46.8, -19.3),
                       (3, 3, 3): (-51.9, -24.4)}
 
@@ -128,7 +130,7 @@ def write_markdown(path: Path, meta: dict, flops: list[dict], latency: list[dict
         ),
         "", "## GFLOPs", "",
         "| model | stages | options | depth | pixel decoder | encoder layers | total | pixel decoder / stock | "
-        "total / stock | analytic pixel-decoder change (seeds.md 3.6) |",
+        "total / stock | analytic pixel-decoder change |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in flops:

@@ -127,7 +127,8 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
         authors' released training forward, "linear combination of losses at each layer"); `"uniform"` by 1.
     gate_hidden_size (`int`, *optional*):
         Width of the gate's hidden layer. `None` (default) gives the paper's gate: mean pooling followed by one
-        linear layer over the exits (ECO-M2F step C, seeds.md 2.4).
+        linear layer over the exits (ECO-M2F, arXiv 2404.15244 Sec. 3.3; GYeow/ECO-M2F
+        `mask2former/modeling/pixel_decoder/gating.py`).
     gate_input_level (`int`, *optional*, defaults to 0):
         Which input-projected encoder level the gate pools: 0 is the coarsest (1/32) level, as in the paper.
     gate_trained (`bool`, *optional*, defaults to `False`):

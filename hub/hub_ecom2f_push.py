@@ -1,15 +1,15 @@
 """Upload an EcoMask2Former Hub export: create the repository (and branch) if needed, then commit the folder.
 
 `push_folder` uploads a folder made by `hub.hub_ecom2f_export`; `push_model` exports first (a saved model folder,
-or a model object) and then uploads, which is what `EcoMask2FormerForUniversalSegmentation.push_to_hub` does, so
-that every route gives the same repository layout. The token comes from the usual places (`token=`, else
+or a model object) and then uploads, so that every route gives the same repository layout. The token comes from the usual places (`token=`, else
 `HF_TOKEN`, else the token saved by `hf auth login`); the endpoint from `endpoint=`, else `HF_ENDPOINT`.
 
 A failed upload (server error, refused connection, bad token) raises `HubPushError`, which says what failed and
 where the local export is; the export is never deleted by a failure.
 
-`EcoMask2FormerForUniversalSegmentation.push_to_hub` goes through `push_model` (see that method in
-`modeling_ecom2f/modeling_ecom2f.py`; in an exported Hub copy, where `hub` is absent, it is the stock method).
+To push a model object with its custom code, call `push_model(model=model, repo_id=...)`. The model's own
+`push_to_hub` is the stock `PushToHubMixin` method (weights and config, no custom code): model code never imports
+`hub` (docs/architecture.md, tests/test_architecture.py).
 
 Command line (also `python -m hub.hub_ecom2f_push`):
 

@@ -1,11 +1,13 @@
 """ecom2f: efficient transformer encoders for Mask2Former-style universal segmentation.
 
-`import modeling_ecom2f` gives the public API and registers the classes with the transformers Auto classes.
+`import modeling_ecom2f` gives the public API and registers the classes with the transformers Auto classes: the
+configs (`AutoConfig`), the base models (`AutoModel`), the task models and the image processors.
 """
 
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
+    AutoModel,
     AutoModelForImageSegmentation,
     AutoModelForObjectDetection,
     AutoModelForUniversalSegmentation,
@@ -63,6 +65,7 @@ from .modeling_ecom2f import (
 )
 
 AutoConfig.register(EcoMask2FormerConfig.model_type, EcoMask2FormerConfig, exist_ok=True)
+AutoModel.register(EcoMask2FormerConfig, EcoMask2FormerModel, exist_ok=True)
 AutoModelForUniversalSegmentation.register(
     EcoMask2FormerConfig, EcoMask2FormerForUniversalSegmentation, exist_ok=True
 )
@@ -76,6 +79,7 @@ AutoImageProcessor.register(
 )
 
 AutoConfig.register(EcoDeformableDetrConfig.model_type, EcoDeformableDetrConfig, exist_ok=True)
+AutoModel.register(EcoDeformableDetrConfig, EcoDeformableDetrModel, exist_ok=True)
 AutoModelForObjectDetection.register(EcoDeformableDetrConfig, EcoDeformableDetrForObjectDetection, exist_ok=True)
 AutoImageProcessor.register(
     EcoDeformableDetrConfig,

@@ -127,7 +127,10 @@ def gate_cross_entropy(gate_logits: torch.Tensor, exit_labels: torch.Tensor, *, 
 
 
 def sample_exit_depth(exit_layers: list[int], *, rng: random.Random) -> int:
-    """ECO-M2F step 1: one depth for the whole batch, uniform over the allowed exits (seeds.md 2.2).
+    """ECO-M2F step 1: one depth for the whole batch, uniform over the allowed exits.
+
+    ECO-M2F (arXiv 2404.15244) trains the parent with one randomly chosen exit per step; the authors' training forward
+    (GYeow/ECO-M2F `mask2former/maskformer_model.py`) keeps one exit index for the whole batch.
 
     A Python `random.Random` is used on purpose: the depth is a host-side decision that every data-parallel
     process must make identically, so seed it the same on every process.

@@ -1,6 +1,6 @@
 """GFLOPs of Deformable DETR detectors (stock transformers and EcoDeformableDetr) by part, per encoder exit.
 
-Same convention as `ecom2f_flops` (design.md section 3): fvcore's, one multiply-add = one FLOP, the deformable
+Same convention as `ecom2f_flops`: fvcore's, one multiply-add = one FLOP, the deformable
 sampling itself (grid_sample or embedding_bag) not counted, norms / bilinear upsampling / SDPA counted with the
 fvcore extras of `ecom2f_flops.fvcore_flop_counter`.
 

@@ -1,6 +1,7 @@
 """GFLOPs of Mask2Former-family models in the papers' convention, broken down by part.
 
-Convention (design.md section 3, seeds.md 1.3-1.4): fvcore's, which Mask2Former, ECO-M2F and PRO-SCALE report.
+Convention: fvcore's, which Mask2Former, ECO-M2F and PRO-SCALE report (facebookresearch/Mask2Former
+`tools/analyze_model.py`; GYeow/ECO-M2F `test_net.py`).
 
 * One multiply-add is one FLOP. `torch.utils.flop_counter.FlopCounterMode` counts 2 FLOPs per multiply-add, so every
   count below is the mode's count divided by 2 (our extra formulas return twice fvcore's value for that reason).
@@ -124,7 +125,7 @@ def to_gflops(counter_flops: int | float) -> float:
     return counter_flops / 2 / 1e9
 
 
-# --- analytic cost of one deformable encoder layer (seeds.md 1.4) -----------------------------------------------------
+# --- analytic cost of one deformable encoder layer (fvcore convention) ------------------------------------------------
 
 
 def deformable_encoder_tokens(*, height: int, width: int, strides: tuple[int, ...] = (8, 16, 32)) -> int:
@@ -144,7 +145,7 @@ def deformable_layer_gflops(
     *, num_tokens: int, d_model: int = 256, num_heads: int = 8, num_levels: int = 3, num_points: int = 4,
     ffn_dim: int = 1024,
 ) -> float:
-    """Analytic fvcore GFLOPs of one multi-scale deformable encoder layer over `num_tokens` tokens (seeds.md 1.4).
+    """Analytic fvcore GFLOPs of one multi-scale deformable encoder layer over `num_tokens` tokens.
 
     Per token: value + output projections `2 d^2`, sampling offsets `d * (h L P 2)`, attention weights `d * (h L P)`,
     FFN `2 d ffn`, two LayerNorms `2 * 5 d`. For d=256, h=8, P=4, ffn=1024: `F(L) = 657,920 + 24,576 L`.

@@ -13,7 +13,8 @@ GATE_POOLINGS = ("mean", "mean_std")
 class EcoMask2FormerGate(nn.Module):
     """Mean-pooled feature map -> a tiny classifier over the allowed exits.
 
-    ECO-M2F step C (arXiv 2404.15244, Sec. 3.3): the gate reads the 1/32 level after the pixel decoder's input projection
+    ECO-M2F step 3 (arXiv 2404.15244 Sec. 3.3; GYeow/ECO-M2F `mask2former/modeling/pixel_decoder/gating.py`):
+    the gate reads the 1/32 level after the pixel decoder's input projection
     (Conv1x1 + GroupNorm), before any encoder layer and without position embeddings, averages it over space and
     scores every exit with one linear layer. `hidden_size` adds one ReLU hidden layer for a slightly larger gate, and
     `pooling="mean_std"` also feeds the per-channel spatial standard deviation: the input projection ends in a

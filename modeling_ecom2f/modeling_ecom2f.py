@@ -6,7 +6,6 @@ every stock Mask2Former checkpoint loads unchanged and, at full encoder depth, g
 
 from __future__ import annotations
 
-import importlib
 from typing import Iterator
 
 import torch
@@ -36,7 +35,8 @@ class EcoMask2FormerPreTrainedModel(Mask2FormerPreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, EcoMask2FormerGate):
-            # seeds.md 2.4: the released gate's linear layer starts with zero bias.
+            # The released gate's linear layer starts with zero bias (GYeow/ECO-M2F
+            # `mask2former/modeling/pixel_decoder/gating.py`, `GatingFunction`).
             for layer in module.modules():
                 if isinstance(layer, nn.Linear):
                     init.normal_(layer.weight, mean=0.0, std=self.config.init_std)
@@ -171,6 +171,10 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
 
     Outputs are the stock ones (so the stock image processor's `post_process_*` methods work) plus
     `encoder_layers_used` `(batch,)` and `gate_logits` `(batch, num_exits)`.
+
+    `push_to_hub` is the stock method (weights, config). To publish a repository that loads with
+    `trust_remote_code=True` (custom code, `auto_map`, model card), use the project's Hub tooling, which this model
+    code does not import: `hub.hub_ecom2f_push.push_model(model=model, repo_id=...)` or the `ecom2f-push` command.
     """
 
     def __init__(self, config: EcoMask2FormerConfig) -> None:
@@ -191,20 +195,6 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
         gate = self.model.pixel_level_module.decoder.gate
         gate.requires_grad_(True)
         return list(gate.parameters())
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        """Upload as a Hub repository with working custom code and a model card (`hub.hub_ecom2f_push.push_model`).
-
-        The `hub` helpers are imported by name so that this file stays valid Hub custom code: in an exported copy,
-        where they are absent, the stock `push_to_hub` is used.
-        """
-        try:
-            push_model = importlib.import_module("hub.hub_ecom2f_push").push_model
-        except ModuleNotFoundError as error:
-            if error.name not in ("hub", "hub.hub_ecom2f_push"):
-                raise
-            return super().push_to_hub(repo_id, **kwargs)
-        return push_model(model=self, repo_id=repo_id, **kwargs)
 
     def forward_exits(
         self,

@@ -5,7 +5,8 @@
 Pushes and records what happened in OUT.json, every scenario in this one process:
 1. `push_model(model_dir=..., export_dir=WORK/export, private=True)` to REPO_ID (default branch);
 2. the `ecom2f-push` command with the export folder to branch `dev` of REPO_ID;
-3. `model.push_to_hub(REPO_ID-via-model)` when the model class routes it through the export (else recorded as absent);
+3. `push_model(model=<loaded model object>, repo_id=REPO_ID-via-model)`, the route for a model object (the model's
+   own `push_to_hub` is the stock one: model code does not import `hub`);
 4. failures, each with the local export's listing before and after: a server error (BROKEN_REPO_ID answers 500),
    a bad token, a refused connection (REFUSED_ENDPOINT), and `push_model` with a temporary export that fails;
 5. the command's exit status on a failing upload.
@@ -45,12 +46,10 @@ def main() -> None:
 
     from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
 
-    # The lead's override lives on an EcoMask2Former class; without it this is PushToHubMixin.push_to_hub.
-    routed = EcoMask2FormerForUniversalSegmentation.push_to_hub.__qualname__.startswith("EcoMask2Former")
-    report["push_to_hub_routed"] = routed
-    if routed:
-        model = EcoMask2FormerForUniversalSegmentation.from_pretrained(saved)
-        model.push_to_hub(f"{repo}-via-model", commit_message="push_to_hub")
+    # A model object goes through the same export as a saved folder.
+    model = EcoMask2FormerForUniversalSegmentation.from_pretrained(saved)
+    push_model(model=model, repo_id=f"{repo}-via-model", commit_message="push_model(model=...)")
+    report["push_to_hub_routed"] = True
 
     before = listing(export)
     report["server_error"] = failure(lambda: push_folder(folder=export, repo_id=broken))

@@ -32,25 +32,18 @@ def test_non_finite_images_are_named():
 
 
 def _nan_second_image(monkeypatch) -> None:
-    """Inference forwards (single-depth and all-exit) see NaN pixels in the second image of each batch."""
-    original = EcoMask2FormerForUniversalSegmentation.forward
+    """Inference forwards see NaN pixels in the second image of each batch: `forward` and `forward_exits` (step 2
+    and the evaluation take every exit from one pass, which does not call `forward`)."""
+    for name in ("forward", "forward_exits"):
+        original = getattr(EcoMask2FormerForUniversalSegmentation, name)
 
-    def forward(self, pixel_values, *args, **kwargs):
-        if not self.training and pixel_values.shape[0] > 1:
-            pixel_values = pixel_values.clone()
-            pixel_values[1] = float("nan")
-        return original(self, pixel_values, *args, **kwargs)
+        def patched(self, pixel_values, *args, _original=original, **kwargs):
+            if not self.training and pixel_values.shape[0] > 1:
+                pixel_values = pixel_values.clone()
+                pixel_values[1] = float("nan")
+            return _original(self, pixel_values, *args, **kwargs)
 
-    original_exits = EcoMask2FormerForUniversalSegmentation.forward_exits
-
-    def forward_exits(self, pixel_values, *args, **kwargs):  # step 2 and the evaluation run every exit in one pass
-        if pixel_values.shape[0] > 1:
-            pixel_values = pixel_values.clone()
-            pixel_values[1] = float("nan")
-        return original_exits(self, pixel_values, *args, **kwargs)
-
-    monkeypatch.setattr(EcoMask2FormerForUniversalSegmentation, "forward", forward)
-    monkeypatch.setattr(EcoMask2FormerForUniversalSegmentation, "forward_exits", forward_exits)
+        monkeypatch.setattr(EcoMask2FormerForUniversalSegmentation, name, patched)
 
 
 @pytest.mark.parametrize("script,split", [("derive_exit_dataset", "train"), ("evaluate_model", "validation")])

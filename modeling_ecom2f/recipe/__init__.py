@@ -8,22 +8,21 @@ callers can run a step with `train_early_exit(build_train_early_exit_parser().pa
 
 from .arguments import (
     build_derive_exit_dataset_parser,
+    build_detection_derive_exit_dataset_parser,
+    build_detection_evaluate_parser,
+    build_detection_train_early_exit_parser,
+    build_detection_train_gate_parser,
     build_evaluate_parser,
     build_train_early_exit_parser,
     build_train_gate_parser,
 )
 from .checkpointing import TrainingProgress, list_checkpoints, resolve_resume
 from .derived import derive_exit_dataset, load_derived_dataset, pq_matrix
-from .detection_arguments import (
-    build_detection_derive_exit_dataset_parser,
-    build_detection_evaluate_parser,
-    build_detection_train_early_exit_parser,
-    build_detection_train_gate_parser,
-)
 from .early_exit import train_early_exit
 from .evaluate_job import evaluate_model
-from .evaluation import evaluate_modes, panoptic_from_counts
+from .evaluation import panoptic_from_counts
 from .gate_training import train_gate
+from .mode_evaluation import evaluate_modes
 from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
 from .modeling import build_model, load_model, load_trained_model
 from .pipeline import DEFAULT_BETA, PRESETS, build_run_parser, run_eco_m2f

@@ -8,7 +8,9 @@ thin (`args = build_..._parser().parse_args(argv)`) and Python callers can build
 from __future__ import annotations
 
 import argparse
-import json
+
+from . import detection_arguments as detection
+from .argument_types import json_object, non_negative_float, positive_int
 
 DATASET_SOURCES = ("synthetic", "disk", "coco_panoptic", "ade20k", "cityscapes", "mapped")
 #: Default split names of each source (train, validation).
@@ -23,32 +25,6 @@ DEFAULT_SPLITS = {
 SCHEDULER_TYPES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 
 
-def _json_object(text: str) -> dict:
-    """A JSON object given inline or as a path to a `.json` file."""
-    if text.strip().startswith("{"):
-        value = json.loads(text)
-    else:
-        with open(text, encoding="utf-8") as handle:
-            value = json.load(handle)
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0 or value == float("inf"):  # also rejects NaN
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
 def add_data_arguments(parser: argparse.ArgumentParser, *, augmentation: bool = False) -> None:
     """Where the images come from: the embedded generator, a saved data set, a real-data adapter or a mapping."""
     group = parser.add_argument_group("data")
@@ -60,24 +36,24 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, augmentation: bool = 
                                               "path / data file (mapped)")
     group.add_argument("--train_split", help="split name of the training images (default depends on --dataset)")
     group.add_argument("--validation_split", help="split name of the evaluation images (default depends on --dataset)")
-    group.add_argument("--image_size", type=_positive_int, default=128,
+    group.add_argument("--image_size", type=positive_int, default=128,
                        help="training crop size and shortest edge of evaluation images, in pixels")
-    group.add_argument("--max_image_size", type=_positive_int, default=None,
+    group.add_argument("--max_image_size", type=positive_int, default=None,
                        help="longest edge of evaluation images (default: 2 x --image_size)")
-    group.add_argument("--max_train_samples", type=_positive_int, help="use only the first N training images")
-    group.add_argument("--max_eval_samples", type=_positive_int, help="use only the first N evaluation images")
+    group.add_argument("--max_train_samples", type=positive_int, help="use only the first N training images")
+    group.add_argument("--max_eval_samples", type=positive_int, help="use only the first N evaluation images")
     group.add_argument("--dataloader_num_workers", type=int, default=0)
     synth = parser.add_argument_group("synthetic data (--dataset synthetic)")
     synth.add_argument("--synthetic_train_images", type=int, default=320)
     synth.add_argument("--synthetic_validation_images", type=int, default=96)
     synth.add_argument("--synthetic_seed", type=int, default=0)
-    synth.add_argument("--synthetic_max_objects", type=_positive_int, default=12,
+    synth.add_argument("--synthetic_max_objects", type=positive_int, default=12,
                        help="most thing instances in the hardest images")
-    synth.add_argument("--synthetic_min_object_size", type=_positive_int, default=6,
+    synth.add_argument("--synthetic_min_object_size", type=positive_int, default=6,
                        help="smallest object diameter in pixels (hardest images)")
     mapped = parser.add_argument_group("mapped data (--dataset mapped)")
     mapped.add_argument("--annotation_format", help="one of modeling_ecom2f.data.ANNOTATION_FORMATS")
-    mapped.add_argument("--label_info", type=_json_object,
+    mapped.add_argument("--label_info", type=json_object,
                         help="label metadata as JSON (inline or a file): {'id2label': {...}, 'thing_ids': [...]}")
     mapped.add_argument("--image_column", default="image")
     mapped.add_argument("--annotation_column", default="annotation")
@@ -98,22 +74,22 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, fresh: bool = True) 
     group.add_argument("--model_name_or_path",
                        help="a saved model folder: stock Mask2Former (model_type 'mask2former') or EcoMask2Former")
     if fresh:
-        group.add_argument("--config_name", type=_json_object,
+        group.add_argument("--config_name", type=json_object,
                            help="a fresh EcoMask2FormerConfig as JSON (inline or a file); ignored with "
                                 "--model_name_or_path")
         group.add_argument("--backbone", default="swin-mini",
                            help="fresh config backbone: a preset (swin-mini, swin-tiny, resnet-mini), any "
                                 "transformers backbone model_type (e.g. swin, resnet, convnext; see "
                                 "--backbone_kwargs), or timm:<name> for a timm model (e.g. timm:resnet18)")
-        group.add_argument("--backbone_kwargs", type=_json_object, default=None,
+        group.add_argument("--backbone_kwargs", type=json_object, default=None,
                            help="keyword arguments of the backbone config (JSON)")
-        group.add_argument("--feature_size", type=_positive_int, default=64, help="pixel-decoder width")
-        group.add_argument("--hidden_dim", type=_positive_int, default=None, help="decoder width (default feature size)")
-        group.add_argument("--encoder_layers", type=_positive_int, default=6)
-        group.add_argument("--decoder_layers", type=_positive_int, default=4)
-        group.add_argument("--num_queries", type=_positive_int, default=20)
-        group.add_argument("--num_attention_heads", type=_positive_int, default=4)
-        group.add_argument("--train_num_points", type=_positive_int, default=1024,
+        group.add_argument("--feature_size", type=positive_int, default=64, help="pixel-decoder width")
+        group.add_argument("--hidden_dim", type=positive_int, default=None, help="decoder width (default feature size)")
+        group.add_argument("--encoder_layers", type=positive_int, default=6)
+        group.add_argument("--decoder_layers", type=positive_int, default=4)
+        group.add_argument("--num_queries", type=positive_int, default=20)
+        group.add_argument("--num_attention_heads", type=positive_int, default=4)
+        group.add_argument("--train_num_points", type=positive_int, default=1024,
                            help="points sampled per mask by the Mask2Former loss")
     eco = parser.add_argument_group("ECO-M2F and PRO-SCALE fields (override the loaded or fresh config)")
     eco.add_argument("--exit_layers", type=int, nargs="+", help="allowed exit depths, e.g. 2 3 4 5 6")
@@ -133,8 +109,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, output_dir: str) -
     group.add_argument("--cpu", action="store_true", help="run on the CPU even if an accelerator is present")
     group.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None,
                        help="default: what `accelerate launch` / the accelerate config says, else no")
-    group.add_argument("--per_device_eval_batch_size", type=_positive_int, default=8)
-    group.add_argument("--num_threads", type=_positive_int, default=None,
+    group.add_argument("--per_device_eval_batch_size", type=positive_int, default=8)
+    group.add_argument("--num_threads", type=positive_int, default=None,
                        help="torch CPU threads per process (default: torch's choice); 1 is often fastest for small "
                             "models and on a shared machine")
     group.add_argument("--with_tracking", action="store_true", help="log metrics to the trackers of --report_to")
@@ -148,7 +124,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, output_dir: str) -
 def add_training_arguments(parser: argparse.ArgumentParser, *, learning_rate: float, batch_size: int) -> None:
     """Optimizer, schedule, accumulation, checkpointing and resume."""
     group = parser.add_argument_group("training")
-    group.add_argument("--per_device_train_batch_size", type=_positive_int, default=batch_size)
+    group.add_argument("--per_device_train_batch_size", type=positive_int, default=batch_size)
     group.add_argument("--learning_rate", type=float, default=learning_rate)
     group.add_argument("--weight_decay", type=float, default=0.05)
     group.add_argument("--adam_beta1", type=float, default=0.9)
@@ -156,22 +132,22 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, learning_rate: fl
     group.add_argument("--adam_epsilon", type=float, default=1e-8)
     group.add_argument("--max_grad_norm", type=float, default=0.01 if learning_rate < 1e-3 else 1.0,
                        help="gradient clipping (0 disables)")
-    group.add_argument("--num_train_epochs", type=_positive_int, default=10)
-    group.add_argument("--max_train_steps", type=_positive_int, help="optimizer steps; overrides --num_train_epochs")
-    group.add_argument("--gradient_accumulation_steps", type=_positive_int, default=1)
+    group.add_argument("--num_train_epochs", type=positive_int, default=10)
+    group.add_argument("--max_train_steps", type=positive_int, help="optimizer steps; overrides --num_train_epochs")
+    group.add_argument("--gradient_accumulation_steps", type=positive_int, default=1)
     group.add_argument("--lr_scheduler_type", choices=SCHEDULER_TYPES, default="cosine")
     group.add_argument("--num_warmup_steps", type=int, default=None, help="default: --warmup_ratio of the steps")
     group.add_argument("--warmup_ratio", type=float, default=0.05)
-    group.add_argument("--checkpointing_steps", type=_positive_int, default=None,
+    group.add_argument("--checkpointing_steps", type=positive_int, default=None,
                        help="save a resumable checkpoint every N optimizer steps (and always at the end)")
-    group.add_argument("--checkpoints_total_limit", type=_positive_int, default=2, help="keep the newest N")
+    group.add_argument("--checkpoints_total_limit", type=positive_int, default=2, help="keep the newest N")
     group.add_argument("--resume_from_checkpoint",
                        help="'latest' (newest complete checkpoint in OUTPUT_DIR/checkpoints; starts fresh if none) "
                             "or a checkpoint folder")
-    group.add_argument("--stop_after_steps", type=_positive_int, default=None,
+    group.add_argument("--stop_after_steps", type=positive_int, default=None,
                        help="stop (as if killed) after N optimizer steps of this run, without the final save; "
                             "for testing resume")
-    group.add_argument("--logging_steps", type=_positive_int, default=10)
+    group.add_argument("--logging_steps", type=positive_int, default=10)
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -203,8 +179,6 @@ def _step_parser(task: str, step: str, *, fresh: bool, output_dir: str, augmenta
     if task == "segmentation":
         descriptions, add_model, add_eval = DESCRIPTIONS, add_model_arguments, add_eval_arguments
     elif task == "detection":
-        from . import detection_arguments as detection
-
         descriptions = detection.DETECTION_DESCRIPTIONS
         add_model, add_eval = detection.add_detection_model_arguments, detection.add_detection_eval_arguments
         output_dir = output_dir.replace("outputs/", "outputs/detection/", 1)
@@ -237,7 +211,7 @@ def build_derive_exit_dataset_parser(*, task: str = "segmentation") -> argparse.
     parser = _step_parser(task, "step2", fresh=False, output_dir="outputs/step2_derived")
     parser.add_argument("--split", choices=("train", "validation"), default="train",
                         help="which split to derive (the gate is trained on the train split)")
-    parser.add_argument("--betas", type=_non_negative_float, nargs="+", default=None,
+    parser.add_argument("--betas", type=non_negative_float, nargs="+", default=None,
                         help="betas whose label histograms are printed and saved (default: a grid 0..0.1)")
     if task == "segmentation":
         parser.add_argument("--loss_seed", type=int, default=0, help="seed of the per-image loss's point sampling")
@@ -253,7 +227,7 @@ def build_train_gate_parser(*, task: str = "segmentation") -> argparse.ArgumentP
                         help="classification: cross-entropy on the ideal depths argmax_k(q_k - beta k) of one beta (the "
                              "paper); utility: regress each exit's per-image quality gain over the shallowest exit, "
                              "so that one gate serves every beta (model(..., gate_beta=b))")
-    parser.add_argument("--beta", type=_non_negative_float, default=None,
+    parser.add_argument("--beta", type=non_negative_float, default=None,
                         help="trade-off in quality-fraction units (PQ, or box AP for detection) per encoder layer "
                              "(0.01 = 1 point per layer); required for classification, the default gate_beta of a "
                              "utility gate")
@@ -280,11 +254,11 @@ def build_evaluate_parser(*, task: str = "segmentation") -> argparse.ArgumentPar
     parser.add_argument("--gate_models", nargs="*", default=[],
                         help="more gated models sharing the parent's weights (step-3 outputs); their gates are "
                              "evaluated too")
-    parser.add_argument("--oracle_betas", type=_non_negative_float, nargs="*", default=[],
+    parser.add_argument("--oracle_betas", type=non_negative_float, nargs="*", default=[],
                         help="evaluate the oracle (per image the derived label argmax_k(q_k - beta k) of its per-image "
                              "PQ, or box AP for detection) for these betas")
     parser.add_argument("--no_gate", action="store_true", help="skip the model's own gate")
-    parser.add_argument("--gate_betas", type=_non_negative_float, nargs="*", default=[],
+    parser.add_argument("--gate_betas", type=non_negative_float, nargs="*", default=[],
                         help="evaluate every utility gate at each of these betas (default: its config.gate_beta)")
     parser.add_argument("--no_random_routing", action="store_true",
                         help="skip the random-routing control of each gate (its decisions shuffled across images)")
@@ -298,6 +272,26 @@ def build_evaluate_parser(*, task: str = "segmentation") -> argparse.ArgumentPar
     return parser
 
 
+def build_detection_train_early_exit_parser() -> argparse.ArgumentParser:
+    """Step 1 for detection: `build_train_early_exit_parser(task="detection")`."""
+    return build_train_early_exit_parser(task="detection")
+
+
+def build_detection_derive_exit_dataset_parser() -> argparse.ArgumentParser:
+    """Step 2 for detection: `build_derive_exit_dataset_parser(task="detection")`."""
+    return build_derive_exit_dataset_parser(task="detection")
+
+
+def build_detection_train_gate_parser() -> argparse.ArgumentParser:
+    """Step 3 for detection: `build_train_gate_parser(task="detection")`."""
+    return build_train_gate_parser(task="detection")
+
+
+def build_detection_evaluate_parser() -> argparse.ArgumentParser:
+    """Evaluation for detection: `build_evaluate_parser(task="detection")`."""
+    return build_evaluate_parser(task="detection")
+
+
 __all__ = [
     "DATASET_SOURCES",
     "DESCRIPTIONS",
@@ -308,6 +302,10 @@ __all__ = [
     "add_runtime_arguments",
     "add_training_arguments",
     "build_derive_exit_dataset_parser",
+    "build_detection_derive_exit_dataset_parser",
+    "build_detection_evaluate_parser",
+    "build_detection_train_early_exit_parser",
+    "build_detection_train_gate_parser",
     "build_evaluate_parser",
     "build_train_early_exit_parser",
     "build_train_gate_parser",

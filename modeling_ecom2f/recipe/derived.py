@@ -9,6 +9,7 @@ each metric a list in `exit_layers` order), `derived_info.json` (exits, split, t
 data arguments) and `label_histograms.json` (label counts per beta). The images are split into contiguous blocks
 over the processes and the rows are gathered and checked complete before anything is written.
 
+The rows come from the task's `derive_rows` (`segmentation.derive_rows`, `detection_evaluation.derive_detection_rows`).
 Detection (`task="detection"`): the columns are `box_ap`, `ap50`, `ap75` (per-image COCO box AP, see
 `detection_evaluation`) and `num_ground_truth`; `derived_info.json` names the task and the quality column, and step 3
 refuses a derived data set of the other task.
@@ -17,20 +18,18 @@ refuses a derived data set of the other task.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .artifacts import check_parquet_file, read_json_file
-from .data import inference_dataloader, load_split, shard_indices
-from .evaluation import BatchEvaluator, exit_outputs, panoptic_from_counts
+from .data import load_split
 from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
-from .runtime import RecipeError, end_run, make_accelerator, progress_bar, write_json, write_summary
+from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
+from .tasks import get_task
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
@@ -53,73 +52,6 @@ def weights_digest(model_dir: str | Path) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def local_mask_normalisation(model):
-    """Normalise the Mask2Former loss by this process's masks only. The stock loss all-reduces the mask count over
-    the processes, which is right in training (every process computes a loss each step) but deadlocks per-image
-    losses when the processes hold different numbers of images."""
-    criterion = model.criterion
-
-    def get_num_masks(class_labels, device):
-        count = sum(len(classes) for classes in class_labels)
-        return torch.clamp(torch.as_tensor(count, dtype=torch.float, device=device), min=1)
-
-    criterion.get_num_masks = get_num_masks
-    try:
-        yield
-    finally:
-        del criterion.get_num_masks
-
-
-def per_image_losses(model, outputs, batch, *, device, seed: int) -> list[float]:
-    """The (depth-unweighted) Mask2Former loss of each image's final prediction; the loss's random point sampling is
-    seeded by `seed` and the image's data-set index, so the value does not depend on the batch or process."""
-    losses = []
-    with torch.no_grad(), local_mask_normalisation(model):
-        for i, index in enumerate(batch["indices"].tolist()):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed * 1_000_003 + int(index))
-                loss_dict = model.get_loss_dict(
-                    masks_queries_logits=outputs.masks_queries_logits[i:i + 1].float(),
-                    class_queries_logits=outputs.class_queries_logits[i:i + 1].float(),
-                    mask_labels=[batch["mask_labels"][i].to(device)], class_labels=[batch["class_labels"][i].to(device)],
-                    auxiliary_predictions=None,
-                )
-                losses.append(float(model.get_loss(loss_dict)))
-    return losses
-
-
-def _scalar(value: float) -> float:
-    return 1.0 if np.isnan(value) else float(value)  # no category present: every depth is right (metrics docs)
-
-
-def derive_rows(*, accelerator, model, processor, dataset, label_info, args) -> list[dict]:
-    """This process's block of rows: per image the PQ, SQ, RQ and loss at every exit."""
-    exits = list(model.config.exit_layers)
-    evaluator = BatchEvaluator(model=model, processor=processor, label_info=label_info, args=args, with_ap=False,
-                               with_miou=False, with_gflops=False)
-    indices = shard_indices(len(dataset), process_index=accelerator.process_index,
-                            num_processes=accelerator.num_processes)
-    loader = inference_dataloader(dataset, label_info, processor, indices=indices,
-                                  batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers)
-    rows = []
-    for batch in progress_bar(accelerator, iterable=loader, total=len(loader), desc="step 2 (derive)"):
-        columns = {name: [[] for _ in batch["image_ids"]] for name in ("pq", "sq", "rq", "loss")}
-        for _, outputs in exit_outputs(model, batch, accelerator, exits):  # one pass: shared backbone and layers
-            records = evaluator.records(outputs, batch, gate=False)
-            losses = per_image_losses(model, outputs, batch, device=accelerator.device, seed=args.loss_seed)
-            for i, (record, loss) in enumerate(zip(records, losses)):
-                scores = panoptic_from_counts(record.counts, sorted(label_info.id2label), label_info.thing_ids)
-                columns["pq"][i].append(record.pq)
-                columns["sq"][i].append(_scalar(scores["sq"]))
-                columns["rq"][i].append(_scalar(scores["rq"]))
-                columns["loss"][i].append(loss)
-        for i, (index, image_id) in enumerate(zip(batch["indices"].tolist(), batch["image_ids"])):
-            rows.append({"index": int(index), "image_id": str(image_id),
-                         **{name: values[i] for name, values in columns.items()}})
-    return rows
 
 
 def load_derived_dataset(folder: str | Path):
@@ -161,8 +93,6 @@ def derive_exit_dataset(args: argparse.Namespace) -> dict:
     The task (`args.task`, see `tasks.get_task`) picks the per-image quality: PQ for segmentation, COCO box AP on
     the image for detection (`metrics.per_image_box_ap`).
     """
-    from .tasks import get_task
-
     task = get_task(args)
     if not args.model_name_or_path:
         raise RecipeError("step 2 needs --model_name_or_path (the step-1 model folder)")

@@ -3,8 +3,9 @@ panoptic rows give COCO boxes of their thing instances (`modeling_ecom2f.data.de
 
 This module holds what a detector needs that a segmenter does not: its model (fresh, from a stock Deformable DETR
 folder or from an EcoDeformableDetr folder), its image processor, the collator that turns rows into `pixel_values`,
-`pixel_mask` and `labels` (normalised cxcywh boxes, as the stock processor makes them) and the `RecipeTask` tying it
-to the shared steps. Evaluation and step 2's per-image box AP are in `detection_evaluation`.
+`pixel_mask` and `labels` (normalised cxcywh boxes, as the stock processor makes them). Evaluation and step 2's
+per-image box AP are in `detection_evaluation`; `tasks.detection_task` ties both into the `RecipeTask` the shared
+steps run.
 
 Classes: the detector's class index is the data set's label id (the boxes keep their `category_id`); its label set
 is every id up to the largest thing id, so with the usual "things first" numbering (the synthetic data, COCO
@@ -14,7 +15,6 @@ panoptic adapters) it is exactly the thing classes. Stuff regions are not object
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -183,23 +183,6 @@ def detection_model_inputs(batch, device) -> dict[str, Any]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def detection_task():
-    """The `RecipeTask` of object detection (per-image quality: COCO box AP on the image)."""
-    from . import detection_evaluation as evaluation
-    from .tasks import RecipeTask
-
-    return RecipeTask(
-        name="detection", quality="box_ap", quality_label="box AP",
-        derived_columns=evaluation.DERIVED_COLUMNS, build_model=build_detection_model,
-        load_trained_model=load_trained_detector, build_image_processor=build_detection_image_processor,
-        make_collator=EcoDeformableDetrCollator, model_inputs=detection_model_inputs,
-        batch_evaluator=evaluation.DetectionBatchEvaluator, new_accumulator=evaluation.DetectionAccumulator,
-        summarize_mode=evaluation.summarize_detection_mode, derive_rows=evaluation.derive_detection_rows,
-        results_table=evaluation.detection_results_table, compact_summary=evaluation.detection_compact_summary,
-    )
-
-
 __all__ = [
     "DETECTION_MODEL_TYPES",
     "EcoDeformableDetrCollator",
@@ -207,7 +190,6 @@ __all__ = [
     "build_detection_model",
     "detection_labels",
     "detection_model_inputs",
-    "detection_task",
     "fresh_detection_config",
     "load_detection_model",
     "load_trained_detector",

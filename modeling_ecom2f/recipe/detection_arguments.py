@@ -1,5 +1,6 @@
 """Command-line arguments of the detection recipe (EcoDeformableDetr): the model and evaluation groups that differ
-from segmentation, and the four step parsers (the shared groups and step flags are `arguments`'s).
+from segmentation. `arguments` (the one argument builder) adds them to the step parsers it builds for
+`task="detection"`, including these four (importable from `modeling_ecom2f.recipe`):
 
     build_detection_train_early_exit_parser()   # examples/detection/train_early_exit_detr.py
     build_detection_derive_exit_dataset_parser()  # examples/detection/derive_exit_dataset_detr.py
@@ -14,14 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from .arguments import (
-    _json_object,
-    _positive_int,
-    build_derive_exit_dataset_parser,
-    build_evaluate_parser,
-    build_train_early_exit_parser,
-    build_train_gate_parser,
-)
+from .argument_types import json_object, positive_int
 
 DETECTION_DESCRIPTIONS = {
     "step1": "ECO-M2F step 1 for detection: train a Deformable DETR (EcoDeformableDetr) to exit at every allowed "
@@ -43,20 +37,20 @@ def add_detection_model_arguments(parser: argparse.ArgumentParser, *, fresh: boo
                        help="a saved model folder: stock Deformable DETR (model_type 'deformable_detr', single stage) "
                             "or EcoDeformableDetr ('eco_deformable_detr')")
     if fresh:
-        group.add_argument("--config_name", type=_json_object,
+        group.add_argument("--config_name", type=json_object,
                            help="a fresh EcoDeformableDetrConfig as JSON (inline or a file); ignored with "
                                 "--model_name_or_path")
         group.add_argument("--backbone", default="resnet-mini",
                            help="fresh config backbone (random init, nothing downloaded): a preset (resnet-mini, "
                                 "swin-mini) or any transformers backbone model_type (see --backbone_kwargs); its "
                                 "stages 2-4 feed the encoder, plus one extra stride-2 level")
-        group.add_argument("--backbone_kwargs", type=_json_object, default=None,
+        group.add_argument("--backbone_kwargs", type=json_object, default=None,
                            help="keyword arguments of the backbone config (JSON)")
-        group.add_argument("--d_model", type=_positive_int, default=64, help="transformer width")
-        group.add_argument("--encoder_layers", type=_positive_int, default=6)
-        group.add_argument("--decoder_layers", type=_positive_int, default=3)
-        group.add_argument("--num_queries", type=_positive_int, default=30)
-        group.add_argument("--num_attention_heads", type=_positive_int, default=4)
+        group.add_argument("--d_model", type=positive_int, default=64, help="transformer width")
+        group.add_argument("--encoder_layers", type=positive_int, default=6)
+        group.add_argument("--decoder_layers", type=positive_int, default=3)
+        group.add_argument("--num_queries", type=positive_int, default=30)
+        group.add_argument("--num_attention_heads", type=positive_int, default=4)
         group.add_argument("--with_box_refine", action="store_true", help="iterative box refinement in the decoder")
     eco = parser.add_argument_group("ECO-M2F and PRO-SCALE fields (override the loaded or fresh config)")
     eco.add_argument("--exit_layers", type=int, nargs="+", help="allowed exit depths, e.g. 2 3 4 5 6")
@@ -79,28 +73,8 @@ def add_detection_eval_arguments(parser: argparse.ArgumentParser) -> None:
                             "this, else 0 (metrics.per_image_box_ap)")
 
 
-def build_detection_train_early_exit_parser() -> argparse.ArgumentParser:
-    return build_train_early_exit_parser(task="detection")
-
-
-def build_detection_derive_exit_dataset_parser() -> argparse.ArgumentParser:
-    return build_derive_exit_dataset_parser(task="detection")
-
-
-def build_detection_train_gate_parser() -> argparse.ArgumentParser:
-    return build_train_gate_parser(task="detection")
-
-
-def build_detection_evaluate_parser() -> argparse.ArgumentParser:
-    return build_evaluate_parser(task="detection")
-
-
 __all__ = [
     "DETECTION_DESCRIPTIONS",
     "add_detection_eval_arguments",
     "add_detection_model_arguments",
-    "build_detection_derive_exit_dataset_parser",
-    "build_detection_evaluate_parser",
-    "build_detection_train_early_exit_parser",
-    "build_detection_train_gate_parser",
 ]

@@ -1,6 +1,6 @@
 """Evaluation pieces of the detection task: per-image box AP records, the data-set COCO box AP, step 2's rows, and
 the report table. The mode loop itself (fixed depths, gates, oracle, sharding and gathering) is the shared
-`evaluation.evaluate_modes`.
+`mode_evaluation.evaluate_modes`.
 
 Per-image quality (step 2, the oracle): `metrics.per_image_box_ap`, COCO box AP@[.5:.95] computed on that image
 alone (equal to pycocotools' COCOeval restricted to the image: maxDets 100, area "all", 101-point interpolated
@@ -29,8 +29,9 @@ import numpy as np
 from ..ecom2f_detr_flops import count_detection_gflops
 from ..metrics import per_image_box_ap
 from .data import inference_dataloader, shard_indices
-from .evaluation import GFlopsTable, _processed_sizes, _spread, coco_summary, exit_outputs
-from .reporting import _pct, full_depth_mode
+from .detection import EcoDeformableDetrCollator
+from .evaluation import GFlopsTable, processed_sizes, spread, coco_summary, exit_outputs
+from .reporting import percent, full_depth_mode
 from .runtime import RecipeError, progress_bar
 
 #: Per-exit list columns of step 2's table (box AP first: the quality the labels use).
@@ -87,13 +88,13 @@ class DetectionBatchEvaluator:
                                 encoder_layers_used=outputs.encoder_layers_used.cpu())
         padded_h, padded_w = batch["pixel_mask"].shape[-2:]
         scales = [(h0 * padded_h / h, w0 * padded_w / w)
-                  for (h0, w0), (h, w) in zip(batch["target_sizes"], _processed_sizes(batch["pixel_mask"]))]
+                  for (h0, w0), (h, w) in zip(batch["target_sizes"], processed_sizes(batch["pixel_mask"]))]
         return self.processor.post_process_object_detection(light, threshold=self.threshold, target_sizes=scales)
 
     def records(self, outputs, batch, *, gate: bool) -> list[DetectionRecord]:
         predictions = self.predictions(outputs, batch)
         depths = outputs.encoder_layers_used.tolist()
-        sizes = _processed_sizes(batch["pixel_mask"])
+        sizes = processed_sizes(batch["pixel_mask"])
         records = []
         for i, (index, prediction, reference) in enumerate(zip(batch["indices"].tolist(), predictions,
                                                                  batch["references"])):
@@ -165,8 +166,8 @@ def summarize_detection_mode(acc: DetectionAccumulator, *, label_info, exit_laye
         result.update({"box_ap": float("nan"), "ap50": float("nan"), "ap75": float("nan")})
     result["mean_per_image_ap"] = float(np.mean([r["box_ap"] for r in rows]))
     result["images_with_ground_truth"] = int(sum(bool(r["has_ground_truth"]) for r in rows))
-    result["gflops"] = {**_spread(np.array([r["gflops"] for r in rows]), "total"),
-                        **_spread(np.array([r["encoder_gflops"] for r in rows]), "encoder")}
+    result["gflops"] = {**spread(np.array([r["gflops"] for r in rows]), "total"),
+                        **spread(np.array([r["encoder_gflops"] for r in rows]), "encoder")}
     result["depth_histogram"] = {str(k): int((depths == k).sum()) for k in exit_layers}
     result["mean_depth"] = float(depths.mean())
     result["num_images"] = len(rows)
@@ -175,8 +176,6 @@ def summarize_detection_mode(acc: DetectionAccumulator, *, label_info, exit_laye
 
 def derive_detection_rows(*, accelerator, model, processor, dataset, label_info, args) -> list[dict]:
     """Step 2, this process's block of rows: per image the box AP, AP50 and AP75 at every exit."""
-    from .detection import EcoDeformableDetrCollator
-
     exits = list(model.config.exit_layers)
     evaluator = DetectionBatchEvaluator(model=model, processor=processor, label_info=label_info, args=args,
                                         with_gflops=False, keep_detections=False)
@@ -215,8 +214,8 @@ def detection_results_table(report: dict) -> str:
         dap = f"{100 * (r['box_ap'] - base_ap):+.2f}" if usable else "n/a"
         hist = " ".join(f"{k}:{v}" for k, v in r["depth_histogram"].items())
         lines.append(
-            f"| {name} | {_pct(r['box_ap'])} | {dap} | {_pct(r['ap50'])} | {_pct(r['ap75'])} | "
-            f"{_pct(r['mean_per_image_ap'])} | {g['encoder_mean']:.4f} +- {g['encoder_std']:.4f} | {share} | "
+            f"| {name} | {percent(r['box_ap'])} | {dap} | {percent(r['ap50'])} | {percent(r['ap75'])} | "
+            f"{percent(r['mean_per_image_ap'])} | {g['encoder_mean']:.4f} +- {g['encoder_std']:.4f} | {share} | "
             f"{g['total_mean']:.4f} +- {g['total_std']:.4f} | {r['mean_depth']:.2f} | {hist} |")
     return "\n".join(lines)
 

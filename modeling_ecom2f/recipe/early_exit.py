@@ -19,8 +19,10 @@ import torch
 from ..ecom2f_depth import sample_exit_depth
 from .checkpointing import run_fingerprint
 from .data import load_split, train_dataloader
+from .mode_evaluation import evaluate_modes
 from .modeling import count_parameters
 from .runtime import RecipeError, end_run, make_accelerator, push_to_hub, write_summary
+from .tasks import get_task
 from .training import (
     make_optimizer,
     make_scheduler,
@@ -59,8 +61,6 @@ def train_early_exit(args: argparse.Namespace) -> dict:
     `train_early_exit_summary.json`. The task (`args.task`, see `tasks.get_task`) picks the model, the batches
     and the validation metric (PQ for segmentation, box AP for detection).
     """
-    from .tasks import get_task
-
     task = get_task(args)
     accelerator = make_accelerator(args, gradient_accumulation_steps=args.gradient_accumulation_steps,
                                    project_name="ecom2f_step1")
@@ -128,8 +128,6 @@ def train_early_exit(args: argparse.Namespace) -> dict:
     model_dir = unwrap_and_save(accelerator, model, args.output_dir, processor=processor)
     summary["model_dir"] = str(model_dir)
     if args.eval_depths is None or args.eval_depths:
-        from .evaluation import evaluate_modes
-
         depths = args.eval_depths or sorted({config.exit_layers[0], config.exit_layers[-1]})
         start = time.perf_counter()
         val_set, val_labels = load_split(args, "validation")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .data import load_split
-from .evaluation import GateSpec, evaluate_modes
+from .mode_evaluation import GateSpec, evaluate_modes
 from .reporting import full_depth_mode, tradeoff_plot
 from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
 from .tasks import get_task

@@ -1,7 +1,7 @@
 """Fault reports of the recipe: name the images whose model outputs are not finite, instead of crashing deep inside
 a post-processor or silently scoring a NaN prediction (issue 15).
 
-Step 2 (`derived.derive_rows`) and the evaluation (`evaluation.BatchEvaluator.records`) call
+Step 2 (`segmentation.derive_rows`) and the evaluation (`evaluation.BatchEvaluator.records`) call
 `check_finite_outputs` on every batch: a NaN/Inf logit is an error that names the image id(s) and the depth, so the
 user can drop or repair those images (a corrupt file, NaN pixels) or find the bad weights. Nothing is scored.
 """

@@ -31,9 +31,11 @@ from .checkpointing import run_fingerprint
 from .data import EpochShuffleSampler, inference_dataloader, load_split, shard_indices
 from .derived import load_derived_dataset, pq_matrix, weights_digest
 from .labels import check_beta, ideal_depths, label_histogram
+from .mode_evaluation import evaluate_modes
 from .modeling import gate_module, rebuild_gate
 from .routing import calibrate_beta, utility_depths
 from .runtime import RecipeError, end_run, make_accelerator, progress_bar, push_to_hub, write_summary
+from .tasks import get_task
 from .training import make_optimizer, make_scheduler, resume_or_start, total_train_steps, train_loop, unwrap_and_save
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
@@ -57,8 +59,6 @@ class GateOnFeatures(torch.nn.Module):
 def extract_gate_features(*, accelerator, model, processor, dataset, label_info, args, task=None) -> np.ndarray:
     """The gate's pooled input `(num_images, channels)` for every image (sharded, gathered on every process)."""
     from accelerate.utils import gather_object
-
-    from .tasks import get_task
 
     task = get_task(task)
     gate = gate_module(model)
@@ -140,8 +140,6 @@ def train_gate(args: argparse.Namespace) -> dict:
     Writes to `--output_dir`: the model with the trained gate (`config.gate_trained = True`) and its processor,
     `checkpoints/step_*` and `train_gate_summary.json`.
     """
-    from .tasks import get_task
-
     task = get_task(args)
     objective = getattr(args, "gate_objective", "classification")
     if objective == "classification" and args.beta is None:
@@ -264,8 +262,6 @@ def train_gate(args: argparse.Namespace) -> dict:
     model_dir = unwrap_and_save(accelerator, model, args.output_dir, processor=processor)
     summary["model_dir"] = str(model_dir)
     if not args.skip_validation:
-        from .evaluation import evaluate_modes
-
         val_set, val_labels = load_split(args, "validation")
         report = evaluate_modes(accelerator=accelerator, model=model, processor=processor, dataset=val_set,
                                 label_info=val_labels, args=args, depths=[], gates={"gate": None},

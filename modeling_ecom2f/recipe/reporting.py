@@ -1,5 +1,5 @@
 """Tables, the PQ-against-GFLOPs trade-off plot and the Hub evaluation-results dict, from an evaluation report
-(`evaluation.evaluate_modes`). PQ is shown in points (x 100); GFLOPs are per image, papers' convention."""
+(`mode_evaluation.evaluate_modes`). PQ is shown in points (x 100); GFLOPs are per image, papers' convention."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ def _mode_kind(name: str) -> str:
     return name.split("_", 1)[0]  # depth / gate / oracle
 
 
-def _pct(value) -> str:
+def percent(value) -> str:
+    """A fraction in points with two decimals (`0.5123` -> `"51.23"`); `"n/a"` for None or NaN."""
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
 
 
@@ -36,8 +37,8 @@ def results_table(report: dict) -> str:
         dpq = f"{100 * (r['pq'] - base_pq):+.2f}" if base_pq is not None else "n/a"
         hist = " ".join(f"{k}:{v}" for k, v in r["depth_histogram"].items())
         lines.append(
-            f"| {name} | {_pct(r['pq'])} | {dpq} | {_pct(r['sq'])} | {_pct(r['rq'])} | {_pct(r['pq_things'])} | "
-            f"{_pct(r['pq_stuff'])} | {_pct(r.get('miou'))} | {_pct(ap)} | {g['encoder_mean']:.4f} +- "
+            f"| {name} | {percent(r['pq'])} | {dpq} | {percent(r['sq'])} | {percent(r['rq'])} | {percent(r['pq_things'])} | "
+            f"{percent(r['pq_stuff'])} | {percent(r.get('miou'))} | {percent(ap)} | {g['encoder_mean']:.4f} +- "
             f"{g['encoder_std']:.4f} | {share} | {g['total_mean']:.4f} +- {g['total_std']:.4f} | "
             f"{r['mean_depth']:.2f} | {hist} |")
     return "\n".join(lines)
@@ -114,4 +115,5 @@ def compact_summary(report: dict) -> dict:
             for name, r in report["modes"].items()}
 
 
-__all__ = ["compact_summary", "full_depth_mode", "hub_eval_results", "results_table", "save_plot", "tradeoff_plot"]
+__all__ = ["compact_summary", "full_depth_mode", "hub_eval_results", "percent", "results_table", "save_plot",
+           "tradeoff_plot"]

@@ -1,74 +1,42 @@
-"""What differs between the recipe's tasks, as one small adapter object, so that the same step functions (step 1
-early-exit training, step 2 derived data set, step 3 gate, evaluation) serve universal segmentation
-(EcoMask2Former, per-image PQ) and object detection (EcoDeformableDetr, per-image box AP).
+"""The recipe's task registry: the `RecipeTask` of each task, assembled from its modules, and `get_task`, which the
+steps (step 1 `early_exit`, step 2 `derived`, step 3 `gate_training`, `mode_evaluation`, `evaluate_job`) use to
+find theirs.
 
 A step finds its task with `get_task(args)`: the `task` attribute its parser sets (`"segmentation"` when absent, so
 the Mask2Former scripts and their command lines are unchanged). Everything else in a step (data sources, the
 training loop, checkpoints and resume, accelerate, labels `argmax_k(q_k - beta k)`, gate features, reports) is
 shared.
+
+Layering: this module imports the task modules (`segmentation`, `evaluation`, `data`, `modeling`, `reporting`,
+`detection`, `detection_evaluation`); none of them imports it or a step module back (tests/test_architecture.py).
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
+from ..data import EcoMask2FormerCollator
+from . import detection_evaluation
+from .data import build_image_processor, model_inputs
+from .detection import (
+    EcoDeformableDetrCollator,
+    build_detection_image_processor,
+    build_detection_model,
+    detection_model_inputs,
+    load_trained_detector,
+)
+from .evaluation import BatchEvaluator, ModeAccumulator, summarize_mode
+from .modeling import build_model, load_trained_model
+from .reporting import compact_summary, results_table
 from .runtime import RecipeError
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecipeTask:
-    """The task-specific pieces of the recipe.
-
-    Attributes:
-        name: "segmentation" or "detection".
-        quality: key of the per-image quality in step 2's table and of the data-set metric in reports ("pq",
-            "box_ap"); a fraction in [0, 1].
-        quality_label: how tables and plots name it ("PQ", "box AP").
-        derived_columns: the per-exit list columns step 2 stores (the first is `quality`).
-        build_model: `(args, label_info) -> model`, step 1's starting model (a folder or a fresh config).
-        load_trained_model: `(path, *, label_info=None) -> model` in `eval()` mode; `RecipeError` for another type.
-        build_image_processor: `(*, image_size, max_image_size=None, model_dir=None) -> processor`.
-        make_collator: `(*, image_processor, label_info, processor_kwargs=None, return_references=False)`: rows to
-            model inputs (and evaluation ground truth with `return_references`).
-        model_inputs: `(batch, device) -> dict` of the tensors a training forward takes (labels included).
-        batch_evaluator: `(*, model, processor, label_info, args, with_ap, with_miou, with_gflops=True)`: an object
-            with `records(outputs, batch, *, gate) -> [record]` (each with `index`, `image_id`, `depth`,
-            `quality`, `gflops`, `encoder_gflops`) and `gflops(height, width, depth, gate) -> (total, encoder)`.
-        new_accumulator: `() -> accumulator` with `add(record)`, `merge(other)` and `rows`.
-        summarize_mode: `(accumulator, *, label_info, exit_layers) -> dict` of one mode's data-set figures.
-        derive_rows: step 2's rows of this process: `(*, accelerator, model, processor, dataset, label_info, args)`.
-        results_table: `(report) -> str`, a Markdown table of an evaluation report.
-        compact_summary: `(report) -> dict`, per mode the figures for summary JSONs.
-    """
-
-    name: str
-    quality: str
-    quality_label: str
-    derived_columns: tuple[str, ...]
-    build_model: Callable[..., Any]
-    load_trained_model: Callable[..., Any]
-    build_image_processor: Callable[..., Any]
-    make_collator: Callable[..., Any]
-    model_inputs: Callable[..., dict]
-    batch_evaluator: Callable[..., Any]
-    new_accumulator: Callable[[], Any]
-    summarize_mode: Callable[..., dict]
-    derive_rows: Callable[..., list]
-    results_table: Callable[[dict], str]
-    compact_summary: Callable[[dict], dict]
+from .segmentation import derive_rows
+from .task_protocol import RecipeTask
 
 
 @functools.lru_cache(maxsize=1)
 def segmentation_task() -> RecipeTask:
     """EcoMask2Former universal segmentation: per-image PQ, data-set PQ/SQ/RQ, mIoU, mask AP."""
-    from ..data import EcoMask2FormerCollator
-    from .data import build_image_processor, model_inputs
-    from .derived import derive_rows
-    from .evaluation import BatchEvaluator, ModeAccumulator, summarize_mode
-    from .modeling import build_model, load_trained_model
-    from .reporting import compact_summary, results_table
 
     def summarize(acc, *, label_info, exit_layers) -> dict:
         return summarize_mode(acc, category_ids=sorted(label_info.id2label), thing_ids=label_info.thing_ids,
@@ -83,13 +51,22 @@ def segmentation_task() -> RecipeTask:
     )
 
 
-def _detection_task() -> RecipeTask:
-    from .detection import detection_task
+@functools.lru_cache(maxsize=1)
+def detection_task() -> RecipeTask:
+    """EcoDeformableDetr object detection (per-image quality: COCO box AP on the image)."""
+    evaluation = detection_evaluation
+    return RecipeTask(
+        name="detection", quality="box_ap", quality_label="box AP",
+        derived_columns=evaluation.DERIVED_COLUMNS, build_model=build_detection_model,
+        load_trained_model=load_trained_detector, build_image_processor=build_detection_image_processor,
+        make_collator=EcoDeformableDetrCollator, model_inputs=detection_model_inputs,
+        batch_evaluator=evaluation.DetectionBatchEvaluator, new_accumulator=evaluation.DetectionAccumulator,
+        summarize_mode=evaluation.summarize_detection_mode, derive_rows=evaluation.derive_detection_rows,
+        results_table=evaluation.detection_results_table, compact_summary=evaluation.detection_compact_summary,
+    )
 
-    return detection_task()
 
-
-TASKS: dict[str, Callable[[], RecipeTask]] = {"segmentation": segmentation_task, "detection": _detection_task}
+TASKS: dict[str, Callable[[], RecipeTask]] = {"segmentation": segmentation_task, "detection": detection_task}
 
 
 def get_task(value=None) -> RecipeTask:
@@ -103,4 +80,4 @@ def get_task(value=None) -> RecipeTask:
     return TASKS[name]()
 
 
-__all__ = ["RecipeTask", "TASKS", "get_task", "segmentation_task"]
+__all__ = ["RecipeTask", "TASKS", "detection_task", "get_task", "segmentation_task"]

@@ -1,0 +1,220 @@
+"""The project's layering, checked from the source: an import graph built with `ast` (no module is imported).
+
+Every `.py` file under `modeling_ecom2f/`, `configuration/`, `processing/` and `hub/` is a node. Every import in it is
+an edge, wherever it stands (module level, inside a function, under `try`/`if TYPE_CHECKING`), relative imports
+resolved against the file's package, and `importlib.import_module("...")` / `__import__("...")` calls with a literal
+name count too. `from package import name` is an edge to the submodule `package.name` when that file exists, else to
+the package. Importing a submodule does not add an edge to its parent packages (Python runs their `__init__`, but
+that is not a dependency the importing code chose), as in import-linter's and grimp's graphs.
+
+The rules (see docs/architecture.md):
+* no import cycles among project modules;
+* model files (the top level of `modeling_ecom2f/`, `configuration/`, `processing/`) import nothing from `hub`,
+  `modeling_ecom2f.recipe` or `benchmarks`;
+* no module of `modeling_ecom2f/recipe/` imports a private (`_name`) name from another project module;
+* no project file outside Markdown names the research notes `seeds.md` / `design.md`, which are not in the repo.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_DIRS = ("modeling_ecom2f", "configuration", "processing", "hub")
+FORBIDDEN_FOR_MODEL_FILES = ("hub", "modeling_ecom2f.recipe", "benchmarks")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def project_modules() -> dict[str, Path]:
+    """Dotted name -> file for every project module (packages by their `__init__.py`)."""
+    modules = {}
+    for folder in PROJECT_DIRS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                modules[_module_name(path)] = path
+    return modules
+
+
+def _is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def _resolve_relative(module: str, path: Path, level: int, target: str | None) -> str:
+    package = module.split(".") if _is_package(path) else module.split(".")[:-1]
+    base = package[: len(package) - (level - 1)] if level > 1 else package
+    return ".".join(base + ([target] if target else []))
+
+
+def _literal_import_calls(tree: ast.AST):
+    """`importlib.import_module("x")`, `import_module("x")` and `__import__("x")` with a literal first argument."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        first = node.args[0]
+        if name in {"import_module", "__import__"} and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            yield first.value
+
+
+def imported_names(module: str, path: Path) -> set[str]:
+    """Every dotted name the file imports (absolute, relative ones resolved), `from x import y` as `x.y`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve_relative(module, path, node.level, node.module) if node.level else node.module
+            # `base.name` resolves to the submodule when there is one, else (longest prefix) to `base` itself.
+            names.update(base if alias.name == "*" else f"{base}.{alias.name}" for alias in node.names)
+    names.update(_literal_import_calls(tree))
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Project module -> the project modules it imports (the longest project module each imported name names)."""
+    modules = project_modules()
+    graph = {}
+    for module, path in modules.items():
+        edges = set()
+        for name in imported_names(module, path):
+            parts = name.split(".")
+            for end in range(len(parts), 0, -1):
+                candidate = ".".join(parts[:end])
+                if candidate in modules:
+                    if candidate != module:
+                        edges.add(candidate)
+                    break
+        graph[module] = edges
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index, low, on_stack, stack, components = {}, {}, set(), [], []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for succ in sorted(graph.get(node, ())):
+            if succ not in index:
+                visit(succ)
+                low[node] = min(low[node], low[succ])
+            elif succ in on_stack:
+                low[node] = min(low[node], index[succ])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return components
+
+
+def is_model_file(path: Path) -> bool:
+    """`modeling_ecom2f/*.py` at the package's top level (not `data/`, `metrics/`, `recipe/`), `configuration/`,
+    `processing/`."""
+    folder = path.parent.relative_to(ROOT).parts
+    return folder == ("modeling_ecom2f",) or folder[:1] in {("configuration",), ("processing",)}
+
+
+# --- the graph builder itself ---------------------------------------------------------------------------------------
+
+
+def test_graph_sees_function_level_relative_and_literal_imports(tmp_path, monkeypatch):
+    package = tmp_path / "modeling_ecom2f"
+    (package / "recipe").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "recipe" / "__init__.py").write_text("")
+    (package / "recipe" / "a.py").write_text("def f():\n    from . import b\n    from ..core import x\n")
+    (package / "recipe" / "b.py").write_text(
+        "import importlib\nM = importlib.import_module('modeling_ecom2f.recipe.a')\n"
+    )
+    (package / "core.py").write_text("try:\n    from .recipe.b import g\nexcept ImportError:\n    pass\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    graph = import_graph()
+    assert graph["modeling_ecom2f.recipe.a"] == {"modeling_ecom2f.recipe.b", "modeling_ecom2f.core"}
+    assert graph["modeling_ecom2f.recipe.b"] == {"modeling_ecom2f.recipe.a"}
+    assert graph["modeling_ecom2f.core"] == {"modeling_ecom2f.recipe.b"}
+    assert find_cycles(graph) == [["modeling_ecom2f.core", "modeling_ecom2f.recipe.a", "modeling_ecom2f.recipe.b"]]
+    assert is_model_file(package / "core.py") and is_model_file(package / "__init__.py")
+    assert not is_model_file(package / "recipe" / "a.py") and not is_model_file(package / "recipe" / "__init__.py")
+
+
+def test_graph_covers_the_project():
+    graph = import_graph()
+    assert {"modeling_ecom2f.modeling_ecom2f", "modeling_ecom2f.recipe.tasks", "hub.hub_ecom2f_push",
+            "configuration.configuration_ecom2f", "processing.image_processing_ecom2f"} <= set(graph)
+    assert "configuration.configuration_ecom2f" in graph["modeling_ecom2f.modeling_ecom2f"]
+
+
+# --- the rules ------------------------------------------------------------------------------------------------------
+
+
+def test_no_import_cycles_among_project_modules():
+    cycles = find_cycles(import_graph())
+    assert cycles == [], "import cycles (strongly connected components):\n" + "\n".join(map(str, cycles))
+
+
+def test_model_files_import_no_hub_recipe_or_benchmark_code():
+    offending = {}
+    for module, path in project_modules().items():
+        if not is_model_file(path):
+            continue
+        bad = sorted(
+            name for name in imported_names(module, path)
+            if any(name == prefix or name.startswith(prefix + ".") for prefix in FORBIDDEN_FOR_MODEL_FILES)
+        )
+        if bad:
+            offending[module] = bad
+    assert offending == {}
+
+
+def test_recipe_modules_import_no_private_names_of_other_modules():
+    offending = []
+    for module, path in project_modules().items():
+        if not module.startswith("modeling_ecom2f.recipe"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve_relative(module, path, node.level, node.module) if node.level else node.module
+                if base.split(".")[0] in PROJECT_DIRS:
+                    offending += [f"{module}: {base}.{alias.name}" for alias in node.names
+                                  if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert offending == []
+
+
+def test_no_project_file_outside_markdown_names_the_research_notes():
+    try:
+        result = subprocess.run(
+            ["git", "grep", "-n", "-E", r"seeds\.md|design\.md", "--", ":!*.md"],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )
+    except FileNotFoundError:  # pragma: no cover - no git on the machine
+        pytest.skip("git is not installed")
+    if result.returncode not in (0, 1):
+        pytest.skip(f"not a git checkout: {result.stderr.strip()}")
+    # This file names them in its docstring and in the pattern above; everything else must not.
+    hits = [line for line in result.stdout.splitlines() if not line.startswith("tests/test_architecture.py:")]
+    assert hits == []
