@@ -75,6 +75,7 @@ def test_export_rejects_other_folders(tmp_path):
         export_detection_model_folder(model_dir=tmp_path, output_dir=tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
     export = tmp_path / "export"
     export_detection_model_folder(model_dir=model_folder, output_dir=export, repo_id="tester/eco-detr")

@@ -106,6 +106,7 @@ def test_model_card(exported):
     assert f'pipeline("image-segmentation", model="{REPO_ID}", trust_remote_code=True)' in body
 
 
+@pytest.mark.slow
 def test_export_loads_in_a_fresh_process_without_the_project(exported):
     images = write_test_images(exported.tmp / "images")
     out, cwd = exported.tmp / "fresh.pt", exported.tmp / "cwd"

@@ -85,6 +85,7 @@ def test_push_failures_are_clear_and_keep_the_export(pushed):
     assert report["cli_failure_status"] == 1
 
 
+@pytest.mark.slow
 def test_pushed_repository_loads_without_the_project(hub, pushed):
     images = write_test_images(pushed.tmp / "images")
     out, cwd = pushed.tmp / "loaded.pt", pushed.tmp / "cwd"

@@ -119,6 +119,7 @@ def test_tiny_main_job_single_process(tmp_path):
         assert {"config.json", "model.safetensors", "README.md", "preprocessor_config.json"} <= files
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_single_process_results(tmp_path):
     chain = tiny_chain()
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
