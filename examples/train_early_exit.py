@@ -4,7 +4,7 @@
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/train_early_exit.py ...   # 2 CPU processes
     accelerate launch examples/train_early_exit.py ...                                                     # your accelerate config
 
-The logic lives in `modeling_ecom2f.recipe` (see `train_early_exit`); this file only parses the command line.
+The logic lives in `modeling_ecom2f.recipe` (see `train_early_exit`); this file runs the same command as the console script.
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_ecom2f.recipe import build_train_early_exit_parser, train_early_exit, run_script, run_script_process
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return run_script(build_train_early_exit_parser, train_early_exit, argv)
-
+from modeling_ecom2f.recipe.cli import train_early_exit_main as main  # noqa: E402
+from modeling_ecom2f.recipe.runtime import run_script_process  # noqa: E402
 
 if __name__ == "__main__":
     run_script_process(main)

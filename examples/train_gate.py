@@ -1,10 +1,11 @@
-"""ECO-M2F step 3: train the gate (everything else frozen) on the ideal-depth labels for one beta.
+"""ECO-M2F step 3: train the gate (everything else frozen) on the derived data set: the paper's classification gate
+for one beta, or a utility gate that serves every beta (`--gate_objective utility`).
 
     python examples/train_gate.py --help
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/train_gate.py ...   # 2 CPU processes
     accelerate launch examples/train_gate.py ...                                                     # your accelerate config
 
-The logic lives in `modeling_ecom2f.recipe` (see `train_gate`); this file only parses the command line.
+The logic lives in `modeling_ecom2f.recipe` (see `train_gate`); this file runs the same command as the console script.
 """
 
 from __future__ import annotations
@@ -17,12 +18,8 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_ecom2f.recipe import build_train_gate_parser, train_gate, run_script, run_script_process
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return run_script(build_train_gate_parser, train_gate, argv)
-
+from modeling_ecom2f.recipe.cli import train_gate_main as main  # noqa: E402
+from modeling_ecom2f.recipe.runtime import run_script_process  # noqa: E402
 
 if __name__ == "__main__":
     run_script_process(main)

@@ -84,6 +84,9 @@ PRESETS = {
 DEFAULT_BETA = 0.003
 #: Betas at which the one utility gate is evaluated (quality fraction per encoder layer).
 DEFAULT_UTILITY_BETAS = (0.0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03)
+#: The utility gate's form in the main job (chosen on held-out training images, see the README): a richer input than
+#: the paper's gate, which the classification gate keeps.
+DEFAULT_UTILITY_GATE = {"pooling": "mean_std", "hidden_size": 32, "input_level": 0}
 #: The encoder budget the utility gate is calibrated for on held-out training images (`--target_encoder_fraction`).
 DEFAULT_TARGET_FRACTION = 0.7
 
@@ -102,6 +105,12 @@ def build_run_parser() -> argparse.ArgumentParser:
                         help="betas at which the utility gate is evaluated")
     parser.add_argument("--target_encoder_fraction", type=float, default=DEFAULT_TARGET_FRACTION,
                         help="encoder budget the utility gate's default beta is calibrated for (held-out images)")
+    parser.add_argument("--utility_gate_pooling", choices=("mean", "mean_std"), default=DEFAULT_UTILITY_GATE["pooling"],
+                        help="input pooling of the utility gate (the classification gate keeps the paper's mean)")
+    parser.add_argument("--utility_gate_hidden_size", type=int, default=DEFAULT_UTILITY_GATE["hidden_size"],
+                        help="hidden layer of the utility gate (0: the paper's single linear layer)")
+    parser.add_argument("--utility_gate_input_level", type=int, default=DEFAULT_UTILITY_GATE["input_level"],
+                        help="input-projected level the utility gate pools (0 = 1/32, the paper's)")
     parser.add_argument("--parent", default=None,
                         help="model folder step 1 starts from (default: the preset's; 'scratch' for a fresh model)")
     parser.add_argument("--deadline_minutes", type=float, default=None,
@@ -322,7 +331,10 @@ def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: di
         summary["step3"]["classification"] = timed(
             "step3_classification", lambda: train_gate(build_train_gate_parser().parse_args(argv)))
         argv_u = base + ["--gate_objective", "utility", "--target_encoder_fraction", str(args.target_encoder_fraction),
-                         "--output_dir", str(paths.utility_gate)]
+                         "--gate_pooling", args.utility_gate_pooling, "--gate_input_level",
+                         str(args.utility_gate_input_level), "--output_dir", str(paths.utility_gate)]
+        if args.utility_gate_hidden_size:
+            argv_u += ["--gate_hidden_size", str(args.utility_gate_hidden_size)]
         summary["step3"]["utility"] = timed(
             "step3_utility", lambda: train_gate(build_train_gate_parser().parse_args(argv_u)))
     if "eval" in steps:

@@ -1,0 +1,71 @@
+"""Command-line entry points of the recipe: the console scripts of `pyproject.toml` (`ecom2f-train-early-exit`,
+`ecom2f-derive-exit-dataset`, `ecom2f-train-gate`, `ecom2f-evaluate`, `ecom2f-main-job`). Each `*_main(argv)` parses
+the step's arguments and runs it (a recipe or data error becomes a clean exit status 2); each `*_command()` runs it
+as a process. The thin scripts in `examples/` are the same commands, runnable from a source checkout.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .arguments import (
+    build_derive_exit_dataset_parser,
+    build_evaluate_parser,
+    build_train_early_exit_parser,
+    build_train_gate_parser,
+)
+from .derived import derive_exit_dataset
+from .early_exit import train_early_exit
+from .evaluate_job import evaluate_model
+from .gate_training import train_gate
+from .pipeline import build_run_parser, run_eco_m2f
+from .runtime import run_script, run_script_process
+
+
+def _main(build_parser, step) -> Callable[[list[str] | None], dict]:
+    def main(argv: list[str] | None = None) -> dict:
+        return run_script(build_parser, step, argv)
+
+    main.__doc__ = f"Parse `argv` with `{build_parser.__name__}()` and run `{step.__name__}`."
+    return main
+
+
+train_early_exit_main = _main(build_train_early_exit_parser, train_early_exit)
+derive_exit_dataset_main = _main(build_derive_exit_dataset_parser, derive_exit_dataset)
+train_gate_main = _main(build_train_gate_parser, train_gate)
+evaluate_main = _main(build_evaluate_parser, evaluate_model)
+main_job_main = _main(build_run_parser, run_eco_m2f)
+
+
+def train_early_exit_command() -> None:
+    run_script_process(train_early_exit_main)
+
+
+def derive_exit_dataset_command() -> None:
+    run_script_process(derive_exit_dataset_main)
+
+
+def train_gate_command() -> None:
+    run_script_process(train_gate_main)
+
+
+def evaluate_command() -> None:
+    run_script_process(evaluate_main)
+
+
+def main_job_command() -> None:
+    run_script_process(main_job_main)
+
+
+__all__ = [
+    "derive_exit_dataset_command",
+    "derive_exit_dataset_main",
+    "evaluate_command",
+    "evaluate_main",
+    "main_job_command",
+    "main_job_main",
+    "train_early_exit_command",
+    "train_early_exit_main",
+    "train_gate_command",
+    "train_gate_main",
+]
