@@ -85,6 +85,13 @@ def test_random_routing_shuffles_the_gate_decisions():
         assert row["pq"] == by_depth[row["depth"]][row["index"]]
 
 
+def test_evaluation_of_a_subset_of_depths(tmp_path):
+    chain = tiny_chain()
+    summary = load_example("evaluate_model").main(chain["disk"] + [
+        "--model_name_or_path", str(chain["paths"]["step1"]), "--depths", "3", "--output_dir", str(tmp_path)])
+    assert set(summary["modes"]) == {"depth_3"}
+
+
 def test_oracle_picks_the_best_depth_per_image():
     paths = tiny_chain()["paths"]
     per_image = read_json(paths["eval"] / "per_image.json")

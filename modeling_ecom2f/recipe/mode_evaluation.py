@@ -187,7 +187,8 @@ def _route(order, by_depth, *, exits, depths, specs, gate_outputs, oracle_betas,
     for k in depths:
         modes[f"depth_{k}"] = ([by_depth[k][i] for i in order],
                                {"kind": "fixed", "beta": None, "gate_objective": None, "controls": None})
-    quality = np.array([[by_depth[k][i].quality for k in exits] for i in order])
+    if oracle_betas:  # the oracle needs every exit (evaluate_modes runs them all when it is asked for)
+        quality = np.array([[by_depth[k][i].quality for k in exits] for i in order])
     for beta in oracle_betas:
         modes[f"oracle_beta_{beta:g}"] = (pick(ideal_depths(quality, exits, beta), gate=False),
                                           {"kind": "oracle", "beta": float(beta), "gate_objective": None,
