@@ -1,6 +1,6 @@
 """Train the parent shipped in `examples/parents/depth_benchmark/` from scratch (ECO-M2F step 1 on the benchmark).
 
-    python examples/train_benchmark_parent.py --output_dir runs/benchmark_parent      # about 1.5 h on 2 CPU cores
+    python examples/train_benchmark_parent.py --output_dir runs/benchmark_parent      # about 75 min on 2 CPU cores
 
 It renders the benchmark's parent-training split (`depth_benchmark_config(seed=1)`: 3000 training and 600
 validation images, disjoint from the main job's seed-0 images) and runs `train_early_exit.py` with the settings of
