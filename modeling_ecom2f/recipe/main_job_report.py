@@ -105,7 +105,7 @@ def tradeoff_plot(rows: list[dict], path: Path, *, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=130)
+    fig, ax = plt.subplots(figsize=(8, 6.0), dpi=130)
     x = lambda row: 100 * row["encoder_gflops_fraction"]  # noqa: E731
     fixed = sorted((r for r in rows if r["kind"] == "fixed"), key=x)
     ax.plot([x(r) for r in fixed], [r["pq"] for r in fixed], "o-", color="tab:blue", label="fixed depth", zorder=3)
@@ -119,10 +119,12 @@ def tradeoff_plot(rows: list[dict], path: Path, *, title: str) -> Path:
     if utility:
         ax.plot([x(r) for r in utility], [r["pq"] for r in utility], "*-", color="tab:red", markersize=10,
                 label="utility gate (one gate, beta varied)", zorder=4)
-        labelled = [utility[0], utility[len(utility) // 2], utility[-1]]
-        for r in {id(r): r for r in labelled}.values():
-            ax.annotate(f"beta={r['beta']:g}", (x(r), r["pq"]), textcoords="offset points", xytext=(6, 6),
-                        fontsize=8, color="tab:red")
+        places: dict[tuple, list] = {}  # several betas may give the same routing: one label per point
+        for r in utility:
+            places.setdefault((round(x(r), 2), round(r["pq"], 3)), []).append(r["beta"])
+        for (px, py), betas in places.items():
+            text = f"beta={betas[0]:g}" if len(betas) == 1 else f"beta={min(betas):g}..{max(betas):g}"
+            ax.annotate(text, (px, py), textcoords="offset points", xytext=(6, 6), fontsize=8, color="tab:red")
     for r in rows:
         if r["kind"] == "gate" and r["gate_objective"] == "classification":
             ax.plot(x(r), r["pq"], "P", color="tab:purple", markersize=10, zorder=4,
@@ -132,7 +134,7 @@ def tradeoff_plot(rows: list[dict], path: Path, *, title: str) -> Path:
             ax.plot(x(r), r["pq"], "D", color="tab:green", markersize=7, zorder=4,
                     label=f"oracle, beta={r['beta']:g}")
     return save_plot(fig, ax, path, xlabel="deformable-encoder GFLOPs per image (mean, % of full depth)",
-                     ylabel="PQ", title=title, legend_loc="lower right")
+                     ylabel="PQ", title=title, legend_loc="below")
 
 
 def publish_results(summary: dict, *, paths, args: argparse.Namespace) -> None:

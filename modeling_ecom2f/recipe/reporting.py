@@ -78,14 +78,18 @@ def tradeoff_plot(report: dict, path: str | Path, *, title: str, metric: str = "
 
 
 def save_plot(fig, ax, path: str | Path, *, xlabel: str, ylabel: str, title: str, legend_loc: str) -> Path:
-    """Label, grid and legend a trade-off plot, save it as `path` (folders made) and close the figure."""
+    """Label, grid and legend a trade-off plot (`legend_loc` a matplotlib location, or "below" the axes), save it as
+    `path` (folders made) and close the figure."""
     import matplotlib.pyplot as plt
 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc=legend_loc, fontsize=8)
+    if legend_loc == "below":  # under the axes, where it covers no point
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
+    else:
+        ax.legend(loc=legend_loc, fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
