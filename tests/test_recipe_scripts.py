@@ -7,7 +7,6 @@ Run as a script (what the two-process test launches): `python tests/test_recipe_
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil

@@ -156,10 +156,7 @@ __all__ = [
     "HISTOGRAM_FILE",
     "INFO_FILE",
     "derive_exit_dataset",
-    "derive_rows",
     "load_derived_dataset",
-    "local_mask_normalisation",
-    "per_image_losses",
     "pq_matrix",
     "weights_digest",
 ]
