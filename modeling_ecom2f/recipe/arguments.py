@@ -99,6 +99,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, fresh: bool = True) 
     eco.add_argument("--token_recalibration", action="store_true", default=None, help="PRO-SCALE TRC")
     eco.add_argument("--light_pixel_embedding", action="store_true", default=None, help="PRO-SCALE LPE")
     eco.add_argument("--deformable_attention_implementation", choices=("auto", "reference", "embedding_bag"))
+    eco.add_argument("--encoder_n_points", type=int,
+                     help="deformable sampling points per head and level in the encoder (stock: 4)")
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser, *, output_dir: str) -> None:

@@ -37,7 +37,7 @@ BACKBONE_PRESETS: dict[str, dict] = {
 }
 #: Config fields the ECO-M2F / PRO-SCALE command-line flags override.
 ECO_FIELDS = ("exit_layers", "exit_loss_weighting", "gate_hidden_size", "token_scaling_layers", "token_recalibration",
-              "light_pixel_embedding", "deformable_attention_implementation")
+              "light_pixel_embedding", "deformable_attention_implementation", "encoder_n_points")
 
 
 def eco_overrides(args: argparse.Namespace) -> dict:
