@@ -12,6 +12,7 @@ from .panoptic_quality import (
     PanopticQualityAccumulator,
     PanopticQualityResult,
     PerImagePanopticQuality,
+    panoptic_from_counts,
     panoptic_quality,
     per_image_panoptic_quality,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "mask_average_precision",
     "mean_iou",
     "panoptic_quality",
+    "panoptic_from_counts",
     "per_image_panoptic_quality",
     "to_segment_table",
 ]

@@ -45,6 +45,7 @@ __all__ = [
     "PanopticQualityResult",
     "PerImagePanopticQuality",
     "PanopticQualityAccumulator",
+    "panoptic_from_counts",
     "panoptic_quality",
     "per_image_panoptic_quality",
 ]
@@ -121,6 +122,26 @@ def _category_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, iou_sum: np
     return sq * rq, sq, rq, present
 
 
+def _group_means(pq: np.ndarray, sq: np.ndarray, rq: np.ndarray, present: np.ndarray, is_thing: np.ndarray) -> dict:
+    """`pq`, `sq`, `rq` and their `_things` / `_stuff` variants: means over the present categories (NaN if none)."""
+
+    def mean(values: np.ndarray, mask: np.ndarray) -> float:
+        return float(values[mask].mean()) if mask.any() else float("nan")
+
+    groups = {"": present, "_things": present & is_thing, "_stuff": present & ~is_thing}
+    return {f"{name}{suffix}": mean(v, m) for suffix, m in groups.items() for name, v in (("pq", pq), ("sq", sq), ("rq", rq))}
+
+
+def panoptic_from_counts(counts: np.ndarray, category_ids: Sequence[int], thing_ids: Sequence[int]) -> dict:
+    """Data-set PQ/SQ/RQ (all, things, stuff) from summed per-category counts `(4, C)`: true positives, false
+    positives, false negatives and the IoU sum of the matches, per category in `category_ids` order (what
+    `PerImagePanopticQuality` gives per image; sums of them over any subset of images give that subset's PQ)."""
+    tp, fp, fn, iou = np.asarray(counts, dtype=np.float64)
+    pq, sq, rq, present = _category_scores(tp, fp, fn, iou)
+    is_thing = np.isin(np.asarray(category_ids), np.asarray(list(thing_ids), dtype=np.int64))
+    return _group_means(pq, sq, rq, present, is_thing)
+
+
 class PanopticQualityAccumulator:
     """Streaming PQ: ``update`` with batches, then ``compute`` (data set) or ``per_image`` (every image so far).
 
@@ -185,16 +206,8 @@ class PanopticQualityAccumulator:
     def compute(self) -> PanopticQualityResult:
         """Data-set PQ/SQ/RQ over every image added so far."""
         pq, sq, rq, present = _category_scores(self._tp, self._fp, self._fn, self._iou)
-
-        def mean(values: np.ndarray, mask: np.ndarray) -> float:
-            return float(values[mask].mean()) if mask.any() else float("nan")
-
-        groups = {"": present, "_things": present & self._is_thing, "_stuff": present & ~self._is_thing}
-        scalars = {
-            f"{name}{suffix}": mean(v, m)
-            for suffix, m in groups.items()
-            for name, v in (("pq", pq), ("sq", sq), ("rq", rq))
-        }
+        scalars = _group_means(pq, sq, rq, present, self._is_thing)
+        groups = {"_things": present & self._is_thing, "_stuff": present & ~self._is_thing}
         per_class = {
             int(c): {
                 "pq": float(pq[i]),

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..ecom2f_flops import count_gflops
-from ..metrics import coco_gt_and_detections, mean_iou, per_image_panoptic_quality
+from ..metrics import coco_gt_and_detections, mean_iou, panoptic_from_counts, per_image_panoptic_quality
 from .faults import check_finite_outputs
 from .runtime import RecipeError
 
@@ -170,22 +170,6 @@ class ModeAccumulator:
             self.confusion = other.confusion.copy() if self.confusion is None else self.confusion + other.confusion
         self.coco.update(other.coco)
         self.rows.extend(other.rows)
-
-
-def panoptic_from_counts(counts: np.ndarray, category_ids: Sequence[int], thing_ids: Sequence[int]) -> dict:
-    """Data-set PQ/SQ/RQ (all, things, stuff) from summed per-category counts `(4, C)` (tp, fp, fn, iou_sum)."""
-    tp, fp, fn, iou = counts
-    denom = tp + 0.5 * fp + 0.5 * fn
-    present = denom > 0
-    sq = np.where(tp > 0, iou / np.maximum(tp, 1), 0.0)
-    rq = np.where(present, tp / np.where(present, denom, 1.0), 0.0)
-    pq = sq * rq
-    is_thing = np.isin(np.asarray(category_ids), np.asarray(list(thing_ids), dtype=np.int64))
-    out = {}
-    for suffix, mask in (("", present), ("_things", present & is_thing), ("_stuff", present & ~is_thing)):
-        for name, values in (("pq", pq), ("sq", sq), ("rq", rq)):
-            out[name + suffix] = float(values[mask].mean()) if mask.any() else float("nan")
-    return out
 
 
 def coco_summary(images: list[dict], annotations: list[dict], detections: list[dict], thing_ids: Sequence[int], *,
