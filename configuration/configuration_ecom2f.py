@@ -17,6 +17,13 @@ GATE_POOLINGS = ("mean", "mean_std")
 DEFORMABLE_ATTENTION_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
 
 
+def check_gate_beta(beta, *, name: str = "gate_beta") -> float:
+    """A usable utility-gate trade-off: a finite number >= 0 (quality fraction per encoder layer), else `ValueError`."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (quality fraction per encoder layer), got {beta!r}")
+    return float(beta)
+
+
 class EcoEarlyExitConfigMixin:
     """Validation and derived properties shared by the ecom2f configs (EcoMask2Former, EcoDeformableDetr).
 
@@ -56,9 +63,7 @@ class EcoEarlyExitConfigMixin:
             raise ValueError(f"gate_pooling must be one of {GATE_POOLINGS}, got {self.gate_pooling!r}")
         if self.gate_objective not in GATE_OBJECTIVES:
             raise ValueError(f"gate_objective must be one of {GATE_OBJECTIVES}, got {self.gate_objective!r}")
-        beta = self.gate_beta
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
-            raise ValueError(f"gate_beta must be a finite number >= 0, got {beta!r}")
+        check_gate_beta(self.gate_beta)
         if self.deformable_attention_implementation not in DEFORMABLE_ATTENTION_IMPLEMENTATIONS:
             raise ValueError(
                 f"deformable_attention_implementation must be one of {DEFORMABLE_ATTENTION_IMPLEMENTATIONS}, "
@@ -197,4 +202,12 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
         return min(3, len(self.feature_strides))
 
 
-__all__ = ["DEFORMABLE_ATTENTION_IMPLEMENTATIONS", "EXIT_LOSS_WEIGHTINGS", "GATE_OBJECTIVES", "GATE_POOLINGS", "EcoEarlyExitConfigMixin", "EcoMask2FormerConfig"]
+__all__ = [
+    "DEFORMABLE_ATTENTION_IMPLEMENTATIONS",
+    "EXIT_LOSS_WEIGHTINGS",
+    "GATE_OBJECTIVES",
+    "GATE_POOLINGS",
+    "EcoEarlyExitConfigMixin",
+    "EcoMask2FormerConfig",
+    "check_gate_beta",
+]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import random
 
 import torch
+
+from configuration.configuration_ecom2f import check_gate_beta
 
 
 def exit_layers_tensor(exit_layers: list[int], device: torch.device) -> torch.Tensor:
@@ -82,13 +83,6 @@ def gate_depths(gate_logits: torch.Tensor, *, config, gate_beta: float | None = 
     exits = exit_layers_tensor(config.exit_layers, gate_logits.device)
     scores = gate_logits.float() - beta * exits.to(torch.float32)  # (B, num_exits)
     return exits[scores.argmax(dim=-1)]
-
-
-def check_gate_beta(beta, *, name: str = "gate_beta") -> float:
-    """A usable trade-off: a finite number >= 0 (PQ-fraction units per encoder layer), else `ValueError`."""
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (quality fraction per encoder layer), got {beta!r}")
-    return float(beta)
 
 
 def exit_indices(depths: torch.Tensor, *, exit_layers: list[int]) -> torch.Tensor:
