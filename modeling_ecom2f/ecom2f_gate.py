@@ -53,16 +53,13 @@ class EcoMask2FormerGate(nn.Module):
             Exit logits `(batch, num_exits)`.
         """
         if padding_mask is None:
-            pooled = feature_map.mean(dim=(2, 3))  # (B, C)
-            if self.pooling == "mean_std":
-                std = (feature_map - pooled[:, :, None, None]).pow(2).mean(dim=(2, 3)).clamp(min=1e-12).sqrt()
-                pooled = torch.cat([pooled, std], dim=1)  # (B, 2C)
-            return self.classifier(pooled)
-        valid = (~padding_mask).unsqueeze(1).to(feature_map.dtype)  # (B, 1, H, W)
-        count = valid.sum(dim=(2, 3)).clamp(min=1.0)  # (B, 1)
-        pooled = (feature_map * valid).sum(dim=(2, 3)) / count  # (B, C)
+            spatial_mean = lambda x: x.mean(dim=(2, 3))  # noqa: E731
+        else:
+            valid = (~padding_mask).unsqueeze(1).to(feature_map.dtype)  # (B, 1, H, W)
+            count = valid.sum(dim=(2, 3)).clamp(min=1.0)  # (B, 1)
+            spatial_mean = lambda x: (x * valid).sum(dim=(2, 3)) / count  # noqa: E731
+        pooled = spatial_mean(feature_map)  # (B, C)
         if self.pooling == "mean_std":
-            centred = (feature_map - pooled[:, :, None, None]) * valid
-            std = (centred.pow(2).sum(dim=(2, 3)) / count).clamp(min=1e-12).sqrt()  # (B, C)
+            std = spatial_mean((feature_map - pooled[:, :, None, None]).pow(2)).clamp(min=1e-12).sqrt()  # (B, C)
             pooled = torch.cat([pooled, std], dim=1)  # (B, 2C)
         return self.classifier(pooled)
