@@ -80,8 +80,14 @@ def gate_depths(gate_logits: torch.Tensor, *, config, gate_beta: float | None = 
             )
         return depths_from_gate_logits(gate_logits, exit_layers=config.exit_layers)
     beta = check_gate_beta(config.gate_beta if gate_beta is None else gate_beta, name="gate_beta")
-    exits = exit_layers_tensor(config.exit_layers, gate_logits.device)
-    scores = gate_logits.float() - beta * exits.to(torch.float32)  # (B, num_exits)
+    return utility_gate_depths(gate_logits, exit_layers=config.exit_layers, beta=beta)
+
+
+def utility_gate_depths(gate_outputs: torch.Tensor, *, exit_layers: list[int], beta: float) -> torch.Tensor:
+    """A utility gate's depth per image: `exit_layers[argmax_k(pred_k - beta * k)]` in float32, ties to the shallowest
+    exit; `gate_outputs` `(batch, num_exits)`, returns a LongTensor `(batch,)` (no host sync)."""
+    exits = exit_layers_tensor(exit_layers, gate_outputs.device)
+    scores = gate_outputs.float() - beta * exits.to(torch.float32)  # (B, num_exits)
     return exits[scores.argmax(dim=-1)]
 
 

@@ -7,7 +7,7 @@ depths of the gate's columns; beta is in quality-fraction units per encoder laye
 - A *classification* gate (ECO-M2F, arXiv 2404.15244 Sec. 3.3) scores the exits for the one beta it was trained
   for: depth `exit_layers[argmax]`.
 - A *utility* gate predicts each exit's per-image quality gain; the depth is `argmax_k(pred_k - beta * k)` for any
-  beta (the same rule as `modeling_ecom2f.ecom2f_depth.gate_depths`, here vectorised in NumPy).
+  beta (`modeling_ecom2f.ecom2f_depth.utility_gate_depths`, the rule the model's gated forward applies).
 - The *random-routing control* of a gate gives each image the depth the gate gave another image (a seeded
   permutation of the gate's decisions): the same depth histogram, hence the same mean cost, without the per-image
   choice. A gate only shows input adaptivity if it beats this control.
@@ -20,28 +20,30 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
+from ..ecom2f_depth import depths_from_gate_logits, utility_gate_depths
 from .labels import check_beta
 from .runtime import RecipeError
 
 
 def utility_depths(predicted: np.ndarray, exit_layers: Sequence[int], beta: float) -> np.ndarray:
-    """`(num_images,)` depths `exit_layers[argmax_k(predicted[:, k] - beta * exit_layers[k])]` (ties: shallowest)."""
+    """`(num_images,)` depths `exit_layers[argmax_k(predicted[:, k] - beta * exit_layers[k])]` (ties: shallowest), by
+    the model's own rule (`ecom2f_depth.utility_gate_depths`, float32), so a selection equals the gated forward."""
     beta = check_beta(beta)
-    predicted = np.asarray(predicted, dtype=np.float64)
-    depths = np.asarray(list(exit_layers), dtype=np.int64)
-    if predicted.ndim != 2 or predicted.shape[1] != depths.size:
-        raise RecipeError(f"gate outputs must have shape (num_images, {depths.size}), got {predicted.shape}")
-    return depths[np.argmax(predicted - beta * depths[None, :], axis=1)]
+    return utility_gate_depths(_gate_outputs(predicted, exit_layers), exit_layers=list(exit_layers), beta=beta).numpy()
 
 
 def classification_depths(logits: np.ndarray, exit_layers: Sequence[int]) -> np.ndarray:
-    """`(num_images,)` depths `exit_layers[argmax_k logits[:, k]]`."""
-    logits = np.asarray(logits)
-    depths = np.asarray(list(exit_layers), dtype=np.int64)
-    if logits.ndim != 2 or logits.shape[1] != depths.size:
-        raise RecipeError(f"gate outputs must have shape (num_images, {depths.size}), got {logits.shape}")
-    return depths[np.argmax(logits, axis=1)]
+    """`(num_images,)` depths `exit_layers[argmax_k logits[:, k]]`, by the model's rule (`depths_from_gate_logits`)."""
+    return depths_from_gate_logits(_gate_outputs(logits, exit_layers), exit_layers=list(exit_layers)).numpy()
+
+
+def _gate_outputs(outputs: np.ndarray, exit_layers: Sequence[int]) -> torch.Tensor:
+    outputs = np.asarray(outputs)
+    if outputs.ndim != 2 or outputs.shape[1] != len(exit_layers):
+        raise RecipeError(f"gate outputs must have shape (num_images, {len(exit_layers)}), got {outputs.shape}")
+    return torch.from_numpy(np.ascontiguousarray(outputs, dtype=np.float32))
 
 
 def random_routing(depths: np.ndarray, *, seed: int) -> np.ndarray:
