@@ -109,6 +109,21 @@ def _labels_match(config, label_info: SegmentationLabelInfo) -> bool:
     return {int(k): str(v) for k, v in config.id2label.items()} == dict(label_info.id2label)
 
 
+def with_encoder_layers_for_stages(path: str | os.PathLike, overrides: dict) -> dict:
+    """`overrides` plus the `encoder_layers` its PRO-SCALE stages imply (their sum), when that differs from the saved
+    config's: a 6-layer parent loads as a (3,3,3) model of 9 layers. The saved exits are then replaced by the default
+    range unless `exit_layers` is overridden too. Encoder layers the parent lacks are newly initialised."""
+    stages = overrides.get("token_scaling_layers")
+    if not stages or "encoder_layers" in overrides:
+        return overrides
+    saved = read_json_file(Path(path) / "config.json", what="model config").get("encoder_layers")
+    if saved == sum(stages):
+        return overrides
+    logger.info("token_scaling_layers %s: encoder_layers %s -> %d", list(stages), saved, sum(stages))
+    layers = sum(stages)
+    return {"encoder_layers": layers, "exit_layers": list(range(min(2, layers), layers + 1)), **overrides}
+
+
 def load_model(path: str | os.PathLike, *, label_info: SegmentationLabelInfo | None = None,
                overrides: dict | None = None) -> EcoMask2FormerForUniversalSegmentation:
     """Load a saved stock Mask2Former or EcoMask2Former folder as an EcoMask2Former model.
@@ -124,14 +139,16 @@ def load_model(path: str | os.PathLike, *, label_info: SegmentationLabelInfo | N
         RecipeError: no folder, no config, or a model of another type.
     """
     checkpoint_model_type(path)
-    config = EcoMask2FormerConfig.from_pretrained(path, **(overrides or {}))
+    overrides = with_encoder_layers_for_stages(path, dict(overrides or {}))
+    config = EcoMask2FormerConfig.from_pretrained(path, **overrides)
     relabel = label_info is not None and not _labels_match(config, label_info)
     if relabel:
         logger.warning("the checkpoint's %d classes differ from the data set's %d: the class head is re-initialised",
                        len(config.id2label), label_info.num_labels)
         config.id2label = dict(label_info.id2label)
         config.label2id = label_info.label2id
-    structural = bool({"token_scaling_layers", "token_recalibration", "light_pixel_embedding", "gate_hidden_size"}
+    structural = bool({"token_scaling_layers", "token_recalibration", "light_pixel_embedding", "gate_hidden_size",
+                       "exit_layers", "encoder_layers"}
                       & set(overrides or {}))
     model, info = EcoMask2FormerForUniversalSegmentation.from_pretrained(
         path, config=config, ignore_mismatched_sizes=relabel or structural, output_loading_info=True
@@ -221,7 +238,7 @@ __all__ = [
     "gate_module",
     "gate_state",
     "load_gate_state",
-    "rebuild_gate",
     "load_model",
     "load_trained_model",
+    "rebuild_gate",
 ]
