@@ -140,14 +140,13 @@ def rows_of(variant, evaluation: dict, flops: dict, latency: dict, stock_latency
         else:
             depth, hist = None, result["depth_histogram"]
             gate_large, gate_small = own.get("gate_swin_t", 0.0), own.get("gate_trained", 0.0)
-        metric = lambda key: None if result.get(key) is None else round(100 * float(result[key]), 2)
         mask_ap = (result.get("mask_ap") or {}).get("AP")
         pd_large = histogram_mean(hist, per_depth["pd"]) + gate_large
         rows.append({
             **base, "mode": mode, "depth": depth, "beta": result.get("beta"),
             "calibrated": kind == "gate" and calibrated is not None and result.get("beta") == round(calibrated, 6),
-            "pq": metric("pq"), "pq_things": metric("pq_things"), "pq_stuff": metric("pq_stuff"),
-            "miou": metric("miou"), "mask_ap": None if mask_ap is None else round(100 * mask_ap, 2),
+            "pq": metric_of(result, "pq"), "pq_things": metric_of(result, "pq_things"),
+            "pq_stuff": metric_of(result, "pq_stuff"), "miou": metric_of(result, "miou"), "mask_ap": None if mask_ap is None else round(100 * mask_ap, 2),
             "mean_depth": round(float(result["mean_depth"]), 3), "depth_histogram": hist,
             "pixel_decoder_gflops_ratio": round(pd_large / ref_large["pixel_decoder"], 4),
             "total_gflops_ratio": round((histogram_mean(hist, per_depth["total"]) + gate_large) / ref_large["total"], 4),
