@@ -27,10 +27,10 @@ from typing import Sequence
 import numpy as np
 
 from ..ecom2f_detr_flops import count_detection_gflops
-from ..metrics import per_image_box_ap
+from ..metrics import coco_summary, per_image_box_ap
 from .data import inference_dataloader, shard_indices
 from .detection import EcoDeformableDetrCollator
-from .evaluation import GFlopsTable, processed_sizes, spread, coco_summary, exit_outputs
+from .evaluation import GFlopsTable, exit_outputs, processed_sizes, spread
 from .reporting import percent, full_depth_mode
 from .runtime import RecipeError, progress_bar
 
