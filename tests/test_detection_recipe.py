@@ -27,7 +27,7 @@ from modeling_ecom2f.recipe import (  # noqa: E402
     build_train_early_exit_parser,
     get_task,
     load_derived_dataset,
-    pq_matrix,
+    quality_matrix,
 )
 from modeling_ecom2f.recipe.data import load_split  # noqa: E402
 
@@ -115,7 +115,7 @@ def test_stored_box_ap_equals_a_direct_per_image_evaluation():
     paths = chain()["paths"]
     derived, info = load_derived_dataset(paths["step2"])
     exits = info["exit_layers"]
-    stored = pq_matrix(derived, exits, column="box_ap")
+    stored = quality_matrix(derived, exits, column="box_ap")
     args = build_detection_derive_exit_dataset_parser().parse_args(DATA + ["--model_name_or_path", "unused"])
     train, label_info = load_split(args, "train")
     model = EcoDeformableDetrForObjectDetection.from_pretrained(paths["step1"]).eval()
@@ -137,7 +137,7 @@ def test_stored_box_ap_equals_a_direct_per_image_evaluation():
         assert derived[i]["image_id"] == image_id and derived[i]["index"] == i
         assert derived[i]["num_ground_truth"] == len([a for a in reference["annotations"] if not a["iscrowd"]])
     np.testing.assert_allclose(stored, direct, atol=1e-6)
-    np.testing.assert_allclose(pq_matrix(derived, exits, column="ap50"), direct50, atol=1e-6)
+    np.testing.assert_allclose(quality_matrix(derived, exits, column="ap50"), direct50, atol=1e-6)
 
 
 def test_tradeoff_driver_writes_the_table(tmp_path):

@@ -119,7 +119,7 @@ def test_bad_beta_is_an_error(beta):
 def test_bad_pq_tables_are_errors():
     with pytest.raises(RecipeError, match="shape"):
         ideal_depths(np.zeros((2, 2)), [2, 3, 4], 0.01)
-    with pytest.raises(RecipeError, match="no per-image PQ"):
+    with pytest.raises(RecipeError, match="no per-image quality"):
         ideal_depths(np.zeros((0, 3)), [2, 3, 4], 0.01)
     with pytest.raises(RecipeError, match="fractions"):
         ideal_depths(np.full((2, 3), 55.0), [2, 3, 4], 0.01)  # PQ in percent

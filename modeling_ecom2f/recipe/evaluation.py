@@ -49,18 +49,13 @@ class ImageRecord:
     index: int
     image_id: str
     depth: int
-    pq: float
+    quality: float  # the per-image quality the oracle and the gate labels use: PQ here
     counts: np.ndarray  # (4, C): tp, fp, fn, iou_sum per category
     gflops: float
     encoder_gflops: float
     confusion: np.ndarray | None = None  # (K, K) semantic confusion
     coco: tuple | None = None  # (images, annotations, detections) with COCO image id 1
     processed_size: tuple[int, int] | None = None  # unpadded (height, width) the model saw
-
-    @property
-    def quality(self) -> float:
-        """The per-image quality the oracle and the gate labels use (PQ for segmentation)."""
-        return self.pq
 
 
 class GFlopsTable:
@@ -139,8 +134,9 @@ class BatchEvaluator:
             total, encoder = self.gflops(size[0], size[1], int(depths[i]), gate) if self.with_gflops else (0.0, 0.0)
             counts = np.stack([scores.true_positives[i], scores.false_positives[i], scores.false_negatives[i],
                                scores.iou_sum[i]]).astype(np.float64)
-            record = ImageRecord(index=int(index), image_id=str(ids[i]), depth=int(depths[i]), pq=float(scores.pq[i]),
-                                 counts=counts, gflops=total, encoder_gflops=encoder, processed_size=size)
+            record = ImageRecord(index=int(index), image_id=str(ids[i]), depth=int(depths[i]),
+                                 quality=float(scores.pq[i]), counts=counts, gflops=total, encoder_gflops=encoder,
+                                 processed_size=size)
             if semantic is not None:
                 record.confusion = mean_iou([semantic[i]], [refs[i]], num_labels=self.num_classes,
                                             image_ids=[ids[i]]).confusion_matrix
@@ -167,8 +163,8 @@ class ModeAccumulator:
             self.confusion = record.confusion.copy() if self.confusion is None else self.confusion + record.confusion
         if record.coco is not None:
             self.coco[record.index] = record.coco
-        self.rows.append({"index": record.index, "image_id": record.image_id, "depth": record.depth, "pq": record.pq,
-                          "gflops": record.gflops, "encoder_gflops": record.encoder_gflops})
+        self.rows.append({"index": record.index, "image_id": record.image_id, "depth": record.depth,
+                          "pq": record.quality, "gflops": record.gflops, "encoder_gflops": record.encoder_gflops})
 
     def merge(self, other: "ModeAccumulator") -> None:
         if other.counts is not None:
