@@ -19,8 +19,7 @@ from transformers.models.deformable_detr.modeling_deformable_detr import (
     DeformableDetrMLP,
 )
 
-from .ecom2f_encoder import EcoEarlyExitEncoder
-from .ecom2f_msda import EcoMultiscaleDeformableAttention
+from .ecom2f_encoder import EcoEarlyExitEncoder, encoder_self_attention
 
 
 class EcoDeformableDetrEncoderLayer(DeformableDetrEncoderLayer):
@@ -33,12 +32,8 @@ class EcoDeformableDetrEncoderLayer(DeformableDetrEncoderLayer):
     def __init__(self, config, *, n_levels: int) -> None:
         nn.Module.__init__(self)
         self.hidden_size = config.d_model
-        self.self_attn = EcoMultiscaleDeformableAttention(
-            embed_dim=config.d_model,
-            num_heads=config.encoder_attention_heads,
-            n_levels=n_levels,
-            n_points=config.encoder_n_points,
-            implementation=config.deformable_attention_implementation,
+        self.self_attn = encoder_self_attention(
+            config, embed_dim=config.d_model, num_heads=config.encoder_attention_heads, n_levels=n_levels
         )
         self.self_attn_layer_norm = nn.LayerNorm(self.hidden_size)
         self.dropout = config.dropout

@@ -24,6 +24,20 @@ from transformers.models.mask2former.modeling_mask2former import (
 from .ecom2f_msda import EcoMultiscaleDeformableAttention
 
 
+def encoder_self_attention(
+    config, *, embed_dim: int, num_heads: int, n_levels: int
+) -> EcoMultiscaleDeformableAttention:
+    """The deformable self-attention of an ecom2f encoder layer over `n_levels` levels, with the config's sampling
+    points per head and level (`encoder_n_points`) and sampling core (`deformable_attention_implementation`)."""
+    return EcoMultiscaleDeformableAttention(
+        embed_dim=embed_dim,
+        num_heads=num_heads,
+        n_levels=n_levels,
+        n_points=config.encoder_n_points,
+        implementation=config.deformable_attention_implementation,
+    )
+
+
 class EcoMask2FormerPixelDecoderEncoderLayer(Mask2FormerPixelDecoderEncoderLayer):
     """The stock post-norm deformable encoder layer with its level and point counts and its sampling core taken
     from arguments and config.
@@ -34,12 +48,8 @@ class EcoMask2FormerPixelDecoderEncoderLayer(Mask2FormerPixelDecoderEncoderLayer
     def __init__(self, config, *, n_levels: int) -> None:
         nn.Module.__init__(self)
         self.embed_dim = config.feature_size
-        self.self_attn = EcoMultiscaleDeformableAttention(
-            embed_dim=self.embed_dim,
-            num_heads=config.num_attention_heads,
-            n_levels=n_levels,
-            n_points=config.encoder_n_points,
-            implementation=config.deformable_attention_implementation,
+        self.self_attn = encoder_self_attention(
+            config, embed_dim=self.embed_dim, num_heads=config.num_attention_heads, n_levels=n_levels
         )
         self.self_attn_layer_norm = nn.LayerNorm(self.embed_dim)
         self.dropout = config.dropout

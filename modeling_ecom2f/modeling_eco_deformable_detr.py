@@ -255,25 +255,18 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
         output_gate_logits: bool = False,
         gate_beta: float | None = None,
         labels: list[dict] | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> EcoDeformableDetrObjectDetectionOutput:
         r"""
-        num_encoder_layers (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Encoder depth, one for the batch or one per image, each in `config.exit_layers`. `None`: the gate
-            decides per image if `config.gate_trained`, else the deepest exit.
         exit_labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Ideal depth of each image (ECO-M2F step 2); adds the gate's cross-entropy to the loss (`gate_loss`).
-        output_gate_logits (`bool`, *optional*, defaults to `False`):
-            Run the gate even when the depth is given, and return its logits.
-        gate_beta (`float`, *optional*):
-            Trade-off of a `"utility"` gate for this call (`config.gate_beta` when `None`).
         labels (`list[dict]`, *optional*):
             Per image `{"class_labels": (targets,), "boxes": (targets, 4)}` (normalised cxcywh), as the stock model.
             `loss` is then the stock Deformable DETR loss times the step-1 depth weight (`exit_loss_weighting`).
+
+        `pixel_mask`, `num_encoder_layers`, `output_gate_logits`, `gate_beta` and every other keyword argument (the
+        stock ones: `decoder_attention_mask`, `encoder_outputs`, `inputs_embeds`, `decoder_inputs_embeds`,
+        `output_attentions`, ...) are those of [`EcoDeformableDetrModel.forward`], which receives them.
         """
         outputs = self.model(
             pixel_values,
@@ -281,7 +274,6 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
             num_encoder_layers=num_encoder_layers,
             output_gate_logits=output_gate_logits or exit_labels is not None,
             gate_beta=gate_beta,
-            encoder_outputs=encoder_outputs,
             **kwargs,
         )
         outputs_class, outputs_coord = self._predict(outputs)

@@ -219,15 +219,11 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
             Per image, binary masks `(num_targets, height, width)`.
         class_labels (`list[torch.LongTensor]`, *optional*):
             Per image, the class of each mask `(num_targets,)`.
-        num_encoder_layers (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Deformable-encoder depth, one for the batch or one per image, each in `config.exit_layers`. `None`: the
-            gate decides per image if `config.gate_trained`, else the deepest exit.
         exit_labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Ideal depth of each image (ECO-M2F step 2). Adds the gate's cross-entropy to the loss (`gate_loss`).
-        output_gate_logits (`bool`, *optional*, defaults to `False`):
-            Run the gate even when the depth is given, and return its logits.
-        gate_beta (`float`, *optional*):
-            Trade-off of a `"utility"` gate for this call (`config.gate_beta` when `None`); see `config.gate_objective`.
+
+        `pixel_mask`, `num_encoder_layers`, `output_gate_logits` and `gate_beta` are those of
+        [`EcoMask2FormerModel.forward`].
 
         With `mask_labels` and `class_labels`, `loss` is the stock Mask2Former loss times the step-1 depth weight
         (`config.exit_loss_weighting`: k at exit k for `"linear"`).
