@@ -82,6 +82,7 @@ def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
     config = json.loads((export / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_eco_deformable_detr.EcoDeformableDetrConfig",
+        "AutoModel": "modeling_eco_deformable_detr.EcoDeformableDetrModel",
         "AutoModelForObjectDetection": "modeling_eco_deformable_detr.EcoDeformableDetrForObjectDetection",
     }
     assert json.loads((export / "preprocessor_config.json").read_text())["auto_map"] == {

@@ -64,6 +64,7 @@ def test_export_layout(exported):
     config = json.loads((export / "config.json").read_text())
     model_ref = "modeling_ecom2f.EcoMask2FormerForUniversalSegmentation"
     assert config["auto_map"] == {"AutoConfig": "configuration_ecom2f.EcoMask2FormerConfig",
+                                  "AutoModel": "modeling_ecom2f.EcoMask2FormerModel",
                                   "AutoModelForUniversalSegmentation": model_ref,
                                   "AutoModelForImageSegmentation": model_ref}
     assert config["model_type"] == "eco_mask2former" and config["gate_trained"] is True
