@@ -71,28 +71,14 @@ def check_model_folder(model_dir: str | Path) -> Path:
     return hub_export.check_model_folder(model_dir, ECOM2F_SPEC)
 
 
-def export_model_folder(
-    *,
-    model_dir: str | Path,
-    output_dir: str | Path,
-    eval_results: dict | str | Path | None = None,
-    plot: str | Path | None = None,
-    repo_id: str | None = None,
-    license_id: str | None = None,
-    image_processor: EcoMask2FormerImageProcessor | None = None,
-    tags: list[str] | None = None,
-    overwrite: bool = False,
-) -> Path:
+def export_model_folder(*, model_dir: str | Path, output_dir: str | Path, **options) -> Path:
     """Export the EcoMask2Former saved in `model_dir` as a Hub repository folder `output_dir`; returns `output_dir`.
 
-    `hub.hub_export.export_folder` with `ECOM2F_SPEC`: `eval_results` (a dict or a JSON path, schema in
-    `hub.hub_ecom2f_card`) and `plot` (a PNG of PQ against GFLOPs) go into the card; the other arguments and the
-    errors are documented there.
+    `hub.hub_export.export_folder` with `ECOM2F_SPEC`; `options` are its keywords: `eval_results` (a dict or a JSON
+    path, schema in `hub.hub_ecom2f_card`) and `plot` (a PNG of PQ against GFLOPs) for the card, `repo_id`,
+    `license_id`, `image_processor` (an `EcoMask2FormerImageProcessor`), `tags`, `overwrite`. Errors: see there.
     """
-    return hub_export.export_folder(
-        ECOM2F_SPEC, model_dir=model_dir, output_dir=output_dir, eval_results=eval_results, plot=plot,
-        repo_id=repo_id, license_id=license_id, image_processor=image_processor, tags=tags, overwrite=overwrite,
-    )
+    return hub_export.export_folder(ECOM2F_SPEC, model_dir=model_dir, output_dir=output_dir, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
