@@ -82,6 +82,7 @@ def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
     config = json.loads((export / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_eco_deformable_detr.EcoDeformableDetrConfig",
+        "AutoModel": "modeling_eco_deformable_detr.EcoDeformableDetrModel",
         "AutoModelForObjectDetection": "modeling_eco_deformable_detr.EcoDeformableDetrForObjectDetection",
     }
     assert json.loads((export / "preprocessor_config.json").read_text())["auto_map"] == {
@@ -101,6 +102,8 @@ def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
     assert report["classes"]["model"].startswith("transformers_modules.")
     assert report["classes"]["pipeline_processor"].endswith("EcoDeformableDetrImageProcessor")
     assert not report["loading_info"]["missing_keys"] and not report["loading_info"]["unexpected_keys"]
+    assert report["base_model"]["class"].endswith("modeling_eco_deformable_detr.EcoDeformableDetrModel")
+    assert not report["base_model"]["loading_info"]["missing_keys"]
 
     model = modeling_ecom2f.EcoDeformableDetrForObjectDetection.from_pretrained(model_folder).eval()
     processor = modeling_ecom2f.EcoDeformableDetrImageProcessor.from_pretrained(model_folder)
