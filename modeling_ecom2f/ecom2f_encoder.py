@@ -171,16 +171,6 @@ class EcoMask2FormerPixelDecoderEncoder(EcoEarlyExitEncoder, Mask2FormerPixelDec
         """The stock encoder takes its tokens as they come (no input dropout)."""
         return inputs_embeds, self.get_reference_points(spatial_shapes_list, valid_ratios, device=inputs_embeds.device)
 
-    @staticmethod
-    def _take(tensor: torch.Tensor, images: torch.Tensor | None, tokens: int) -> torch.Tensor:
-        """Rows `images` (all when `None`) and the first `tokens` tokens of a `(batch, tokens, ...)` tensor."""
-        return take_tokens(tensor, images, 0, tokens)
-
-    @staticmethod
-    def _put(hidden_states: torch.Tensor, updated: torch.Tensor, images: torch.Tensor | None, tokens: int) -> torch.Tensor:
-        """Write `updated` back into rows `images` and the first `tokens` tokens of `hidden_states`."""
-        return put_tokens(hidden_states, updated, images, 0, tokens)
-
 
 def take_tokens(tensor: torch.Tensor, images: torch.Tensor | None, start: int, end: int) -> torch.Tensor:
     """Rows `images` (all when `None`) and tokens `start:end` of a `(batch, tokens, ...)` tensor."""

@@ -16,9 +16,9 @@ from transformers.models.mask2former.modeling_mask2former import (
 
 from .ecom2f_depth import gate_depths
 from .ecom2f_encoder import EcoMask2FormerPixelDecoderEncoder, run_early_exit_layers
-from .ecom2f_gate import EcoMask2FormerGate
+from .ecom2f_early_exit import build_exit_gate, build_token_recalibration
 from .ecom2f_outputs import EcoMask2FormerPixelDecoderOutput
-from .ecom2f_token_scaling import EcoMask2FormerTokenRecalibration, light_pixel_embedding
+from .ecom2f_token_scaling import light_pixel_embedding
 
 
 @dataclass
@@ -61,17 +61,8 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         super().__init__(config, feature_channels)
         # Same layers and keys as the stock encoder built above, with a depth-aware forward.
         self.encoder = EcoMask2FormerPixelDecoderEncoder(config)
-        self.gate = EcoMask2FormerGate(
-            in_channels=config.feature_size, num_exits=config.num_exits, hidden_size=config.gate_hidden_size,
-            pooling=config.gate_pooling,
-        )
-        self.token_recalibration = (
-            EcoMask2FormerTokenRecalibration(
-                feature_size=config.feature_size, temperature=config.token_recalibration_temperature
-            )
-            if config.token_recalibration
-            else None
-        )
+        self.gate = build_exit_gate(config, in_channels=config.feature_size)
+        self.token_recalibration = build_token_recalibration(config, feature_size=config.feature_size)
         if config.light_pixel_embedding:
             lpe = [light_pixel_embedding(feature_size=config.feature_size) for _ in range(self.num_fpn_levels)]
             for idx, module in enumerate(lpe):
