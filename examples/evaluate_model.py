@@ -7,18 +7,8 @@
 The logic lives in `modeling_ecom2f.recipe` (see `evaluate_model`); this file runs the same command as the console script.
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from modeling_ecom2f.recipe.cli import evaluate_main as main  # noqa: E402
-from modeling_ecom2f.recipe.runtime import run_script_process  # noqa: E402
+from modeling_ecom2f.recipe.cli import evaluate_command
+from modeling_ecom2f.recipe.cli import evaluate_main as main  # noqa: F401  (`main(argv)` runs the step in-process)
 
 if __name__ == "__main__":
-    run_script_process(main)
+    evaluate_command()

@@ -98,7 +98,7 @@ def main() -> None:
     from PIL import Image
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForUniversalSegmentation, pipeline
 
-    from _hub_outputs import segment_outputs
+    from helpers.hub_outputs import segment_outputs
 
     torch.set_num_threads(args.threads)
     kwargs = {"trust_remote_code": True, "revision": args.revision}

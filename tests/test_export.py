@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_eco_config
+from helpers.models import tiny_eco_config
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
 from modeling_ecom2f.ecom2f_export import (
     EncoderSegment,

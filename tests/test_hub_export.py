@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import Mask2FormerForUniversalSegmentation
 
-from _hub_fixtures import (
+from helpers.hub_fixtures import (
     PROCESSOR_KWARGS,
     eval_results_for,
     gate_choice,
@@ -25,9 +25,9 @@ from _hub_fixtures import (
     trained_gate_model,
     write_test_images,
 )
-from _hub_outputs import assert_same_outputs
-from conftest import tiny_stock_config
-from fake_hub import REPO_ROOT, client_env, run_python
+from helpers.hub_outputs import assert_same_outputs
+from helpers.models import tiny_stock_config
+from helpers.fake_hub import REPO_ROOT, client_env, run_python
 from hub.hub_ecom2f_card import EvalResultsError
 from hub.hub_ecom2f_export import NotAnEcoModelError, UntrainedGateWarning, export_model_folder, main
 from hub.hub_ecom2f_sources import PROJECT_PACKAGES, ExportSourceError, collect_code_files

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from fixtures_data import random_reference
+from helpers.data import random_reference
 from torchmetrics.segmentation import MeanIoU
 
 from modeling_ecom2f.data import SegmentationDataError

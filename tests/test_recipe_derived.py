@@ -3,14 +3,11 @@ for any beta come from the stored table without the model."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe_common import read_json, tiny_chain  # noqa: E402
+from helpers.recipe import read_json
 
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation  # noqa: E402
 from modeling_ecom2f.data import SegmentationLabelInfo, decode_row, panoptic_reference  # noqa: E402
@@ -26,10 +23,10 @@ from modeling_ecom2f.recipe import (  # noqa: E402
 from processing.image_processing_ecom2f import EcoMask2FormerImageProcessor  # noqa: E402
 
 
-def test_stored_pq_equals_a_direct_per_image_evaluation():
+def test_stored_pq_equals_a_direct_per_image_evaluation(tiny_chain):
     import datasets
 
-    paths = tiny_chain()["paths"]
+    paths = tiny_chain["paths"]
     derived, info = load_derived_dataset(paths["step2"])
     exits = info["exit_layers"]
     stored = quality_matrix(derived, exits)
@@ -56,8 +53,8 @@ def test_stored_pq_equals_a_direct_per_image_evaluation():
     assert len(derived[0]["sq"]) == len(derived[0]["rq"]) == len(exits)
 
 
-def test_labels_for_any_beta_come_from_the_stored_table():
-    paths = tiny_chain()["paths"]
+def test_labels_for_any_beta_come_from_the_stored_table(tiny_chain):
+    paths = tiny_chain["paths"]
     derived, info = load_derived_dataset(paths["step2"])
     pq = quality_matrix(derived, info["exit_layers"])
     saved = read_json(paths["step2"] / "label_histograms.json")["betas"]

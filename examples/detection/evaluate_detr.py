@@ -10,23 +10,8 @@ The logic is the Mask2Former recipe's step function (`modeling_ecom2f.recipe.eva
 the detection task (`task="detection"`, see `modeling_ecom2f.recipe.tasks`); this file only parses the command line.
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from modeling_ecom2f.recipe import run_script, run_script_process
-from modeling_ecom2f.recipe import build_detection_evaluate_parser, evaluate_model
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return run_script(build_detection_evaluate_parser, evaluate_model, argv)
-
+from modeling_ecom2f.recipe.cli import evaluate_detr_command
+from modeling_ecom2f.recipe.cli import evaluate_detr_main as main  # noqa: F401  (`main(argv)` runs the step in-process)
 
 if __name__ == "__main__":
-    run_script_process(main)
+    evaluate_detr_command()
