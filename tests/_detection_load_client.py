@@ -9,18 +9,11 @@ class names, the model outputs on the images at two depths and the pipeline resu
 
 from __future__ import annotations
 
-import argparse
-
-from _hub_load_client import block_project, load_base_model, visible
+from _hub_load_client import block_project, client_parser, load_base_model, visible
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("source")
-    parser.add_argument("out")
-    parser.add_argument("images", nargs="+")
-    parser.add_argument("--prove-block")
-    args = parser.parse_args()
+    args = client_parser().parse_args()
     report = block_project(args.prove_block)
 
     import torch

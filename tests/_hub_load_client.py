@@ -82,14 +82,20 @@ def load_base_model(source: str, **kwargs) -> dict:
             "loading_info": {k: sorted(v) for k, v in info.items() if k != "error_msgs"}}
 
 
-def main() -> None:
+def client_parser() -> argparse.ArgumentParser:
+    """The arguments every fresh-process client takes: SOURCE OUT.pt IMAGE [IMAGE ...] [--prove-block ROOT]."""
     parser = argparse.ArgumentParser()
     parser.add_argument("source")
     parser.add_argument("out")
     parser.add_argument("images", nargs="+")
+    parser.add_argument("--prove-block")
+    return parser
+
+
+def main() -> None:
+    parser = client_parser()
     parser.add_argument("--revision")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--prove-block")
     args = parser.parse_args()
 
     report = block_project(args.prove_block)

@@ -27,13 +27,9 @@ Returns:
 
 class Ecom2fMeanIou(SchemaInputs, evaluate.Metric):
     def _info(self):
-        return metric_info(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            predictions=map_feature(),
-            references=map_feature(),
-        )
+        predictions = map_feature()
+        references = map_feature()
+        return metric_info(_DESCRIPTION, _CITATION, _INPUTS, predictions=predictions, references=references)
 
     # Tensors from post_process_semantic_segmentation become int64 NumPy maps for the Arrow schema.
     def shape_predictions(self, predictions):

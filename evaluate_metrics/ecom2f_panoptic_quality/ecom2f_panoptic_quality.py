@@ -40,13 +40,9 @@ Returns:
 
 class Ecom2fPanopticQuality(SchemaInputs, evaluate.Metric):
     def _info(self):
-        return metric_info(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            predictions=entry_feature(id="int64", label_id="int64"),
-            references=entry_feature(id="int64", category_id="int64", iscrowd="int64"),
-        )
+        predictions = entry_feature(id="int64", label_id="int64")
+        references = entry_feature(id="int64", category_id="int64", iscrowd="int64")
+        return metric_info(_DESCRIPTION, _CITATION, _INPUTS, predictions=predictions, references=references)
 
     # Keep exactly the schema's keys: post_process_* outputs carry extras (was_fused, ...) evaluate rejects.
     def shape_predictions(self, predictions):

@@ -1,16 +1,10 @@
-r"""ECO-M2F step 1 for detection: train an EcoDeformableDetr to exit at every allowed encoder depth.
+r"""Detection, step 1: an EcoDeformableDetr trained to exit at every allowed encoder depth (the segmentation
+recipe's step with `task="detection"`).
 
-    python examples/detection/train_early_exit_detr.py --help
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 \
-        examples/detection/train_early_exit_detr.py ...                 # two CPU processes
-    accelerate launch examples/detection/train_early_exit_detr.py ...
-
-The logic is the Mask2Former recipe's step function (`modeling_ecom2f.recipe.train_early_exit`) run with
-the detection task (`task="detection"`, see `modeling_ecom2f.recipe.tasks`); this file only parses the command line.
+    python examples/detection/train_early_exit_detr.py --output_dir runs/detr --max_train_steps 200
 """
 
-from modeling_ecom2f.recipe.cli import train_early_exit_detr_command
-from modeling_ecom2f.recipe.cli import train_early_exit_detr_main as main  # noqa: F401  (`main(argv)` runs the step in-process)
+from modeling_ecom2f.recipe.cli import train_early_exit_detr_command, train_early_exit_detr_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
     train_early_exit_detr_command()

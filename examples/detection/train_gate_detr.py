@@ -1,16 +1,10 @@
-r"""ECO-M2F step 3 for detection: train the gate on the ideal depths argmax_k(AP_k - beta * k) of step 2.
+r"""Detection, step 3: the gate of an EcoDeformableDetr, trained on its derived data set (classification or utility).
 
-    python examples/detection/train_gate_detr.py --help
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 \
-        examples/detection/train_gate_detr.py ...                 # two CPU processes
-    accelerate launch examples/detection/train_gate_detr.py ...
-
-The logic is the Mask2Former recipe's step function (`modeling_ecom2f.recipe.train_gate`) run with
-the detection task (`task="detection"`, see `modeling_ecom2f.recipe.tasks`); this file only parses the command line.
+    python examples/detection/train_gate_detr.py --model_name_or_path runs/detr \
+        --derived_dataset runs/detr_derived --output_dir runs/detr_gate
 """
 
-from modeling_ecom2f.recipe.cli import train_gate_detr_command
-from modeling_ecom2f.recipe.cli import train_gate_detr_main as main  # noqa: F401  (`main(argv)` runs the step in-process)
+from modeling_ecom2f.recipe.cli import train_gate_detr_command, train_gate_detr_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
     train_gate_detr_command()

@@ -86,7 +86,7 @@ def entry_feature(**segment_dtypes: str) -> dict:
     return {"segmentation": map_feature(), "segments_info": datasets.List(segment)}
 
 
-def metric_info(*, description: str, citation: str, inputs_description: str, predictions, references):
+def metric_info(description: str, citation: str, inputs_description: str, *, predictions, references):
     """``evaluate.MetricInfo`` of a wrapper whose inputs are ``predictions`` and ``references`` of these features."""
     import datasets
     import evaluate

@@ -10,16 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .arguments import (
-    build_derive_exit_dataset_parser,
-    build_detection_derive_exit_dataset_parser,
-    build_detection_evaluate_parser,
-    build_detection_train_early_exit_parser,
-    build_detection_train_gate_parser,
-    build_evaluate_parser,
-    build_train_early_exit_parser,
-    build_train_gate_parser,
-)
+from . import arguments
 from .derived import derive_exit_dataset
 from .early_exit import train_early_exit
 from .evaluate_job import evaluate_model
@@ -44,15 +35,15 @@ def _command(main) -> Callable[[], None]:
     return command
 
 
-train_early_exit_main = _main(build_train_early_exit_parser, train_early_exit)
-derive_exit_dataset_main = _main(build_derive_exit_dataset_parser, derive_exit_dataset)
-train_gate_main = _main(build_train_gate_parser, train_gate)
-evaluate_main = _main(build_evaluate_parser, evaluate_model)
+train_early_exit_main = _main(arguments.build_train_early_exit_parser, train_early_exit)
+derive_exit_dataset_main = _main(arguments.build_derive_exit_dataset_parser, derive_exit_dataset)
+train_gate_main = _main(arguments.build_train_gate_parser, train_gate)
+evaluate_main = _main(arguments.build_evaluate_parser, evaluate_model)
 main_job_main = _main(build_run_parser, run_eco_m2f)
-train_early_exit_detr_main = _main(build_detection_train_early_exit_parser, train_early_exit)
-derive_exit_dataset_detr_main = _main(build_detection_derive_exit_dataset_parser, derive_exit_dataset)
-train_gate_detr_main = _main(build_detection_train_gate_parser, train_gate)
-evaluate_detr_main = _main(build_detection_evaluate_parser, evaluate_model)
+train_early_exit_detr_main = _main(arguments.build_detection_train_early_exit_parser, train_early_exit)
+derive_exit_dataset_detr_main = _main(arguments.build_detection_derive_exit_dataset_parser, derive_exit_dataset)
+train_gate_detr_main = _main(arguments.build_detection_train_gate_parser, train_gate)
+evaluate_detr_main = _main(arguments.build_detection_evaluate_parser, evaluate_model)
 
 train_early_exit_command = _command(train_early_exit_main)
 derive_exit_dataset_command = _command(derive_exit_dataset_main)
