@@ -6,19 +6,29 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from helpers.detection import tiny_eco_detector, tiny_eco_detr_config
+from helpers.models import tiny_eco_config
 
-from _detection_fixtures import tiny_eco_detector, tiny_eco_detr_config
-from conftest import tiny_eco_config
 from configuration.configuration_ecom2f import EcoEarlyExitConfigMixin
-from modeling_ecom2f import EcoDeformableDetrConfig, EcoMask2FormerConfig, EcoMask2FormerForUniversalSegmentation
+from modeling_ecom2f import (
+    EcoDeformableDetrConfig,
+    EcoMask2FormerConfig,
+    EcoMask2FormerForUniversalSegmentation,
+)
 from modeling_ecom2f.ecom2f_early_exit import EcoEarlyExitMixin
 
 
 def test_old_module_names_are_the_task_neutral_classes():
     import modeling_ecom2f
     from modeling_ecom2f.ecom2f_gate import EcoExitGate, EcoMask2FormerGate
-    from modeling_ecom2f.ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention, EcoMultiscaleDeformableAttention
-    from modeling_ecom2f.ecom2f_token_scaling import EcoMask2FormerTokenRecalibration, EcoTokenRecalibration
+    from modeling_ecom2f.ecom2f_msda import (
+        EcoMask2FormerMultiscaleDeformableAttention,
+        EcoMultiscaleDeformableAttention,
+    )
+    from modeling_ecom2f.ecom2f_token_scaling import (
+        EcoMask2FormerTokenRecalibration,
+        EcoTokenRecalibration,
+    )
 
     assert EcoMask2FormerGate is EcoExitGate
     assert EcoMask2FormerMultiscaleDeformableAttention is EcoMultiscaleDeformableAttention
