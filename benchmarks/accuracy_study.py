@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         preset = Preset(**{**asdict(preset), "steps": args.steps})
     root = Path(args.output_dir)
     if args.worker:
-        variant = {v.name: v for v in (*VARIANTS, *TINY_VARIANTS)}[args.worker]
+        variant = {v.name: v for v in (TINY_VARIANTS if args.preset == "tiny" else VARIANTS)}[args.worker]
         run_variant(variant, preset, root, args.seed)
         return None
     start = time.perf_counter()

@@ -185,10 +185,11 @@ def measure_and_report(*, variants, preset, root: Path, docs_dir: Path | None, c
     flops = gflops_tables(variants, models, image_size=preset.image_size, flops_size=preset.flops_size, seed=seed)
     latency = latencies(variants, models, image_size=preset.image_size, repeats=preset.latency_repeats, seed=seed)
     stock_latency = latency[("stock_transformers", None)]
-    rows = []
+    rows, timings = [], {}
     for variant in variants:
         evaluation = json.loads((root / variant.name / "evaluation" / "evaluation.json").read_text(encoding="utf-8"))
         record = json.loads((root / variant.name / "variant.json").read_text(encoding="utf-8"))
+        timings[variant.name] = record["timings_s"]
         rows += rows_of(variant, evaluation, flops, latency, stock_latency, record["calibrated_beta"])
     add_frontier_gains(rows)
     validation = json.loads((root / variants[0].name / "evaluation" / "evaluation.json").read_text(
@@ -200,7 +201,8 @@ def measure_and_report(*, variants, preset, root: Path, docs_dir: Path | None, c
         "setup": {"preset": {k: v for k, v in preset.__dict__.items()}, "seed": seed, "machine": machine(),
                   "stock_latency_ms": round(stock_latency, 2), "latency": "CPU, 1 thread, batch 1, "
                   f"{preset.image_size}x{preset.image_size}, median of {preset.latency_repeats} interleaved runs",
-                  "gflops_reference": {"swin_t_size": preset.flops_size, **flops["stock_ref"]["swin_t"]}},
+                  "gflops_reference": {"swin_t_size": preset.flops_size, **flops["stock_ref"]["swin_t"]},
+                  "stage_seconds": timings},
     }
     for folder in filter(None, (root, docs_dir)):
         folder.mkdir(parents=True, exist_ok=True)
