@@ -60,6 +60,13 @@ def test_loading_a_parent_with_more_stage_layers_sets_encoder_layers(tmp_path):
     assert stock_depth.config.num_exits == 1
 
 
+def test_workers_take_the_variant_of_their_own_preset():
+    assert accuracy_study.variant_named("eco", preset="default").exits == (2, 3, 4, 5, 6)
+    assert accuracy_study.variant_named("eco", preset="tiny").exits == (2, 3)
+    with pytest.raises(SystemExit, match="unknown variant"):
+        accuracy_study.variant_named("proscale_114_trc_lpe", preset="tiny")
+
+
 def test_unknown_variant_is_refused():
     args = accuracy_study.build_parser().parse_args(["--variants", "nope"])
     with pytest.raises(SystemExit, match="unknown"):
