@@ -126,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def variant_named(name: str, *, preset: str) -> Variant:
+    """The variant `name` of the preset's own list (the tiny preset's variants share names with the default's)."""
+    pool = {v.name: v for v in (TINY_VARIANTS if preset == "tiny" else VARIANTS)}
+    if name not in pool:
+        raise SystemExit(f"unknown variant {name!r} for preset {preset!r}; choose from {sorted(pool)}")
+    return pool[name]
+
+
 def variants_of(args) -> list[Variant]:
     pool = TINY_VARIANTS if args.preset == "tiny" else VARIANTS
     if not args.variants:
@@ -340,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         preset = Preset(**{**asdict(preset), "steps": args.steps})
     root = Path(args.output_dir)
     if args.worker:
-        variant = {v.name: v for v in (TINY_VARIANTS if args.preset == "tiny" else VARIANTS)}[args.worker]
+        variant = variant_named(args.worker, preset=args.preset)
         run_variant(variant, preset, root, args.seed)
         return None
     start = time.perf_counter()

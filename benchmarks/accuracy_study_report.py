@@ -46,7 +46,7 @@ STRUCTURE = ("encoder_layers", "exit_layers", "token_scaling_layers", "token_rec
 
 def swin_t_model(trained, *, seed: int):
     """The trained model's structure (encoder, exits, PRO-SCALE, gate) on the Swin-T Mask2Former config."""
-    from benchmark_depth import swin_t_kwargs
+    from bench_common import swin_t_kwargs
 
     from modeling_ecom2f import (
         EcoMask2FormerConfig,
@@ -60,7 +60,7 @@ def swin_t_model(trained, *, seed: int):
 
 def gflops_tables(variants, models: dict, *, image_size: int, flops_size: int, seed: int) -> dict:
     """{variant name: {"trained": {depth: GFLOPs dict}, "swin_t": {depth: GFLOPs dict}}, "stock_ref": ...}."""
-    from benchmark_depth import swin_t_kwargs
+    from bench_common import swin_t_kwargs
     from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
 
     from modeling_ecom2f.ecom2f_flops import count_gflops

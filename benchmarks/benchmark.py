@@ -1,6 +1,6 @@
 """One benchmark of everything against stock transformers Mask2Former, measured in the same run.
 
-Variants (Swin-T-sized, random weights; `benchmark_depth.swin_t_kwargs`):
+Variants (Swin-T-sized, random weights; `bench_common.swin_t_kwargs`):
 - `stock`: transformers' `Mask2FormerForUniversalSegmentation` (its grid_sample deformable attention);
 - `ecom2f`: EcoMask2Former holding the SAME weights as stock, at every exit, with the fast core (`auto`: the fused
   embedding-bag core on CPU) and, at full depth, with the reference core too;
@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark_depth as common  # noqa: E402
+import bench_common as common  # noqa: E402
 import benchmark_report as report  # noqa: E402
 import torch  # noqa: E402
 

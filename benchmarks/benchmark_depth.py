@@ -20,51 +20,22 @@ model's own work, with more threads it also includes OpenMP spin-waiting.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import platform
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_common as common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig  # noqa: E402
 
-from modeling_ecom2f import EcoMask2FormerConfig, EcoMask2FormerForUniversalSegmentation  # noqa: E402
+from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation  # noqa: E402
 from modeling_ecom2f.ecom2f_flops import count_gflops, deformable_encoder_tokens, deformable_layer_gflops  # noqa: E402
 
 STOCK = "stock"
 ECO = "ecom2f"
 Variant = tuple[str, str, int]  # (model, sampling core, encoder depth)
-
-
-def swin_t_kwargs() -> dict:
-    """Mask2Former config kwargs with a Swin-T backbone (facebookresearch/Mask2Former
-    `configs/coco/panoptic-segmentation/swin/maskformer2_swin_tiny_bs16_50ep.yaml`) and drop path off for inference."""
-    swin = SwinConfig(
-        embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, drop_path_rate=0.0,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-    )
-    return {"backbone_config": swin, "num_labels": 133}
-
-
-def build_models(*, seed: int) -> tuple[EcoMask2FormerForUniversalSegmentation, Mask2FormerForUniversalSegmentation]:
-    """The ecom2f model (random init) and the stock model holding the same weights."""
-    torch.manual_seed(seed)
-    eco = EcoMask2FormerForUniversalSegmentation(EcoMask2FormerConfig(**swin_t_kwargs())).eval()
-    stock = Mask2FormerForUniversalSegmentation(Mask2FormerConfig(**swin_t_kwargs())).eval()
-    stock_keys = set(stock.state_dict())
-    stock.load_state_dict({k: v for k, v in eco.state_dict().items() if k in stock_keys}, strict=True)
-    extra = sorted(set(eco.state_dict()) - stock_keys)
-    assert all(".gate." in k for k in extra), extra  # the only ecom2f-only weights are the gate's
-    return eco, stock
 
 
 def set_msda_core(eco: EcoMask2FormerForUniversalSegmentation, core: str) -> None:
@@ -83,24 +54,6 @@ def run_variant(eco, stock, variant: Variant, x: torch.Tensor):
         return stock(pixel_values=x)
     set_msda_core(eco, core)
     return eco(pixel_values=x, num_encoder_layers=depth)
-
-
-def time_once(eco, stock, variant: Variant, x: torch.Tensor) -> tuple[float, float]:
-    """Wall and process-CPU milliseconds of one forward."""
-    gc.collect()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    run_variant(eco, stock, variant, x)
-    return (time.perf_counter() - start) * 1e3, (time.process_time() - cpu_start) * 1e3
-
-
-def latency_stats(runs: list[tuple[float, float]]) -> dict:
-    wall, cpu = [w for w, _ in runs], [c for _, c in runs]
-    q25, median, q75 = np.percentile(wall, [25, 50, 75])
-    return {
-        "median_ms": float(median), "q25_ms": float(q25), "q75_ms": float(q75), "iqr_ms": float(q75 - q25),
-        "min_ms": float(min(wall)), "cpu_median_ms": float(np.median(cpu)),
-        "runs_ms": [round(w, 2) for w in wall], "runs_cpu_ms": [round(c, 2) for c in cpu],
-    }
 
 
 def benchmark_size(eco, stock, *, size: int, cores: list[str], repeats: int, warmup: int, seed: int) -> list[dict]:
@@ -125,26 +78,23 @@ def benchmark_size(eco, stock, *, size: int, cores: list[str], repeats: int, war
               f"encoder {g.encoder:.2f}", flush=True)
     gate = count_gflops(eco, x, num_encoder_layers=depths[-1], output_gate_logits=True).gate
 
-    times: dict[Variant, list[tuple[float, float]]] = {v: [] for v in variants}
+    def progress(rep: int, this_round: dict) -> None:
+        print(f"[{size}] {'warm-up' if rep < warmup else 'timed'} round {rep + 1}/{warmup + repeats} (ms): "
+              + " ".join(f"{n}[{c[:3]}]@{d}={this_round[(n, c, d)][0]:.0f}" for n, c, d in variants)
+              + f" | load {os.getloadavg()[0]:.2f}", flush=True)
+
     load_before = os.getloadavg()
     with torch.inference_mode():
-        for rep in range(warmup + repeats):
-            order = variants[rep % len(variants):] + variants[: rep % len(variants)]  # rotate the start
-            this_round = {variant: time_once(eco, stock, variant, x) for variant in order}
-            if rep >= warmup:
-                for variant, t in this_round.items():
-                    times[variant].append(t)
-            print(f"[{size}] {'warm-up' if rep < warmup else 'timed'} round {rep + 1}/{warmup + repeats} (ms): "
-                  + " ".join(f"{n}[{c[:3]}]@{d}={this_round[(n, c, d)][0]:.0f}" for n, c, d in variants)
-                  + f" | load {os.getloadavg()[0]:.2f}", flush=True)
+        runs = {variant: (lambda variant=variant: run_variant(eco, stock, variant, x)) for variant in variants}
+        times = common.interleaved(runs, repeats=repeats, warmup=warmup, after_round=progress)
 
-    stock_stats = latency_stats(times[base])
+    stock_stats = common.latency_stats(times[base])
     per_layer = deformable_layer_gflops(num_tokens=deformable_encoder_tokens(height=size, width=size))
     rows = []
     for variant in variants:
         name, core, depth = variant
         g = gflops[STOCK] if name == STOCK else gflops[depth]
-        stats = latency_stats(times[variant])
+        stats = common.latency_stats(times[variant])
         rows.append({
             "size": size, "variant": name, "msda_core": core, "depth": depth, "gflops": g.as_dict(),
             "latency": stats, "latency_ratio_to_stock": stats["median_ms"] / stock_stats["median_ms"],
@@ -183,21 +133,6 @@ def acceptance(rows: list[dict]) -> dict:
                 "steps_equal_one_layer": all(abs(s - layer) <= 1e-6 * layer for s in steps),
             }
     return out
-
-
-def environment(threads: int) -> dict:
-    cpu_model = platform.processor()
-    try:
-        cpu_model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
-        "cpu_model": cpu_model, "platform_processor": platform.processor(), "os_cpu_count": os.cpu_count(),
-        "threads": threads, "interop_threads": torch.get_num_interop_threads(),
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def write_markdown(path: Path, meta: dict, rows: list[dict], checks: dict) -> None:
@@ -278,23 +213,19 @@ def plot(path: Path, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 800])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all)")
+    common.add_timing_arguments(parser, repeats=7, warmup=2)
     parser.add_argument("--msda", nargs="+", default=["reference", "embedding_bag"], help="ecom2f sampling cores")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--tag", default="", help="suffix of the output names: depth_latency_<tag>.*")
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be at least 5 (median and IQR)")
 
     torch.set_num_threads(args.threads)
-    meta = {"env": environment(torch.get_num_threads()), "repeats": args.repeats, "warmup": args.warmup,
+    meta = {"env": common.environment(torch.get_num_threads()), "repeats": args.repeats, "warmup": args.warmup,
             "sizes": args.sizes, "msda_cores": args.msda, "seed": args.seed, "batch_size": 1,
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
     print(f"threads={torch.get_num_threads()} cpu={meta['env']['cpu_model']} torch={torch.__version__}", flush=True)
-    eco, stock = build_models(seed=args.seed)
+    eco, stock = common.build_models(seed=args.seed)
     meta["config"] = {k: getattr(eco.config, k) for k in ("encoder_layers", "decoder_layers", "num_queries",
                                                           "num_labels", "feature_size", "exit_layers")}
     rows = []

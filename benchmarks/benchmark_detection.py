@@ -22,13 +22,12 @@ import json
 import os
 import platform
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_common as common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -101,15 +100,10 @@ def benchmark(*, eco, stock, staged, size: int, cores: list[str], repeats: int, 
         row.update(size=size, gflops_total=flops.total, gflops_encoder=flops.encoder, gflops_backbone=flops.backbone,
                    gflops_decoder=flops.decoder, times=[])
     with torch.inference_mode():
-        for _ in range(warmup):
-            for row in rows:
-                run(row, eco=eco, stock=stock, staged=staged, x=x)
-        for r in range(repeats):
-            order = rows[r % len(rows):] + rows[: r % len(rows)]  # rotate the starting variant
-            for row in order:
-                start = time.perf_counter()
-                run(row, eco=eco, stock=stock, staged=staged, x=x)
-                row["times"].append(time.perf_counter() - start)
+        runs = {i: (lambda row=row: run(row, eco=eco, stock=stock, staged=staged, x=x)) for i, row in enumerate(rows)}
+        times = common.interleaved(runs, repeats=repeats, warmup=warmup)
+    for i, row in enumerate(rows):
+        row["times"] = [wall / 1e3 for wall, _ in times[i]]  # seconds
     stock_ms = None
     for row in rows:
         row["latency_ms_median"] = float(np.median(row["times"])) * 1e3 if row["times"] else float("nan")
@@ -142,14 +136,10 @@ def write_markdown(path: Path, meta: dict, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[640])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    common.add_timing_arguments(parser, repeats=5, warmup=1)
     parser.add_argument("--msda", nargs="+", default=["reference", "embedding_bag"], help="ecom2f sampling cores")
     parser.add_argument("--token-scaling", type=int, nargs="*", default=None, help="e.g. 2 2 1 1 (coarse to fine)")
     parser.add_argument("--tiny", action="store_true", help="tiny random model (smoke test of the script)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

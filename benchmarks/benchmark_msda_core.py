@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark_depth as common  # noqa: E402
+import bench_common as common  # noqa: E402
 import benchmark_report as report  # noqa: E402
 import torch  # noqa: E402
 from transformers.models.mask2former.modeling_mask2former import multi_scale_deformable_attention  # noqa: E402
@@ -44,11 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=800)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    common.add_timing_arguments(parser, repeats=9, warmup=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     value, shapes, locations, weights = core_inputs(size=args.size, batch=args.batch, heads=8, head_dim=32, points=4,
@@ -63,15 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         outputs = {name: fn() for name, fn in cores.items()}
         ref, fast = outputs.values()
         max_rel = ((fast - ref).abs().max() / ref.abs().max()).item()
-        times = {name: [] for name in cores}
-        names = list(cores)
-        for rep in range(args.warmup + args.repeats):
-            for name in names[rep % 2:] + names[: rep % 2]:
-                start = time.perf_counter()
-                cores[name]()
-                if rep >= args.warmup:
-                    times[name].append((time.perf_counter() - start) * 1e3)
-    rows = {name: report.stats(t) for name, t in times.items()}
+        times = common.interleaved(cores, repeats=args.repeats, warmup=args.warmup)
+    names = list(cores)
+    rows = {name: report.stats([wall for wall, _ in t]) for name, t in times.items()}
     ref_ms, fast_ms = (rows[n]["median_ms"] for n in names)
     env = common.environment(torch.get_num_threads())
     payload = {"meta": {"env": env, **{k: v for k, v in vars(args).items() if k != "out"}, "level_shapes": shapes,

@@ -1,6 +1,6 @@
 """GFLOPs and latency of PRO-SCALE token-length configurations and the combined (gated-depth) model vs stock.
 
-Swin-T-sized models with random weights (`benchmark_depth.swin_t_kwargs`); each PRO-SCALE configuration is its own
+Swin-T-sized models with random weights (`bench_common.swin_t_kwargs`); each PRO-SCALE configuration is its own
 random-init model (FLOPs and latency do not depend on the weight values). GFLOPs (fvcore convention, deformable
 sampling not counted) at `--flops_size` for (1,1,1), (2,2,2), (1,1,4), (3,3,3), each without TRC/LPE, with TRC,
 with LPE, and with both, next to the analytic pixel-decoder reductions (`ANALYTIC_REDUCTION`, PRO-SCALE
@@ -21,8 +21,8 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmark_depth helpers
-import benchmark_depth as common  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common
+import bench_common as common  # noqa: E402
 import torch  # noqa: E402
 from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation  # noqa: E402
 
@@ -88,32 +88,17 @@ def latency_rows(*, size: int, seed: int, repeats: int, warmup: int) -> list[dic
                 "(3,3,3)+TRC+LPE, reference MSDA": lambda: reference(pixel_values=x)}
     for depth in full.config.exit_layers:
         variants[f"combined exit {depth}"] = lambda depth=depth: full(pixel_values=x, num_encoder_layers=depth)
-    names = list(variants)
-    times: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    def progress(rep: int, _: dict) -> None:
+        print(f"[latency {size}] round {rep + 1}/{warmup + repeats} load {os.getloadavg()[0]:.2f}", flush=True)
+
     with torch.inference_mode():
-        for rep in range(warmup + repeats):
-            order = names[rep % len(names):] + names[: rep % len(names)]
-            for name in order:
-                wall = _time(variants[name])
-                if rep >= warmup:
-                    times[name].append(wall)
-            print(f"[latency {size}] round {rep + 1}/{warmup + repeats} load {os.getloadavg()[0]:.2f}", flush=True)
+        times = common.interleaved(variants, repeats=repeats, warmup=warmup, after_round=progress)
     stock_median = common.latency_stats(times["stock Mask2Former"])["median_ms"]
     rows = []
-    for name in names:
+    for name in variants:
         stats = common.latency_stats(times[name])
         rows.append({"variant": name, "latency": stats, "latency_ratio_to_stock": stats["median_ms"] / stock_median})
     return rows
-
-
-def _time(fn) -> tuple[float, float]:
-    import gc
-    import time
-
-    gc.collect()
-    start, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return (time.perf_counter() - start) * 1e3, (time.process_time() - cpu) * 1e3
 
 
 def write_markdown(path: Path, meta: dict, flops: list[dict], latency: list[dict]) -> None:
@@ -153,12 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flops_size", type=int, default=1024)
     parser.add_argument("--latency_size", type=int, default=800)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--seed", type=int, default=0)
+    common.add_timing_arguments(parser, repeats=5, warmup=1)
     parser.add_argument("--skip_latency", action="store_true", help="GFLOPs only (they do not depend on machine load)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     meta = {"env": common.environment(torch.get_num_threads()), **{k: v for k, v in vars(args).items() if k != "out"}}

@@ -63,19 +63,7 @@ class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
     """
 
     model_type = "eco_deformable_detr"
-
-    exit_layers: list[int] | None = None
-    exit_loss_weighting: str = "linear"
-    gate_hidden_size: int | None = None
-    gate_input_level: int = 0
-    gate_trained: bool = False
-    gate_objective: str = "classification"
-    gate_beta: float = 0.0
-    gate_pooling: str = "mean"
-    deformable_attention_implementation: str = "auto"
-    token_scaling_layers: list[int] | None = None
-    token_recalibration: bool = False
-    token_recalibration_temperature: float = 0.1
+    # The early-exit and token-scaling fields are `EcoEarlyExitConfigMixin`'s (`encoder_n_points` is stock here).
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

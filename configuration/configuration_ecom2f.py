@@ -8,6 +8,7 @@ With every new field at its default the model *is* stock Mask2Former: the same m
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from transformers import Mask2FormerConfig
 
@@ -24,14 +25,30 @@ def check_gate_beta(beta, *, name: str = "gate_beta") -> float:
     return float(beta)
 
 
+@dataclass(repr=False, eq=False, kw_only=True)
 class EcoEarlyExitConfigMixin:
-    """Validation and derived properties shared by the ecom2f configs (EcoMask2Former, EcoDeformableDetr).
+    """The fields, validation and derived properties shared by the ecom2f configs (EcoMask2Former,
+    EcoDeformableDetr): ECO-M2F early exit and gate (arXiv 2404.15244) and PRO-SCALE token-length stages with TRC
+    (arXiv 2404.14657). Each config documents the fields in its own terms.
 
-    The host config provides `encoder_layers`, `num_feature_levels` (encoder levels) and the fields `exit_layers`,
-    `exit_loss_weighting`, `gate_hidden_size`, `gate_input_level`, `gate_objective`, `gate_beta`, `gate_pooling`,
-    `deformable_attention_implementation`,
-    `encoder_n_points` and `token_scaling_layers`. Levels are indexed coarse to fine here (0 = coarsest).
+    A dataclass, so a config that lists it before the stock config (`class C(EcoEarlyExitConfigMixin, StockConfig)`)
+    gets these fields after the stock ones. The host config provides `encoder_layers`, `num_feature_levels`
+    (encoder levels) and `encoder_n_points`, and calls `_finish_eco_fields()` from its `__post_init__`. Levels are
+    indexed coarse to fine here (0 = coarsest).
     """
+
+    exit_layers: list[int] | None = None
+    exit_loss_weighting: str = "linear"
+    gate_hidden_size: int | None = None
+    gate_input_level: int = 0
+    gate_trained: bool = False
+    gate_objective: str = "classification"
+    gate_beta: float = 0.0
+    gate_pooling: str = "mean"
+    deformable_attention_implementation: str = "auto"
+    token_scaling_layers: list[int] | None = None
+    token_recalibration: bool = False
+    token_recalibration_temperature: float = 0.1
 
     def _finish_eco_fields(self) -> None:
         """Fill the default exits (every depth from 2 to `encoder_layers`) and validate every ecom2f field."""
@@ -117,7 +134,6 @@ class EcoEarlyExitConfigMixin:
         return float(depth) if self.exit_loss_weighting == "linear" else 1.0
 
 
-
 class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
     r"""
     Configuration of [`EcoMask2FormerForUniversalSegmentation`]. Every field of [`Mask2FormerConfig`] keeps its
@@ -174,19 +190,8 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
 
     model_type = "eco_mask2former"
 
-    exit_layers: list[int] | None = None
-    exit_loss_weighting: str = "linear"
-    gate_hidden_size: int | None = None
-    gate_input_level: int = 0
-    gate_trained: bool = False
-    gate_objective: str = "classification"
-    gate_beta: float = 0.0
-    gate_pooling: str = "mean"
-    deformable_attention_implementation: str = "auto"
+    # The shared early-exit and token-scaling fields come from `EcoEarlyExitConfigMixin`; these two are Mask2Former's.
     encoder_n_points: int = 4
-    token_scaling_layers: list[int] | None = None
-    token_recalibration: bool = False
-    token_recalibration_temperature: float = 0.1
     light_pixel_embedding: bool = False
 
     def __post_init__(self, **kwargs):

@@ -1,24 +1,10 @@
-"""ECO-M2F step 2: per-image PQ of the frozen parent at every exit, stored as a Parquet data set.
+"""ECO-M2F step 2: the per-image quality of every exit of the step-1 model on its training images (one pass per
+image), and the ideal depth argmax_k(PQ_k - beta * k) for each beta.
 
-    python examples/derive_exit_dataset.py --help
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/derive_exit_dataset.py ...   # 2 CPU processes
-    accelerate launch examples/derive_exit_dataset.py ...                                                     # your accelerate config
-
-The logic lives in `modeling_ecom2f.recipe` (see `derive_exit_dataset`); this file runs the same command as the console script.
+    python examples/derive_exit_dataset.py --model_name_or_path runs/parent --output_dir runs/derived --betas 0.003
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from modeling_ecom2f.recipe.cli import derive_exit_dataset_main as main  # noqa: E402
-from modeling_ecom2f.recipe.runtime import run_script_process  # noqa: E402
+from modeling_ecom2f.recipe.cli import derive_exit_dataset_command, derive_exit_dataset_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
-    run_script_process(main)
+    derive_exit_dataset_command()

@@ -1,24 +1,11 @@
-"""Evaluate a model at every fixed depth, with its gate(s) and as the oracle: PQ, mIoU, mask AP, GFLOPs, depths.
+"""Evaluate every fixed exit, each gate at several betas, its random-routing control and the oracle on the
+validation split: PQ, mIoU, mask AP, GFLOPs and depth histograms, with a trade-off table and plot.
 
-    python examples/evaluate_model.py --help
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/evaluate_model.py ...   # 2 CPU processes
-    accelerate launch examples/evaluate_model.py ...                                                     # your accelerate config
-
-The logic lives in `modeling_ecom2f.recipe` (see `evaluate_model`); this file runs the same command as the console script.
+    python examples/evaluate_model.py --model_name_or_path runs/parent --gate_models runs/utility \
+        --gate_betas 0 0.003 0.01 --output_dir runs/eval
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from modeling_ecom2f.recipe.cli import evaluate_main as main  # noqa: E402
-from modeling_ecom2f.recipe.runtime import run_script_process  # noqa: E402
+from modeling_ecom2f.recipe.cli import evaluate_command, evaluate_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
-    run_script_process(main)
+    evaluate_command()

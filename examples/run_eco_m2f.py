@@ -1,24 +1,11 @@
-"""The main job: the whole ECO-M2F recipe on the embedded synthetic data set (about 20 minutes on 2 CPU cores).
+"""The main job: data, ECO-M2F steps 1-3, the evaluation with its controls, the plot and a Hub-ready export, all on
+the embedded synthetic benchmark, starting from the parent shipped in `examples/parents/depth_benchmark/`.
 
-    python examples/run_eco_m2f.py --help
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/run_eco_m2f.py ...   # 2 CPU processes
-    accelerate launch examples/run_eco_m2f.py ...                                                     # your accelerate config
-
-The logic lives in `modeling_ecom2f.recipe` (see `run_eco_m2f`); this file runs the same command as the console script.
+    python examples/run_eco_m2f.py                      # the committed result (docs/results_main_job.*), ~7 min
+    python examples/run_eco_m2f.py --preset tiny --output_dir /tmp/job --docs_dir ''   # seconds: a smoke run
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from modeling_ecom2f.recipe.cli import main_job_main as main  # noqa: E402
-from modeling_ecom2f.recipe.runtime import run_script_process  # noqa: E402
+from modeling_ecom2f.recipe.cli import main_job_command, main_job_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
-    run_script_process(main)
+    main_job_command()

@@ -12,13 +12,7 @@ To ship a new parent, copy the model files and the log into `examples/parents/de
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_ecom2f.data import depth_benchmark_config, make_synthetic_panoptic_dataset
 from modeling_ecom2f.recipe import build_train_early_exit_parser, run_script, run_script_process, train_early_exit

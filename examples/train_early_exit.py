@@ -1,24 +1,11 @@
-"""ECO-M2F step 1: train the parent model to exit at every allowed encoder depth.
+"""ECO-M2F step 1: train a model that can leave the deformable encoder after any allowed layer (a depth is sampled
+each step and the loss weighted by depth); PRO-SCALE flags (`--token_scaling_layers 3 3 3 --token_recalibration
+--light_pixel_embedding`) train the PRO-SCALE or the combined model with the same script.
 
-    python examples/train_early_exit.py --help
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/train_early_exit.py ...   # 2 CPU processes
-    accelerate launch examples/train_early_exit.py ...                                                     # your accelerate config
-
-The logic lives in `modeling_ecom2f.recipe` (see `train_early_exit`); this file runs the same command as the console script.
+    python examples/train_early_exit.py --output_dir runs/parent --max_train_steps 200
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from modeling_ecom2f.recipe.cli import train_early_exit_main as main  # noqa: E402
-from modeling_ecom2f.recipe.runtime import run_script_process  # noqa: E402
+from modeling_ecom2f.recipe.cli import train_early_exit_command, train_early_exit_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
-    run_script_process(main)
+    train_early_exit_command()

@@ -1,25 +1,11 @@
-"""ECO-M2F step 3: train the gate (everything else frozen) on the derived data set: the paper's classification gate
-for one beta, or a utility gate that serves every beta (`--gate_objective utility`).
+"""ECO-M2F step 3: train only the gate on the derived data set, as the paper's classifier for one beta or as a
+utility gate that serves every beta (here calibrated to 70% of the encoder's GFLOPs).
 
-    python examples/train_gate.py --help
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/train_gate.py ...   # 2 CPU processes
-    accelerate launch examples/train_gate.py ...                                                     # your accelerate config
-
-The logic lives in `modeling_ecom2f.recipe` (see `train_gate`); this file runs the same command as the console script.
+    python examples/train_gate.py --model_name_or_path runs/parent --derived_dataset runs/derived \
+        --gate_objective utility --target_encoder_fraction 0.7 --output_dir runs/utility
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from modeling_ecom2f.recipe.cli import train_gate_main as main  # noqa: E402
-from modeling_ecom2f.recipe.runtime import run_script_process  # noqa: E402
+from modeling_ecom2f.recipe.cli import train_gate_command, train_gate_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
-    run_script_process(main)
+    train_gate_command()

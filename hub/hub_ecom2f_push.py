@@ -1,4 +1,4 @@
-"""Upload an EcoMask2Former Hub export: create the repository (and branch) if needed, then commit the folder.
+"""Upload a Hub export (EcoMask2Former or EcoDeformableDetr): create the repository (and branch) if needed, then commit the folder.
 
 `push_folder` uploads a folder made by `hub.hub_ecom2f_export`; `push_model` exports first (a saved model folder,
 or a model object) and then uploads, so that every route gives the same repository layout. The token comes from the usual places (`token=`, else
@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub.errors import HfHubHTTPError
@@ -36,7 +37,15 @@ try:  # the HTTP client of huggingface_hub: httpx2 from 2.0, httpx before
 except ImportError:  # pragma: no cover - huggingface_hub 1.x
     from httpx import HTTPError as TransportError
 
-from hub.hub_ecom2f_export import CONFIG_FILE, export_model_folder
+from hub.hub_ecom2f_export import SPECS
+from hub.hub_export import (
+    CONFIG_FILE,
+    ExportSpec,
+    export_folder,
+    read_model_type,
+    run_command,
+    spec_for_model_type,
+)
 
 DEFAULT_COMMIT_MESSAGE = "Upload EcoMask2Former (custom code, weights, image processor, model card)"
 
@@ -64,53 +73,67 @@ def _explain(error: Exception) -> str:
     return f"could not reach the Hub ({type(error).__name__}: {error})"
 
 
-def push_folder(
-    *,
-    folder: str | Path,
-    repo_id: str,
-    private: bool | None = None,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    commit_description: str | None = None,
-    create_pr: bool = False,
-    token: str | bool | None = None,
-    endpoint: str | None = None,
-) -> CommitInfo:
-    """Upload an export folder to `repo_id`, creating the repository and the branch `revision` if needed.
+class PushOptions(TypedDict, total=False):
+    """Where and how `push_folder` commits (also accepted by `push_model`).
 
-    Args:
-        folder: a folder made by `export_model_folder` (checked: `config.json` with `auto_map` and its code).
-        repo_id: `namespace/name`.
-        private: visibility of a repository created here (an existing one keeps its own).
-        revision: the branch to commit to (created from the default branch if missing); `None`: the default branch.
-        commit_message, commit_description, create_pr: as in `HfApi.upload_folder`.
-        token: a token, or `None` for the usual environment (`HF_TOKEN`, the saved login).
-        endpoint: the Hub URL, or `None` for `HF_ENDPOINT` / huggingface.co.
+    private: visibility of a repository created here (an existing one keeps its own).
+    revision: the branch to commit to (created from the default branch if missing); `None`: the default branch.
+    commit_message, commit_description, create_pr: as in `HfApi.upload_folder`.
+    token: a token, or `None` for the usual environment (`HF_TOKEN`, the saved login).
+    endpoint: the Hub URL, or `None` for `HF_ENDPOINT` / huggingface.co.
+    """
+
+    private: bool | None
+    revision: str | None
+    commit_message: str | None
+    commit_description: str | None
+    create_pr: bool
+    token: str | bool | None
+    endpoint: str | None
+
+
+def push_folder(*, folder: str | Path, repo_id: str, **options: Unpack[PushOptions]) -> CommitInfo:
+    """Upload an export folder to `repo_id` (`namespace/name`), creating the repository and the branch `revision` if
+    needed; `options`: see `PushOptions`.
 
     Raises:
-        ValueError: `folder` is not an export folder.
+        ValueError: `folder` is not an export folder (`config.json` with `auto_map` and its code).
+        TypeError: an option that is not a `PushOptions` key.
         HubPushError: the Hub refused or could not be reached (the folder is left as it was).
     """
-    folder = Path(folder)
+    unknown = sorted(set(options) - set(PushOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"push_folder got unknown options {unknown}; allowed: {sorted(PushOptions.__annotations__)}")
+    folder, revision = Path(folder), options.get("revision")
     if not is_export_folder(folder):
         raise ValueError(
-            f"{folder} is not an EcoMask2Former export (no config.json with auto_map and its code files); "
+            f"{folder} is not a Hub export (no config.json with auto_map and its code files); "
             "make one with hub.hub_ecom2f_export.export_model_folder or push_model"
         )
-    api = HfApi(endpoint=endpoint, token=token)
+    api = HfApi(endpoint=options.get("endpoint"), token=options.get("token"))
     try:
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        repo_id = api.create_repo(repo_id, private=options.get("private"), exist_ok=True).repo_id
         if revision is not None:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         return api.upload_folder(
-            repo_id=repo_id, folder_path=folder, revision=revision, create_pr=create_pr,
-            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE, commit_description=commit_description,
+            repo_id=repo_id, folder_path=folder, revision=revision, create_pr=options.get("create_pr", False),
+            commit_message=options.get("commit_message") or DEFAULT_COMMIT_MESSAGE,
+            commit_description=options.get("commit_description"),
         )
     except (HfHubHTTPError, TransportError, OSError) as error:  # OSError: offline mode, socket errors
         raise HubPushError(
             f"pushing {folder} to {repo_id} on {api.endpoint} failed: {_explain(error)}. "
             f"The local export {folder} is intact."
         ) from error
+
+
+def _spec(model, model_dir: str | Path | None) -> ExportSpec:
+    """The export spec of a model object or saved folder, by its `model_type` (EcoMask2Former when unknown, whose
+    checks then say what is wrong)."""
+    model_type = model.config.model_type if model is not None else None
+    if model is None and Path(model_dir).is_dir():
+        model_type = read_model_type(Path(model_dir))
+    return spec_for_model_type(model_type, SPECS) or SPECS[0]
 
 
 def push_model(
@@ -123,22 +146,18 @@ def push_model(
     eval_results: dict | str | Path | None = None,
     plot: str | Path | None = None,
     license_id: str | None = None,
-    private: bool | None = None,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    commit_description: str | None = None,
-    create_pr: bool = False,
-    token: str | bool | None = None,
-    endpoint: str | None = None,
     max_shard_size: int | str | None = None,
     tags: list[str] | None = None,
+    **options: Unpack[PushOptions],
 ) -> CommitInfo:
     """Export a model (an object, or a folder saved with `save_pretrained`) and upload it to `repo_id`.
 
-    Exactly one of `model` and `model_dir` is required. The export goes to `export_dir` when given (kept; it must be
-    empty or absent), else to a temporary folder that is deleted after a successful upload and kept (and named in the
-    error) after a failed one. `tags` are added to the card's tags; `max_shard_size` is passed to `save_pretrained`
-    for a model object. The other arguments are those of `export_model_folder` and `push_folder`.
+    Any model type the exporter knows (`hub.hub_ecom2f_export.SPECS`: EcoMask2Former, EcoDeformableDetr), chosen by
+    its `model_type`. Exactly one of `model` and `model_dir` is required. The export goes to `export_dir` when given
+    (kept; it must be empty or absent), else to a temporary folder that is deleted after a successful upload and kept
+    (and named in the error) after a failed one. `tags` are added to the card's tags; `max_shard_size` is passed to
+    `save_pretrained` for a model object. The other arguments are those of `hub.hub_export.export_folder` and
+    `PushOptions`.
     """
     if (model is None) == (model_dir is None):
         raise ValueError("push_model needs exactly one of model= (a model object) and model_dir= (a saved folder)")
@@ -146,21 +165,19 @@ def push_model(
     export_dir = Path(tempfile.mkdtemp(prefix="ecom2f-export-")) / "export" if temporary else Path(export_dir)
     try:
         with tempfile.TemporaryDirectory(prefix="ecom2f-saved-") as saved:
+            spec = _spec(model, model_dir)
             if model is not None:
                 model.save_pretrained(saved, **({} if max_shard_size is None else {"max_shard_size": max_shard_size}))
                 model_dir = saved
-            export_model_folder(
-                model_dir=model_dir, output_dir=export_dir, eval_results=eval_results, plot=plot, repo_id=repo_id,
-                license_id=license_id, image_processor=image_processor, tags=tags,
+            export_folder(
+                spec, model_dir=model_dir, output_dir=export_dir, eval_results=eval_results, plot=plot,
+                repo_id=repo_id, license_id=license_id, image_processor=image_processor, tags=tags,
             )
     except BaseException:
         if temporary:
             shutil.rmtree(export_dir.parent, ignore_errors=True)
         raise
-    info = push_folder(
-        folder=export_dir, repo_id=repo_id, private=private, revision=revision, commit_message=commit_message,
-        commit_description=commit_description, create_pr=create_pr, token=token, endpoint=endpoint,
-    )
+    info = push_folder(folder=export_dir, repo_id=repo_id, **options)
     if temporary:
         shutil.rmtree(export_dir.parent, ignore_errors=True)
     return info
@@ -185,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     common = dict(repo_id=args.repo_id, private=args.private or None, revision=args.revision,
                   commit_message=args.commit_message)
-    try:
+
+    def push() -> str:
         if is_export_folder(args.folder):
             info = push_folder(folder=args.folder, **common)
         else:
@@ -193,14 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                 model_dir=args.folder, export_dir=args.export_dir, eval_results=args.eval_results, plot=args.plot,
                 license_id=args.license_id, **common,
             )
-    except HubPushError as error:
-        print(f"ecom2f-push: error: {error}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, OSError) as error:
-        print(f"ecom2f-push: error: {error}", file=sys.stderr)
-        return 2
-    print(f"pushed {args.folder} to {args.repo_id}: {info.commit_url}")
-    return 0
+        return f"pushed {args.folder} to {args.repo_id}: {info.commit_url}"
+
+    return run_command("ecom2f-push", push, failures={HubPushError: 1})
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from .data import (
 )
 from .ecom2f_depth import sample_exit_depth
 from .ecom2f_detr_outputs import EcoDeformableDetrModelOutput, EcoDeformableDetrObjectDetectionOutput
-from .ecom2f_gate import EcoMask2FormerGate
+from .ecom2f_gate import EcoExitGate, EcoMask2FormerGate
 from .ecom2f_outputs import (
     EcoMask2FormerForUniversalSegmentationOutput,
     EcoMask2FormerModelOutput,
@@ -95,6 +95,7 @@ __all__ = [
     "EcoDeformableDetrModelOutput",
     "EcoDeformableDetrObjectDetectionOutput",
     "EcoDeformableDetrPreTrainedModel",
+    "EcoExitGate",
     "EcoMask2FormerCollator",
     "EcoMask2FormerConfig",
     "EcoMask2FormerForUniversalSegmentation",

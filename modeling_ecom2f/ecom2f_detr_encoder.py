@@ -2,7 +2,7 @@
 
 The layers keep the stock `DeformableDetrEncoderLayer` parameter names (`self_attn.*`, `self_attn_layer_norm`,
 `mlp.fc1`, `mlp.fc2`, `final_layer_norm`), so stock checkpoints load unchanged. The per-image exit loop is the one
-every ecom2f encoder shares (`ecom2f_encoder.run_early_exit_layers`) and the deformable attention is ecom2f's (stock
+every ecom2f encoder shares (`ecom2f_encoder.EcoEarlyExitEncoder`) and the deformable attention is ecom2f's (stock
 parameters, selectable sampling core).
 
 Level order: stock Deformable DETR concatenates its levels fine to coarse (1/8, 1/16, 1/32, 1/64), so the coarsest
@@ -19,8 +19,7 @@ from transformers.models.deformable_detr.modeling_deformable_detr import (
     DeformableDetrMLP,
 )
 
-from .ecom2f_encoder import run_early_exit_layers
-from .ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention
+from .ecom2f_encoder import EcoEarlyExitEncoder, encoder_self_attention
 
 
 class EcoDeformableDetrEncoderLayer(DeformableDetrEncoderLayer):
@@ -33,12 +32,8 @@ class EcoDeformableDetrEncoderLayer(DeformableDetrEncoderLayer):
     def __init__(self, config, *, n_levels: int) -> None:
         nn.Module.__init__(self)
         self.hidden_size = config.d_model
-        self.self_attn = EcoMask2FormerMultiscaleDeformableAttention(
-            embed_dim=config.d_model,
-            num_heads=config.encoder_attention_heads,
-            n_levels=n_levels,
-            n_points=config.encoder_n_points,
-            implementation=config.deformable_attention_implementation,
+        self.self_attn = encoder_self_attention(
+            config, embed_dim=config.d_model, num_heads=config.encoder_attention_heads, n_levels=n_levels
         )
         self.self_attn_layer_norm = nn.LayerNorm(self.hidden_size)
         self.dropout = config.dropout
@@ -79,11 +74,12 @@ class EcoDeformableDetrEncoderLayer(DeformableDetrEncoderLayer):
         return hidden_states, attention_weights
 
 
-class EcoDeformableDetrEncoder(nn.Module):
+class EcoDeformableDetrEncoder(EcoEarlyExitEncoder):
     """Deformable DETR encoder (`layers.{i}`, the stock keys) with per-image exits and token-length stages.
 
     Layer `i` attends to the `config.encoder_levels_per_layer[i]` coarsest levels; without token scaling that is
-    every level and, at full depth, exactly the stock computation.
+    every level and, at full depth, exactly the stock computation. `forward` / `forward_exits` are the shared ones
+    (`EcoEarlyExitEncoder`), with levels in stock (fine to coarse) order and `attention_mask` `True` on padding.
     """
 
     def __init__(self, config) -> None:
@@ -97,51 +93,15 @@ class EcoDeformableDetrEncoder(nn.Module):
             [EcoDeformableDetrEncoderLayer(config, n_levels=n) for n in self.levels_per_layer]
         )
 
-    def forward(
-        self,
-        *,
-        inputs_embeds: torch.Tensor,
-        padding_mask: torch.Tensor,
-        position_embeddings: torch.Tensor,
-        spatial_shapes_list: list[tuple[int, int]],
-        level_start_index: torch.Tensor,
-        valid_ratios: torch.Tensor,
-        depths: int | torch.Tensor,
-        max_depth: int,
-    ) -> torch.Tensor:
-        """Run the encoder.
-
-        Args:
-            inputs_embeds: flattened multi-scale tokens `(batch, tokens, d_model)`, levels in stock (fine to coarse)
-                order.
-            padding_mask: `(batch, tokens)`, `True` on padding.
-            position_embeddings: position + level embeddings `(batch, tokens, d_model)`.
-            spatial_shapes_list: `(height, width)` of each level.
-            level_start_index: start of each level in the token axis `(levels,)`.
-            valid_ratios: `(batch, levels, 2)`.
-            depths: one depth for the batch (`int`) or one per image (LongTensor `(batch,)`).
-            max_depth: the deepest allowed exit.
-
-        Returns:
-            The encoded tokens `(batch, tokens, d_model)`; tokens of levels that had not entered at an image's exit
-            are returned as they came in.
-        """
+    def _encoder_inputs(
+        self, inputs_embeds: torch.Tensor, spatial_shapes_list: list[tuple[int, int]], valid_ratios: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stock encoder drops out its input tokens first."""
         hidden_states = nn.functional.dropout(inputs_embeds, p=self.dropout, training=self.training)
         reference_points = DeformableDetrEncoder.get_reference_points(
             tuple(spatial_shapes_list), valid_ratios, device=inputs_embeds.device
         )  # (batch, tokens, levels, 2)
-        return run_early_exit_layers(
-            self.layers,
-            level_spans=self.level_spans,
-            hidden_states=hidden_states,
-            attention_mask=padding_mask,
-            position_embeddings=position_embeddings,
-            reference_points=reference_points,
-            spatial_shapes_list=spatial_shapes_list,
-            level_start_index=level_start_index,
-            depths=depths,
-            max_depth=max_depth,
-        )
+        return hidden_states, reference_points
 
 
 __all__ = ["EcoDeformableDetrEncoder", "EcoDeformableDetrEncoderLayer"]

@@ -13,43 +13,25 @@ the total.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .ecom2f_flops import _depths_used, _per_image_gflops, _tracker_names, fvcore_flop_counter, to_gflops
+from .ecom2f_flops import EncoderExitGFlops, count_flops_by_module, encoder_exit_gflops, to_gflops
 
 
 @dataclass(frozen=True)
-class EcoDeformableDetrGFlops:
-    """GFLOPs (fvcore convention) of one detector forward over a batch, by part; `total` is the sum of the parts.
+class EcoDeformableDetrGFlops(EncoderExitGFlops):
+    """[`EncoderExitGFlops`] of a Deformable DETR detector (backbone = `model.backbone`, gate = `model.gate`), plus
 
     Attributes:
-        backbone, input_projections, gate, token_recalibration, decoder, other, total: see the module docstring.
-        encoder_layers: per deformable encoder layer `(num_layers,)`; 0.0 for layers no image reached.
-        depths: encoder layers used by each image `(batch,)`.
-        per_image: total GFLOPs of each image `(batch,)`; they sum to `total`.
+        input_projections, token_recalibration, decoder: see the module docstring.
     """
 
-    backbone: float
     input_projections: float
-    encoder_layers: tuple[float, ...]
-    gate: float
     token_recalibration: float
     decoder: float
-    other: float
-    total: float
-    depths: tuple[int, ...]
-    per_image: tuple[float, ...]
-
-    @property
-    def encoder(self) -> float:
-        """All deformable encoder layers."""
-        return sum(self.encoder_layers)
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "encoder": self.encoder}
 
 
 def count_detection_gflops(
@@ -69,29 +51,11 @@ def count_detection_gflops(
     if num_encoder_layers is not None:
         forward_kwargs["num_encoder_layers"] = num_encoder_layers
     base = model.model
-    layers = base.encoder.layers
-    counter = fvcore_flop_counter()
-    # Deformable DETR slices its query embedding weight into views; under no_grad such views of a parameter still
-    # say requires_grad (without a grad_fn), which FlopCounterMode's module tracker cannot hook. Counting with the
-    # parameters' requires_grad off (restored afterwards) avoids that without changing any computation.
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.requires_grad_(False)
-    try:
-        with torch.no_grad(), counter:
-            outputs = model(pixel_values=pixel_values, **forward_kwargs)
-    finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
-    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}  # 2 per multiply-add
-    names = _tracker_names(model)
+    outputs, part, total = count_flops_by_module(model, pixel_values, **forward_kwargs)
 
-    def part(module: nn.Module | None) -> int:
-        return 0 if module is None else counts.get(names[id(module)], 0)
-
-    total = counts.get("Global", 0)
     backbone = part(base.backbone)
     input_projections = part(base.input_proj)
-    encoder_layers = [part(layer) for layer in layers]
+    encoder_layers = [part(layer) for layer in base.encoder.layers]
     gate = part(getattr(base, "gate", None))
     trc = part(getattr(base, "token_recalibration", None))
     decoder = (
@@ -99,22 +63,15 @@ def count_detection_gflops(
         + part(getattr(base, "query_position_embeddings", None))
         + part(getattr(model, "class_embed", None)) + part(getattr(model, "bbox_embed", None))
     )
-    other = total - backbone - input_projections - sum(encoder_layers) - gate - trc - decoder
-
-    batch_size = pixel_values.shape[0]
-    depths = _depths_used(outputs, num_encoder_layers, batch_size=batch_size, num_layers=len(layers))
-    per_image = _per_image_gflops(total, encoder_layers, depths)
     return EcoDeformableDetrGFlops(
-        backbone=to_gflops(backbone),
+        **encoder_exit_gflops(
+            outputs, num_encoder_layers=num_encoder_layers, batch_size=pixel_values.shape[0], backbone=backbone,
+            encoder_layers=encoder_layers, gate=gate, total=total,
+            other=total - backbone - input_projections - sum(encoder_layers) - gate - trc - decoder,
+        ),
         input_projections=to_gflops(input_projections),
-        encoder_layers=tuple(to_gflops(f) for f in encoder_layers),
-        gate=to_gflops(gate),
         token_recalibration=to_gflops(trc),
         decoder=to_gflops(decoder),
-        other=to_gflops(other),
-        total=to_gflops(total),
-        depths=depths,
-        per_image=per_image,
     )
 
 

@@ -5,8 +5,9 @@ Stock Mask2Former runs every encoder layer over the tokens of all three levels. 
 its own number of layers. Tokens of a level that has not entered yet stay as they came in (its input projection),
 which is what the FPN and decoder receive when an image exits before that level enters.
 
-`run_early_exit_layers` is the per-image, staged layer loop itself, shared with the Deformable DETR encoder
-(`ecom2f_detr_encoder`), whose levels run fine to coarse in the token axis: each layer gets a contiguous level span.
+`EcoEarlyExitEncoder` (the forward and `forward_exits`) and `run_early_exit_layers` (the per-image, staged layer
+loop itself) are shared with the Deformable DETR encoder (`ecom2f_detr_encoder`), whose levels run fine to coarse in
+the token axis: each layer gets a contiguous level span.
 """
 
 from __future__ import annotations
@@ -20,7 +21,21 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerPixelDecoderEncoderOnly,
 )
 
-from .ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention
+from .ecom2f_msda import EcoMultiscaleDeformableAttention
+
+
+def encoder_self_attention(
+    config, *, embed_dim: int, num_heads: int, n_levels: int
+) -> EcoMultiscaleDeformableAttention:
+    """The deformable self-attention of an ecom2f encoder layer over `n_levels` levels, with the config's sampling
+    points per head and level (`encoder_n_points`) and sampling core (`deformable_attention_implementation`)."""
+    return EcoMultiscaleDeformableAttention(
+        embed_dim=embed_dim,
+        num_heads=num_heads,
+        n_levels=n_levels,
+        n_points=config.encoder_n_points,
+        implementation=config.deformable_attention_implementation,
+    )
 
 
 class EcoMask2FormerPixelDecoderEncoderLayer(Mask2FormerPixelDecoderEncoderLayer):
@@ -33,12 +48,8 @@ class EcoMask2FormerPixelDecoderEncoderLayer(Mask2FormerPixelDecoderEncoderLayer
     def __init__(self, config, *, n_levels: int) -> None:
         nn.Module.__init__(self)
         self.embed_dim = config.feature_size
-        self.self_attn = EcoMask2FormerMultiscaleDeformableAttention(
-            embed_dim=self.embed_dim,
-            num_heads=config.num_attention_heads,
-            n_levels=n_levels,
-            n_points=config.encoder_n_points,
-            implementation=config.deformable_attention_implementation,
+        self.self_attn = encoder_self_attention(
+            config, embed_dim=self.embed_dim, num_heads=config.num_attention_heads, n_levels=n_levels
         )
         self.self_attn_layer_norm = nn.LayerNorm(self.embed_dim)
         self.dropout = config.dropout
@@ -49,22 +60,25 @@ class EcoMask2FormerPixelDecoderEncoderLayer(Mask2FormerPixelDecoderEncoderLayer
         self.final_layer_norm = nn.LayerNorm(self.embed_dim)
 
 
-class EcoMask2FormerPixelDecoderEncoder(Mask2FormerPixelDecoderEncoderOnly):
-    """Deformable encoder (`layers.{i}`, the stock state-dict keys) with per-image exits and token-length stages.
+class EcoEarlyExitEncoder(nn.Module):
+    """The forward shared by every ecom2f deformable encoder: per-image exits (ECO-M2F, arXiv 2404.15244) over
+    PRO-SCALE token-length stages (arXiv 2404.14657), through `run_early_exit_layers`.
 
-    With one depth for the batch it runs `layers[:depth]`; without token scaling that is exactly the stock
+    A subclass builds `self.layers` (the stock `layers.{i}` keys) and `self.level_spans` (per layer, the contiguous
+    `(first, end)` levels of the token axis it attends to), and says how its tokens enter (`_encoder_inputs`).
+    With one depth for the batch the encoder runs `layers[:depth]`; without token scaling that is exactly the stock
     computation. With one depth per image, layer `i` runs only on the images whose depth exceeds `i` (gathered,
     updated, scattered back), so an image that exited is not computed further and gets what it gets alone.
     """
 
-    def __init__(self, config) -> None:
-        nn.Module.__init__(self)
-        self.config = config
-        self.dropout = config.dropout
-        self.levels_per_layer = list(config.encoder_levels_per_layer)
-        self.layers = nn.ModuleList(
-            [EcoMask2FormerPixelDecoderEncoderLayer(config, n_levels=n) for n in self.levels_per_layer]
-        )
+    layers: nn.ModuleList
+    level_spans: list[tuple[int, int]]
+
+    def _encoder_inputs(
+        self, inputs_embeds: torch.Tensor, spatial_shapes_list: list[tuple[int, int]], valid_ratios: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens the first layer sees and the reference points `(batch, tokens, levels, 2)`."""
+        raise NotImplementedError
 
     def forward(
         self,
@@ -81,24 +95,24 @@ class EcoMask2FormerPixelDecoderEncoder(Mask2FormerPixelDecoderEncoderOnly):
         """Run the encoder.
 
         Args:
-            inputs_embeds: flattened multi-scale tokens `(batch, tokens, feature_size)`, levels coarse to fine.
+            inputs_embeds: flattened multi-scale tokens `(batch, tokens, channels)`, levels in the model's order.
             attention_mask: padding mask `(batch, tokens)`, `True` = padding.
-            position_embeddings: position + level embeddings `(batch, tokens, feature_size)`.
-            spatial_shapes_list: `(height, width)` of each level, coarse to fine.
+            position_embeddings: position + level embeddings `(batch, tokens, channels)`.
+            spatial_shapes_list: `(height, width)` of each level, in token-axis order.
             level_start_index: start of each level in the token axis `(levels,)`.
             valid_ratios: `(batch, levels, 2)`.
             depths: one depth for the batch (`int`) or one per image (LongTensor `(batch,)`).
             max_depth: the deepest allowed exit; the per-image loop stops there.
 
         Returns:
-            The encoded tokens `(batch, tokens, feature_size)`; tokens of levels that had not entered at an image's
-            exit are returned as they came in.
+            The encoded tokens `(batch, tokens, channels)`; tokens of levels that had not entered at an image's exit
+            are returned as they came in.
         """
-        reference_points = self.get_reference_points(spatial_shapes_list, valid_ratios, device=inputs_embeds.device)
+        hidden_states, reference_points = self._encoder_inputs(inputs_embeds, spatial_shapes_list, valid_ratios)
         return run_early_exit_layers(
             self.layers,
-            level_spans=[(0, n) for n in self.levels_per_layer],  # coarse levels come first in the token axis
-            hidden_states=inputs_embeds,
+            level_spans=self.level_spans,
+            hidden_states=hidden_states,
             attention_mask=attention_mask,
             position_embeddings=position_embeddings,
             reference_points=reference_points,
@@ -108,52 +122,54 @@ class EcoMask2FormerPixelDecoderEncoder(Mask2FormerPixelDecoderEncoderOnly):
             max_depth=max_depth,
         )
 
-    def forward_exits(
-        self,
-        *,
-        inputs_embeds: torch.Tensor,
-        attention_mask: torch.Tensor,
-        position_embeddings: torch.Tensor,
-        spatial_shapes_list: list[tuple[int, int]],
-        level_start_index: torch.Tensor,
-        valid_ratios: torch.Tensor,
-        exits: list[int],
-    ) -> Iterator[tuple[int, torch.Tensor]]:
+    def forward_exits(self, *, exits: list[int], **inputs) -> Iterator[tuple[int, torch.Tensor]]:
         """Run the layers once up to the deepest of `exits` and yield `(depth, tokens)` after each exit in `exits`
-        (increasing). The tokens at depth `k` are those of `forward(..., depths=k)`: the same layers on the same batch.
+        (increasing). `inputs` are `forward`'s keyword arguments without `depths` and `max_depth`. The tokens at depth
+        `k` are those of `forward(..., depths=k)`: the same layers on the same batch.
         """
         exits = sorted(set(int(k) for k in exits))
         bad = [k for k in exits if not 1 <= k <= len(self.layers)]
         if not exits or bad:
             raise ValueError(f"exits must be a non-empty list of depths in [1, {len(self.layers)}], got {exits}")
-        reference_points = self.get_reference_points(spatial_shapes_list, valid_ratios, device=inputs_embeds.device)
-        hidden_states = inputs_embeds
+        hidden_states, reference_points = self._encoder_inputs(
+            inputs.pop("inputs_embeds"), inputs["spatial_shapes_list"], inputs.pop("valid_ratios")
+        )
         done = 0
         for depth in exits:
             hidden_states = run_early_exit_layers(
                 self.layers[done:depth],
-                level_spans=[(0, n) for n in self.levels_per_layer[done:depth]],
+                level_spans=self.level_spans[done:depth],
                 hidden_states=hidden_states,
-                attention_mask=attention_mask,
-                position_embeddings=position_embeddings,
                 reference_points=reference_points,
-                spatial_shapes_list=spatial_shapes_list,
-                level_start_index=level_start_index,
                 depths=depth - done,
                 max_depth=depth - done,
+                **inputs,
             )
             done = depth
             yield depth, hidden_states
 
-    @staticmethod
-    def _take(tensor: torch.Tensor, images: torch.Tensor | None, tokens: int) -> torch.Tensor:
-        """Rows `images` (all when `None`) and the first `tokens` tokens of a `(batch, tokens, ...)` tensor."""
-        return take_tokens(tensor, images, 0, tokens)
 
-    @staticmethod
-    def _put(hidden_states: torch.Tensor, updated: torch.Tensor, images: torch.Tensor | None, tokens: int) -> torch.Tensor:
-        """Write `updated` back into rows `images` and the first `tokens` tokens of `hidden_states`."""
-        return put_tokens(hidden_states, updated, images, 0, tokens)
+class EcoMask2FormerPixelDecoderEncoder(EcoEarlyExitEncoder, Mask2FormerPixelDecoderEncoderOnly):
+    """Mask2Former's deformable encoder (`layers.{i}`, the stock state-dict keys) with per-image exits and
+    token-length stages; its levels run coarse to fine in the token axis, so layer `i` sees the first
+    `config.encoder_levels_per_layer[i]` levels.
+    """
+
+    def __init__(self, config) -> None:
+        nn.Module.__init__(self)
+        self.config = config
+        self.dropout = config.dropout
+        self.levels_per_layer = list(config.encoder_levels_per_layer)
+        self.level_spans = [(0, n) for n in self.levels_per_layer]  # coarse levels come first in the token axis
+        self.layers = nn.ModuleList(
+            [EcoMask2FormerPixelDecoderEncoderLayer(config, n_levels=n) for n in self.levels_per_layer]
+        )
+
+    def _encoder_inputs(
+        self, inputs_embeds: torch.Tensor, spatial_shapes_list: list[tuple[int, int]], valid_ratios: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stock encoder takes its tokens as they come (no input dropout)."""
+        return inputs_embeds, self.get_reference_points(spatial_shapes_list, valid_ratios, device=inputs_embeds.device)
 
 
 def take_tokens(tensor: torch.Tensor, images: torch.Tensor | None, start: int, end: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention
+from .ecom2f_pixel_decoder import EcoMask2FormerEncoderTokens
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "ecom2f-onnx-gated/1"
@@ -70,91 +71,74 @@ class FixedDepthSegmenter(nn.Module):
         return outputs.class_queries_logits, outputs.masks_queries_logits
 
 
+def _encoder_tokens(model: nn.Module, pixel_values: torch.Tensor) -> tuple:
+    """The backbone and the pixel decoder's stages 1-2 (`embed_levels`, `flatten_levels`) without a pixel mask.
+
+    Returns `(backbone feature maps, gate_logits (B, num_exits), EcoMask2FormerEncoderTokens)`.
+    """
+    decoder = model.model.pixel_level_module.decoder
+    features = model.model.pixel_level_module.encoder(pixel_values).feature_maps
+    inputs_embeds, padding_masks, gate_logits = decoder.embed_levels(features, pixel_mask=None, run_gate=True)
+    return features, gate_logits, decoder.flatten_levels(inputs_embeds, padding_masks)
+
+
 class GatedStem(nn.Module):
     """`pixel_values (B, 3, H, W)` -> `gate_logits (B, num_exits)`, encoder input `tokens (B, N, C)` (1/32, 1/16, 1/8
-    flattened, after TRC) and the backbone maps the FPN reads (stride 4), as the pixel decoder computes them."""
+    flattened, after TRC) and the backbone maps the FPN reads (stride 4): the pixel decoder's `embed_levels` and
+    `flatten_levels`."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        decoder = self.model.model.pixel_level_module.decoder
-        features = self.model.model.pixel_level_module.encoder(pixel_values).feature_maps
-        maps = [decoder.input_projections[i](x) for i, x in enumerate(features[::-1][: decoder.num_feature_levels])]
-        level = self.model.config.gate_input_level
-        gate_logits = decoder.gate(maps[level], decoder._padding_masks(None, maps)[level])
-        if decoder.token_recalibration is not None:
-            maps = decoder.token_recalibration(maps)
-        tokens = torch.cat([x.flatten(2).transpose(1, 2) for x in maps], 1)  # (B, N, C)
-        return (gate_logits, tokens, *features[: decoder.num_fpn_levels])
+        features, gate_logits, tokens = _encoder_tokens(self.model, pixel_values)
+        num_fpn_levels = self.model.model.pixel_level_module.decoder.num_fpn_levels
+        return (gate_logits, tokens.inputs_embeds, *features[:num_fpn_levels])
 
 
-class EncoderSegment(nn.Module):
-    """Encoder layers `[first, last)` on `tokens (B, N, C)` -> `(B, N, C)`; `spatial_shapes` `[(h, w)]` coarse first.
+class _TokenGeometry(nn.Module):
+    """Holds what `flatten_levels` computes besides the tokens (position + level embeddings, the empty padding mask,
+    level starts, valid ratios) for one image of the exported size; they depend on nothing else, so they enter the
+    graphs as constants, expanded to the batch."""
 
-    Position embeddings, reference points and the (empty) padding mask depend only on the fixed image size: they are
-    computed here once, as the pixel decoder computes them, and enter the graph as constants.
-    """
-
-    def __init__(self, model: nn.Module, *, first: int, last: int, spatial_shapes: list[tuple[int, int]]) -> None:
+    def __init__(self, model: nn.Module, *, tokens) -> None:
         super().__init__()
-        self.model, self.first, self.last, self.spatial_shapes = model, first, last, spatial_shapes
-        decoder = model.model.pixel_level_module.decoder
-        dtype, device = decoder.level_embed.dtype, decoder.level_embed.device
-        masks = [torch.zeros((1, h, w), dtype=torch.bool, device=device) for h, w in spatial_shapes]
-        with torch.no_grad():
-            position = torch.cat([
-                decoder.position_embedding(mask[:, None].shape, device, dtype).flatten(2).transpose(1, 2)
-                + decoder.level_embed[i].view(1, 1, -1) for i, mask in enumerate(masks)], 1)  # (1, N, C)
-            valid_ratios = torch.stack([decoder.get_valid_ratio(m, dtype=dtype) for m in masks], 1)  # (1, L, 2)
-            reference = decoder.encoder.get_reference_points(spatial_shapes, valid_ratios, device)  # (1, N, L, 2)
-        starts = torch.tensor([sum(h * w for h, w in spatial_shapes[:i]) for i in range(len(spatial_shapes))])
-        padding = torch.cat([m.flatten(1) for m in masks], 1)  # (1, N), all False
-        for name, value in (("position", position), ("reference_points", reference), ("padding", padding),
-                            ("level_start_index", starts.to(device))):
-            self.register_buffer(name, value, persistent=False)
+        self.model, self.spatial_shapes_list = model, list(tokens.spatial_shapes_list)
+        for name in ("attention_mask", "position_embeddings", "valid_ratios"):
+            self.register_buffer(name, getattr(tokens, name)[:1], persistent=False)
+        self.register_buffer("level_start_index", tokens.level_start_index, persistent=False)
+
+    def tokens(self, inputs_embeds: torch.Tensor) -> EcoMask2FormerEncoderTokens:
+        batch = inputs_embeds.size(0)  # not len(...): that would make the exporter specialise the batch
+        return EcoMask2FormerEncoderTokens(
+            inputs_embeds=inputs_embeds, attention_mask=self.attention_mask.expand(batch, -1),
+            position_embeddings=self.position_embeddings.expand(batch, -1, -1),
+            spatial_shapes_list=self.spatial_shapes_list, level_start_index=self.level_start_index,
+            valid_ratios=self.valid_ratios.expand(batch, -1, -1))
+
+
+class EncoderSegment(_TokenGeometry):
+    """Encoder layers `[first, last)` on `tokens (B, N, C)` -> `(B, N, C)`: the pixel decoder's `encode_layers`."""
+
+    def __init__(self, model: nn.Module, *, first: int, last: int, tokens) -> None:
+        super().__init__(model, tokens=tokens)
+        self.first, self.last = first, last
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        encoder, shapes = self.model.model.pixel_level_module.decoder.encoder, self.spatial_shapes
-        batch = tokens.size(0)  # not len(tokens): that would make the exporter specialise the batch
-        position, padding = self.position.expand(batch, -1, -1), self.padding.expand(batch, -1)
-        reference_points = self.reference_points.expand(batch, -1, -1, -1)
-        for index in range(self.first, self.last):
-            n_levels = encoder.levels_per_layer[index]
-            used = sum(h * w for h, w in shapes[:n_levels])  # tokens of the levels this layer sees
-            updated = encoder.layers[index](
-                encoder._take(tokens, None, used), encoder._take(padding, None, used),
-                position_embeddings=encoder._take(position, None, used),
-                reference_points=encoder._take(reference_points, None, used)[:, :, :n_levels],
-                spatial_shapes_list=shapes[:n_levels], level_start_index=self.level_start_index[:n_levels],
-            )[0]
-            tokens = encoder._put(tokens, updated, None, used)
-        return tokens
+        decoder = self.model.model.pixel_level_module.decoder
+        return decoder.encode_layers(self.tokens(tokens), first=self.first, last=self.last)
 
 
-class GatedTail(nn.Module):
+class GatedTail(_TokenGeometry):
     """Encoded `tokens (B, N, C)` + the stem's FPN maps -> `class_queries_logits`, `masks_queries_logits`: the pixel
-    decoder after its encoder, the transformer decoder and the class head."""
-
-    def __init__(self, model: nn.Module, *, spatial_shapes: list[tuple[int, int]]) -> None:
-        super().__init__()
-        self.model, self.spatial_shapes = model, spatial_shapes
+    decoder's `assemble`, the transformer decoder and the class head."""
 
     def forward(self, tokens: torch.Tensor, fpn_features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         decoder = self.model.model.pixel_level_module.decoder
-        sizes = [h * w for h, w in self.spatial_shapes]
-        maps = [t.transpose(1, 2).reshape(tokens.shape[0], -1, h, w)  # (B, C, h, w)
-                for t, (h, w) in zip(torch.split(tokens, sizes, dim=1), self.spatial_shapes)]
-        multi_scale_features = tuple(maps)
-        for idx, feature in enumerate(fpn_features[::-1]):
-            lateral = decoder.lateral_convolutions[idx](feature)
-            upsampled = nn.functional.interpolate(maps[-1], size=lateral.shape[-2:], mode="bilinear",
-                                                  align_corners=False)
-            maps.append(decoder.output_convolutions[idx](lateral + upsampled))
-        output = self.model.model.transformer_module(multi_scale_features=multi_scale_features,
-                                                     mask_features=decoder.mask_projection(maps[-1]),
-                                                     output_hidden_states=True)
+        pixel = decoder.assemble(fpn_features, tokens, self.tokens(tokens), depths=None, gate_logits=None)
+        output = self.model.model.transformer_module(multi_scale_features=pixel.multi_scale_features,
+                                                     mask_features=pixel.mask_features, output_hidden_states=True)
         last_state = output.intermediate_hidden_states[-1].transpose(0, 1)  # (B, Q, hidden)
         return self.model.class_predictor(last_state), output.masks_queries_logits[-1]
 
@@ -229,17 +213,16 @@ def export_gated_onnx(model: nn.Module, *, folder: str | Path, image_size: tuple
         return graph
 
     with export_mode(model), torch.no_grad():
-        levels = model.model.pixel_level_module.decoder.num_feature_levels
-        backbone_maps = model.model.pixel_level_module.encoder(pixel_values).feature_maps
-        shapes = [tuple(x.shape[-2:]) for x in backbone_maps[::-1][:levels]]  # (h, w) per level, 1/32 first
-        _, tokens, *fpn_features = GatedStem(model)(pixel_values)
+        features, _, tokens = _encoder_tokens(model, pixel_values)
+        shapes = tokens.spatial_shapes_list  # (h, w) per level, 1/32 first
+        fpn_features = features[: model.model.pixel_level_module.decoder.num_fpn_levels]
         fpn_names = [f"fpn_feature_{i}" for i in range(len(fpn_features))]
         stem = write(GatedStem(model), (pixel_values,), {
             "file": "stem.onnx", "inputs": ["pixel_values"], "outputs": ["gate_logits", "tokens", *fpn_names]})
-        segments = [write(EncoderSegment(model, first=first, last=last, spatial_shapes=shapes), (tokens,), {
+        segments = [write(EncoderSegment(model, first=first, last=last, tokens=tokens), (tokens.inputs_embeds,), {
             "exit": last, "layers": [first, last], "file": f"segment_{last}.onnx", "inputs": ["tokens"],
             "outputs": ["encoded_tokens"]}) for first, last in zip([0, *exits[:-1]], exits)]
-        tail = write(GatedTail(model, spatial_shapes=shapes), (tokens, fpn_features), {
+        tail = write(GatedTail(model, tokens=tokens), (tokens.inputs_embeds, list(fpn_features)), {
             "file": "tail.onnx", "inputs": ["tokens", *fpn_names], "outputs": LOGIT_NAMES})
     manifest = {
         "format": MANIFEST_FORMAT, "opset": opset, "dtype": str(pixel_values.dtype).removeprefix("torch."),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -159,16 +160,15 @@ def deformable_layer_gflops(
 
 
 @dataclass(frozen=True)
-class EcoMask2FormerGFlops:
-    """GFLOPs (fvcore convention) of one forward over a batch, by part; `total` is the sum of the parts.
+class EncoderExitGFlops:
+    """GFLOPs (fvcore convention) of one forward over a batch, by part: the parts every early-exit model has
+    (ECO-M2F, arXiv 2404.15244). A model's subclass adds its own parts; `total` is the sum of all parts.
 
     Attributes:
-        backbone: `pixel_level_module.encoder`.
+        backbone: the backbone.
         encoder_layers: per deformable encoder layer `(num_layers,)`; 0.0 for layers no image reached.
-        pixel_decoder_rest: the pixel decoder without its encoder layers and gate (projections, FPN, mask projection).
-        gate: the ECO-M2F gate (0.0 for stock Mask2Former or when the depth is given and the gate does not run).
-        transformer_decoder: `transformer_module` + `class_predictor`.
-        other: everything outside those modules (0.0 for an inference forward).
+        gate: the ECO-M2F gate (0.0 for a stock model or when the depth is given and the gate does not run).
+        other: everything outside the named parts (0.0 for an inference forward).
         total: all counted FLOPs of the forward.
         depths: encoder layers used by each image `(batch,)`.
         per_image: total GFLOPs of each image `(batch,)`; they sum to `total`.
@@ -176,9 +176,7 @@ class EcoMask2FormerGFlops:
 
     backbone: float
     encoder_layers: tuple[float, ...]
-    pixel_decoder_rest: float
     gate: float
-    transformer_decoder: float
     other: float
     total: float
     depths: tuple[int, ...]
@@ -190,22 +188,89 @@ class EcoMask2FormerGFlops:
         return sum(self.encoder_layers)
 
     @property
-    def pixel_decoder(self) -> float:
-        """Pixel decoder as the papers report it: encoder layers + the rest (the gate is reported apart)."""
-        return self.encoder + self.pixel_decoder_rest
-
-    @property
     def batch_size(self) -> int:
         return len(self.depths)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "encoder": self.encoder, "pixel_decoder": self.pixel_decoder}
+        """The fields plus the derived sums (`encoder`, and a subclass's own)."""
+        return {**asdict(self), **self._sums()}
+
+    def _sums(self) -> dict[str, float]:
+        return {"encoder": self.encoder}
+
+
+@dataclass(frozen=True)
+class EcoMask2FormerGFlops(EncoderExitGFlops):
+    """[`EncoderExitGFlops`] of a Mask2Former-family model: backbone = `pixel_level_module.encoder`, plus
+
+    Attributes:
+        pixel_decoder_rest: the pixel decoder without its encoder layers and gate (projections, FPN, mask projection).
+        transformer_decoder: `transformer_module` + `class_predictor`.
+    """
+
+    pixel_decoder_rest: float
+    transformer_decoder: float
+
+    @property
+    def pixel_decoder(self) -> float:
+        """Pixel decoder as the papers report it: encoder layers + the rest (the gate is reported apart)."""
+        return self.encoder + self.pixel_decoder_rest
+
+    def _sums(self) -> dict[str, float]:
+        return {"encoder": self.encoder, "pixel_decoder": self.pixel_decoder}
 
 
 def _tracker_names(model: nn.Module) -> dict[int, str]:
     """Module id -> the name FlopCounterMode's ModuleTracker gives it when `model` is the called root."""
     root = type(model).__name__
     return {id(module): f"{root}.{name}" if name else root for name, module in model.named_modules()}
+
+
+def count_flops_by_module(
+    model: nn.Module, pixel_values: torch.Tensor, **forward_kwargs
+) -> tuple[object, Callable[[nn.Module | None], int], int]:
+    """One forward `model(pixel_values=..., **forward_kwargs)` under `torch.no_grad()`, counted.
+
+    Returns:
+        The outputs, `part(module)` (the FlopCounterMode count of a submodule, 0 for `None`) and the total count
+        (counts are 2 per multiply-add, exact ints; see `to_gflops`).
+    """
+    counter = fvcore_flop_counter()
+    # Some models (Deformable DETR) slice a parameter into views; under no_grad such views still say requires_grad
+    # (without a grad_fn), which FlopCounterMode's module tracker cannot hook. Counting with the parameters'
+    # requires_grad off (restored afterwards) avoids that without changing any computation.
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        with torch.no_grad(), counter:
+            outputs = model(pixel_values=pixel_values, **forward_kwargs)
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    names = _tracker_names(model)
+
+    def part(module: nn.Module | None) -> int:
+        return 0 if module is None else counts.get(names[id(module)], 0)
+
+    return outputs, part, counts.get("Global", 0)
+
+
+def encoder_exit_gflops(
+    outputs, *, num_encoder_layers: int | torch.Tensor | None, batch_size: int, backbone: int,
+    encoder_layers: list[int], gate: int, other: int, total: int,
+) -> dict:
+    """The [`EncoderExitGFlops`] fields from counts (2 per multiply-add): GFLOPs, each image's depth and total."""
+    depths = _depths_used(outputs, num_encoder_layers, batch_size=batch_size, num_layers=len(encoder_layers))
+    return {
+        "backbone": to_gflops(backbone),
+        "encoder_layers": tuple(to_gflops(f) for f in encoder_layers),
+        "gate": to_gflops(gate),
+        "other": to_gflops(other),
+        "total": to_gflops(total),
+        "depths": depths,
+        "per_image": _per_image_gflops(total, encoder_layers, depths),
+    }
 
 
 def count_gflops(
@@ -238,37 +303,20 @@ def count_gflops(
         forward_kwargs["num_encoder_layers"] = num_encoder_layers
     base = model.model if hasattr(model, "model") and hasattr(model.model, "pixel_level_module") else model
     pixel_decoder = base.pixel_level_module.decoder
-    layers = pixel_decoder.encoder.layers
-    counter = fvcore_flop_counter()
-    with torch.no_grad(), counter:
-        outputs = model(pixel_values=pixel_values, **forward_kwargs)
-    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}  # exact ints, 2 per MAC
-    names = _tracker_names(model)
+    outputs, part, total = count_flops_by_module(model, pixel_values, **forward_kwargs)
 
-    def part(module: nn.Module | None) -> int:
-        return 0 if module is None else counts.get(names[id(module)], 0)
-
-    total = counts.get("Global", 0)
     backbone = part(base.pixel_level_module.encoder)
-    encoder_layers = [part(layer) for layer in layers]
+    encoder_layers = [part(layer) for layer in pixel_decoder.encoder.layers]
     gate = part(getattr(pixel_decoder, "gate", None))
-    pixel_decoder_rest = part(pixel_decoder) - sum(encoder_layers) - gate
     transformer_decoder = part(base.transformer_module) + part(getattr(model, "class_predictor", None))
-    other = total - backbone - part(pixel_decoder) - transformer_decoder
-
-    batch_size = pixel_values.shape[0]
-    depths = _depths_used(outputs, num_encoder_layers, batch_size=batch_size, num_layers=len(layers))
-    per_image = _per_image_gflops(total, encoder_layers, depths)
     return EcoMask2FormerGFlops(
-        backbone=to_gflops(backbone),
-        encoder_layers=tuple(to_gflops(f) for f in encoder_layers),
-        pixel_decoder_rest=to_gflops(pixel_decoder_rest),
-        gate=to_gflops(gate),
+        **encoder_exit_gflops(
+            outputs, num_encoder_layers=num_encoder_layers, batch_size=pixel_values.shape[0], backbone=backbone,
+            encoder_layers=encoder_layers, gate=gate, total=total,
+            other=total - backbone - part(pixel_decoder) - transformer_decoder,
+        ),
+        pixel_decoder_rest=to_gflops(part(pixel_decoder) - sum(encoder_layers) - gate),
         transformer_decoder=to_gflops(transformer_decoder),
-        other=to_gflops(other),
-        total=to_gflops(total),
-        depths=depths,
-        per_image=per_image,
     )
 
 
@@ -294,10 +342,13 @@ def _depths_used(
 
 __all__ = [
     "EcoMask2FormerGFlops",
+    "EncoderExitGFlops",
     "FVCORE_EXTRA_FORMULAS",
+    "count_flops_by_module",
     "count_gflops",
     "deformable_encoder_tokens",
     "deformable_layer_gflops",
+    "encoder_exit_gflops",
     "fvcore_flop_counter",
     "to_gflops",
 ]

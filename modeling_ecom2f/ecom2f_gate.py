@@ -10,7 +10,7 @@ from torch import nn
 GATE_POOLINGS = ("mean", "mean_std")
 
 
-class EcoMask2FormerGate(nn.Module):
+class EcoExitGate(nn.Module):
     """Mean-pooled feature map -> a tiny classifier over the allowed exits.
 
     ECO-M2F step 3 (arXiv 2404.15244 Sec. 3.3; GYeow/ECO-M2F `mask2former/modeling/pixel_decoder/gating.py`):
@@ -20,8 +20,11 @@ class EcoMask2FormerGate(nn.Module):
     `pooling="mean_std"` also feeds the per-channel spatial standard deviation: the input projection ends in a
     GroupNorm, which normalises away much of what a mean alone could tell (a richer input, not the paper's).
 
+    The same gate serves every ecom2f model (EcoMask2Former's pixel decoder, EcoDeformableDetr's encoder); the old
+    name `EcoMask2FormerGate` is kept as an alias.
+
     Args:
-        in_channels: channels of the pooled map (`config.feature_size`).
+        in_channels: channels of the pooled map (`config.feature_size` / `config.d_model`).
         num_exits: number of allowed exits (`len(config.exit_layers)`).
         hidden_size: width of the optional hidden layer; `None` gives the paper's single linear layer.
         pooling: `"mean"` (the paper) or `"mean_std"` (mean and standard deviation over space, `2 * in_channels`).
@@ -63,3 +66,9 @@ class EcoMask2FormerGate(nn.Module):
             std = spatial_mean((feature_map - pooled[:, :, None, None]).pow(2)).clamp(min=1e-12).sqrt()  # (B, C)
             pooled = torch.cat([pooled, std], dim=1)  # (B, 2C)
         return self.classifier(pooled)
+
+
+#: The gate's former, Mask2Former-specific name (saved code and user code may import it).
+EcoMask2FormerGate = EcoExitGate
+
+__all__ = ["GATE_POOLINGS", "EcoExitGate", "EcoMask2FormerGate"]

@@ -123,8 +123,11 @@ def resolve_msda_implementation(implementation: str, device: torch.device) -> st
     return implementation
 
 
-class EcoMask2FormerMultiscaleDeformableAttention(Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention):
+class EcoMultiscaleDeformableAttention(Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention):
     """The stock deformable attention (same parameters and keys) with a selectable sampling core.
+
+    Used by every ecom2f deformable encoder (Mask2Former's pixel decoder, Deformable DETR); the old name
+    `EcoMask2FormerMultiscaleDeformableAttention` is kept as an alias.
 
     Args:
         embed_dim, num_heads, n_levels, n_points: as the stock module.
@@ -170,7 +173,7 @@ class EcoMask2FormerMultiscaleDeformableAttention(Mask2FormerPixelDecoderEncoder
         return self.output_proj(output), weights
 
 
-def init_deformable_attention_(module: EcoMask2FormerMultiscaleDeformableAttention) -> None:
+def init_deformable_attention_(module: EcoMultiscaleDeformableAttention) -> None:
     """Deformable DETR's initialisation of a deformable attention module (also Mask2Former's): zero offset weights,
     offset biases on a ring of `n_heads` directions growing with the point index, uniform attention weights,
     xavier-uniform value and output projections with zero biases."""
@@ -189,3 +192,7 @@ def init_deformable_attention_(module: EcoMask2FormerMultiscaleDeformableAttenti
     init.constant_(module.value_proj.bias, 0.0)
     init.xavier_uniform_(module.output_proj.weight)
     init.constant_(module.output_proj.bias, 0.0)
+
+
+#: The attention's former, Mask2Former-specific name (saved code and user code may import it).
+EcoMask2FormerMultiscaleDeformableAttention = EcoMultiscaleDeformableAttention

@@ -11,6 +11,8 @@ from transformers.models.mask2former.modeling_mask2former import (
 )
 from transformers.utils import ModelOutput
 
+from .ecom2f_early_exit import EcoExitLossOutputFields, EcoExitOutputFields
+
 
 @dataclass
 class EcoMask2FormerPixelDecoderOutput(ModelOutput):
@@ -32,34 +34,17 @@ class EcoMask2FormerPixelDecoderOutput(ModelOutput):
 
 
 @dataclass
-class EcoMask2FormerModelOutput(Mask2FormerModelOutput):
+class EcoMask2FormerModelOutput(EcoExitOutputFields, Mask2FormerModelOutput):
     r"""
-    Stock [`Mask2FormerModelOutput`] plus:
-
-    encoder_layers_used (`torch.LongTensor` of shape `(batch_size,)`):
-        Number of deformable encoder layers each image went through.
-    gate_logits (`torch.FloatTensor` of shape `(batch_size, num_exits)`, *optional*):
-        Gate scores over `config.exit_layers`; `None` when the gate did not run.
+    Stock [`Mask2FormerModelOutput`] plus the depth decision of [`EcoExitOutputFields`] (`encoder_layers_used`,
+    `gate_logits`).
     """
-
-    encoder_layers_used: torch.Tensor | None = None
-    gate_logits: torch.Tensor | None = None
 
 
 @dataclass
-class EcoMask2FormerForUniversalSegmentationOutput(Mask2FormerForUniversalSegmentationOutput):
+class EcoMask2FormerForUniversalSegmentationOutput(EcoExitLossOutputFields, Mask2FormerForUniversalSegmentationOutput):
     r"""
     Stock [`Mask2FormerForUniversalSegmentationOutput`] (`class_queries_logits` `(batch_size, num_queries,
-    num_labels + 1)`, `masks_queries_logits` `(batch_size, num_queries, height/4, width/4)`, ...) plus:
-
-    encoder_layers_used (`torch.LongTensor` of shape `(batch_size,)`):
-        Number of deformable encoder layers each image went through.
-    gate_logits (`torch.FloatTensor` of shape `(batch_size, num_exits)`, *optional*):
-        Gate scores over `config.exit_layers`; `None` when the gate did not run.
-    gate_loss (`torch.FloatTensor`, *optional*):
-        Cross-entropy of the gate against `exit_labels`, when those were given (ECO-M2F step 3).
+    num_labels + 1)`, `masks_queries_logits` `(batch_size, num_queries, height/4, width/4)`, ...) plus
+    [`EcoExitLossOutputFields`] (`encoder_layers_used`, `gate_logits`, `gate_loss`).
     """
-
-    encoder_layers_used: torch.Tensor | None = None
-    gate_logits: torch.Tensor | None = None
-    gate_loss: torch.Tensor | None = None

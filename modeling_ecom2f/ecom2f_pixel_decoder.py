@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
@@ -15,10 +15,10 @@ from transformers.models.mask2former.modeling_mask2former import (
 )
 
 from .ecom2f_depth import gate_depths
-from .ecom2f_encoder import EcoMask2FormerPixelDecoderEncoder
-from .ecom2f_gate import EcoMask2FormerGate
+from .ecom2f_encoder import EcoMask2FormerPixelDecoderEncoder, run_early_exit_layers
+from .ecom2f_early_exit import build_exit_gate, build_token_recalibration
 from .ecom2f_outputs import EcoMask2FormerPixelDecoderOutput
-from .ecom2f_token_scaling import EcoMask2FormerTokenRecalibration, light_pixel_embedding
+from .ecom2f_token_scaling import light_pixel_embedding
 
 
 @dataclass
@@ -61,17 +61,8 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         super().__init__(config, feature_channels)
         # Same layers and keys as the stock encoder built above, with a depth-aware forward.
         self.encoder = EcoMask2FormerPixelDecoderEncoder(config)
-        self.gate = EcoMask2FormerGate(
-            in_channels=config.feature_size, num_exits=config.num_exits, hidden_size=config.gate_hidden_size,
-            pooling=config.gate_pooling,
-        )
-        self.token_recalibration = (
-            EcoMask2FormerTokenRecalibration(
-                feature_size=config.feature_size, temperature=config.token_recalibration_temperature
-            )
-            if config.token_recalibration
-            else None
-        )
+        self.gate = build_exit_gate(config, in_channels=config.feature_size)
+        self.token_recalibration = build_token_recalibration(config, feature_size=config.feature_size)
         if config.light_pixel_embedding:
             lpe = [light_pixel_embedding(feature_size=config.feature_size) for _ in range(self.num_fpn_levels)]
             for idx, module in enumerate(lpe):
@@ -120,10 +111,17 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         shared, and each exit gets its own FPN and mask projection. Yields `(depth, output)` in increasing depth; each
         output equals `forward(features, depths=depth)` (the same operations on the same batch).
         """
+        exits = sorted(set(int(k) for k in exits))
+        bad = [k for k in exits if not 1 <= k <= len(self.encoder.layers)]
+        if not exits or bad:
+            raise ValueError(f"exits must be a non-empty list of depths in [1, {len(self.encoder.layers)}], got {exits}")
         inputs_embeds, padding_masks, gate_logits = self.embed_levels(features, pixel_mask=pixel_mask, run_gate=run_gate)
         tokens = self.flatten_levels(inputs_embeds, padding_masks)
-        for depth, encoded in self.encoder.forward_exits(**tokens.encoder_inputs(), exits=exits):
-            yield depth, self.assemble(features, encoded, tokens, depths=depth, gate_logits=gate_logits)
+        done = 0
+        for depth in exits:
+            tokens = replace(tokens, inputs_embeds=self.encode_layers(tokens, first=done, last=depth))
+            done = depth
+            yield depth, self.assemble(features, tokens.inputs_embeds, tokens, depths=depth, gate_logits=gate_logits)
 
     def embed_levels(
         self, features: list[torch.Tensor], *, pixel_mask: torch.Tensor | None, run_gate: bool
@@ -173,16 +171,40 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
             valid_ratios=valid_ratios,
         )
 
+    def encode_layers(self, tokens: EcoMask2FormerEncoderTokens, *, first: int, last: int) -> torch.Tensor:
+        """Stage 2b: encoder layers `[first, last)` on every image of `tokens.inputs_embeds` (the early-exit loop at
+        one depth for the batch). `forward_exits` chains it from exit to exit; the ONNX export cuts its encoder
+        segments with it. Returns the tokens `(batch, tokens, C)`.
+        """
+        reference_points = self.encoder.get_reference_points(
+            tokens.spatial_shapes_list, tokens.valid_ratios, device=tokens.inputs_embeds.device
+        )
+        return run_early_exit_layers(
+            self.encoder.layers[first:last],
+            level_spans=[(0, n) for n in self.encoder.levels_per_layer[first:last]],  # coarse levels come first
+            hidden_states=tokens.inputs_embeds,
+            attention_mask=tokens.attention_mask,
+            position_embeddings=tokens.position_embeddings,
+            reference_points=reference_points,
+            spatial_shapes_list=tokens.spatial_shapes_list,
+            level_start_index=tokens.level_start_index,
+            depths=last - first,
+            max_depth=last - first,
+        )
+
     def assemble(
         self,
         features: list[torch.Tensor],
         encoded: torch.Tensor,
         tokens: EcoMask2FormerEncoderTokens,
         *,
-        depths: int | torch.Tensor,
+        depths: int | torch.Tensor | None,
         gate_logits: torch.Tensor | None,
     ) -> EcoMask2FormerPixelDecoderOutput:
-        """Stage 3: encoded tokens back to maps, the extra FPN levels (1/4) and the mask projection, as stock."""
+        """Stage 3: encoded tokens back to maps, the extra FPN levels (1/4) and the mask projection, as stock.
+
+        `depths` only fills `encoder_layers_used` (`None` leaves it empty, as the exported tail does).
+        """
         batch_size = encoded.shape[0]
         spatial_shapes_list = tokens.spatial_shapes_list
         # Split back into maps with Python sizes (no tensor iteration, compile friendly).

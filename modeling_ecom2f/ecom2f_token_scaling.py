@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 
-class EcoMask2FormerTokenRecalibration(nn.Module):
+class EcoTokenRecalibration(nn.Module):
     """TRC: the finest encoder level (1/8) gates the tokens of the coarser levels before they enter the encoder.
 
     For each coarser level, the input-projected 1/8 map is resized (bilinear) to that level's size, one shared
@@ -55,3 +55,7 @@ def light_pixel_embedding(*, feature_size: int) -> nn.Sequential:
         nn.GroupNorm(32, feature_size),
         nn.ReLU(),
     )
+
+
+#: TRC's former, Mask2Former-specific name (the Deformable DETR model uses the same module).
+EcoMask2FormerTokenRecalibration = EcoTokenRecalibration

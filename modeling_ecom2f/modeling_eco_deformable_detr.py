@@ -17,7 +17,6 @@ import copy
 
 import torch
 from torch import nn
-from transformers import initialization as init
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.models.deformable_detr.modeling_deformable_detr import (
     DeformableDetrForObjectDetection,
@@ -30,13 +29,11 @@ from transformers.utils.generic import can_return_tuple
 
 from configuration.configuration_eco_deformable_detr import EcoDeformableDetrConfig
 
-from .ecom2f_depth import depth_loss_weight, gate_cross_entropy, gate_depths, resolve_encoder_depths
+from .ecom2f_depth import gate_depths
 from .ecom2f_detr_encoder import EcoDeformableDetrEncoder
 from .ecom2f_detr_outputs import EcoDeformableDetrModelOutput, EcoDeformableDetrObjectDetectionOutput
-from .ecom2f_gate import EcoMask2FormerGate
+from .ecom2f_early_exit import EcoEarlyExitMixin, build_exit_gate, build_token_recalibration, carry_fields
 from .ecom2f_input_checks import check_pixel_values
-from .ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention, init_deformable_attention_
-from .ecom2f_token_scaling import EcoMask2FormerTokenRecalibration
 
 
 # transformers 5 renames some Deformable DETR keys between the module tree and the saved files (legacy names such as
@@ -47,23 +44,10 @@ register_checkpoint_conversion_mapping(
 )
 
 
-class EcoDeformableDetrPreTrainedModel(DeformableDetrPreTrainedModel):
+class EcoDeformableDetrPreTrainedModel(EcoEarlyExitMixin, DeformableDetrPreTrainedModel):
     config_class = EcoDeformableDetrConfig
     config: EcoDeformableDetrConfig
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, EcoMask2FormerGate):
-            for layer in module.modules():  # the released ECO-M2F gate starts with zero bias
-                if isinstance(layer, nn.Linear):
-                    init.normal_(layer.weight, mean=0.0, std=self.config.init_std)
-                    init.zeros_(layer.bias)
-        elif isinstance(module, EcoMask2FormerTokenRecalibration):
-            init.xavier_uniform_(module.proj.weight)
-            init.zeros_(module.proj.bias)
-        elif isinstance(module, EcoMask2FormerMultiscaleDeformableAttention):
-            init_deformable_attention_(module)
-        else:
-            super()._init_weights(module)
+    exit_gate_path = "gate"
 
 
 class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrModel):
@@ -73,17 +57,8 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
         DeformableDetrModel.__init__(self, config)  # the stock modules and keys
         # Same layer names as the stock encoder built above, with a depth- and stage-aware forward.
         self.encoder = EcoDeformableDetrEncoder(config)
-        self.gate = EcoMask2FormerGate(
-            in_channels=config.d_model, num_exits=config.num_exits, hidden_size=config.gate_hidden_size,
-            pooling=config.gate_pooling,
-        )
-        self.token_recalibration = (
-            EcoMask2FormerTokenRecalibration(
-                feature_size=config.d_model, temperature=config.token_recalibration_temperature
-            )
-            if config.token_recalibration
-            else None
-        )
+        self.gate = build_exit_gate(config, in_channels=config.d_model)
+        self.token_recalibration = build_token_recalibration(config, feature_size=config.d_model)
         self.post_init()
 
     def _multi_scale_inputs(
@@ -113,6 +88,11 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
         if pixel_mask is None:
             pixel_mask = pixel_values.new_ones(pixel_values.shape[0], *pixel_values.shape[2:], dtype=torch.long)
         sources, masks, _ = self._multi_scale_inputs(pixel_values, pixel_mask)
+        return self._gate_logits(sources, masks)
+
+    def _gate_logits(self, sources: list[torch.Tensor], masks: list[torch.Tensor]) -> torch.Tensor:
+        """The gate on `config.gate_input_level` (coarse to fine) of the input-projected levels (stock fine-to-coarse
+        order, masks `True` on real pixels): `(batch, num_exits)`."""
         level = self.config.num_feature_levels - 1 - self.config.gate_input_level  # coarse-to-fine -> stock index
         return self.gate(sources[level], ~masks[level])
 
@@ -153,13 +133,12 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
         batch_size, _, height, width = pixel_values.shape
         if pixel_mask is None:
             pixel_mask = torch.ones((batch_size, height, width), dtype=torch.long, device=pixel_values.device)
-        depths = resolve_encoder_depths(config, num_encoder_layers, batch_size=batch_size)
+        depths = self.resolve_depths(num_encoder_layers, batch_size)
         sources, masks, positions = self._multi_scale_inputs(pixel_values, pixel_mask)
 
         gate_logits = None
         if depths is None or output_gate_logits:
-            level = config.num_feature_levels - 1 - config.gate_input_level
-            gate_logits = self.gate(sources[level], ~masks[level])  # (B, num_exits)
+            gate_logits = self._gate_logits(sources, masks)  # (B, num_exits)
         if depths is None:
             depths = gate_depths(gate_logits, config=config, gate_beta=gate_beta)
         if self.token_recalibration is not None:
@@ -178,7 +157,7 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
 
         encoded = self.encoder(
             inputs_embeds=source_flatten,
-            padding_mask=~mask_flatten,
+            attention_mask=~mask_flatten,
             position_embeddings=position_flatten,
             spatial_shapes_list=spatial_shapes_list,
             level_start_index=level_start_index,
@@ -250,12 +229,6 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
             self._tied_weights_keys["bbox_embed"] = "model.decoder.bbox_embed"
         self.post_init()
 
-    def freeze_all_but_gate(self) -> list[nn.Parameter]:
-        """ECO-M2F step 3: freeze every parameter except the gate's; returns the gate parameters."""
-        self.requires_grad_(False)
-        self.model.gate.requires_grad_(True)
-        return list(self.model.gate.parameters())
-
     def _predict(self, outputs: EcoDeformableDetrModelOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """Per decoder layer class logits `(layers, B, queries, num_labels)` and boxes `(layers, B, queries, 4)`."""
         hidden_states = outputs.intermediate_hidden_states  # (B, layers, queries, C)
@@ -282,25 +255,18 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
         output_gate_logits: bool = False,
         gate_beta: float | None = None,
         labels: list[dict] | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> EcoDeformableDetrObjectDetectionOutput:
         r"""
-        num_encoder_layers (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Encoder depth, one for the batch or one per image, each in `config.exit_layers`. `None`: the gate
-            decides per image if `config.gate_trained`, else the deepest exit.
         exit_labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Ideal depth of each image (ECO-M2F step 2); adds the gate's cross-entropy to the loss (`gate_loss`).
-        output_gate_logits (`bool`, *optional*, defaults to `False`):
-            Run the gate even when the depth is given, and return its logits.
-        gate_beta (`float`, *optional*):
-            Trade-off of a `"utility"` gate for this call (`config.gate_beta` when `None`).
         labels (`list[dict]`, *optional*):
             Per image `{"class_labels": (targets,), "boxes": (targets, 4)}` (normalised cxcywh), as the stock model.
             `loss` is then the stock Deformable DETR loss times the step-1 depth weight (`exit_loss_weighting`).
+
+        `pixel_mask`, `num_encoder_layers`, `output_gate_logits`, `gate_beta` and every other keyword argument (the
+        stock ones: `decoder_attention_mask`, `encoder_outputs`, `inputs_embeds`, `decoder_inputs_embeds`,
+        `output_attentions`, ...) are those of [`EcoDeformableDetrModel.forward`], which receives them.
         """
         outputs = self.model(
             pixel_values,
@@ -308,40 +274,27 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
             num_encoder_layers=num_encoder_layers,
             output_gate_logits=output_gate_logits or exit_labels is not None,
             gate_beta=gate_beta,
-            encoder_outputs=encoder_outputs,
             **kwargs,
         )
         outputs_class, outputs_coord = self._predict(outputs)
         logits, pred_boxes = outputs_class[-1], outputs_coord[-1]
 
-        loss, loss_dict, auxiliary_outputs = None, None, None
+        task_loss, loss_dict, auxiliary_outputs = None, None, None
         if labels is not None:
-            loss, loss_dict, auxiliary_outputs = self.loss_function(
+            task_loss, loss_dict, auxiliary_outputs = self.loss_function(
                 logits, labels, self.device, pred_boxes, self.config, outputs_class, outputs_coord
             )
-            depths = num_encoder_layers if isinstance(num_encoder_layers, int) else outputs.encoder_layers_used
-            loss = loss * depth_loss_weight(self.config, depths)
-        gate_loss = None
-        if exit_labels is not None:
-            gate_loss = gate_cross_entropy(outputs.gate_logits, exit_labels, exit_layers=self.config.exit_layers)
-            loss = gate_loss if loss is None else loss + gate_loss
-
-        return EcoDeformableDetrObjectDetectionOutput(
+        loss, gate_loss = self.combine_exit_losses(
+            task_loss, num_encoder_layers=num_encoder_layers, outputs=outputs, exit_labels=exit_labels
+        )
+        return carry_fields(
+            outputs,
+            EcoDeformableDetrObjectDetectionOutput,
             loss=loss,
             loss_dict=loss_dict,
             logits=logits,
             pred_boxes=pred_boxes,
             auxiliary_outputs=auxiliary_outputs,
-            last_hidden_state=outputs.last_hidden_state,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            intermediate_hidden_states=outputs.intermediate_hidden_states,
-            intermediate_reference_points=outputs.intermediate_reference_points,
-            init_reference_points=outputs.init_reference_points,
-            encoder_layers_used=outputs.encoder_layers_used,
-            gate_logits=outputs.gate_logits,
             gate_loss=gate_loss,
         )
 

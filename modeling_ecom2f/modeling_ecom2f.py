@@ -10,7 +10,6 @@ from typing import Iterator
 
 import torch
 from torch import nn
-from transformers import initialization as init
 from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerForUniversalSegmentation,
     Mask2FormerLoss,
@@ -21,32 +20,17 @@ from transformers.models.mask2former.modeling_mask2former import (
 
 from configuration.configuration_ecom2f import EcoMask2FormerConfig
 
-from .ecom2f_depth import depth_loss_weight, gate_cross_entropy, resolve_encoder_depths, validate_encoder_depths
-from .ecom2f_gate import EcoMask2FormerGate
+from .ecom2f_depth import validate_encoder_depths
+from .ecom2f_early_exit import EcoEarlyExitMixin, carry_fields
 from .ecom2f_input_checks import check_pixel_values
 from .ecom2f_outputs import EcoMask2FormerForUniversalSegmentationOutput, EcoMask2FormerModelOutput
 from .ecom2f_pixel_decoder import EcoMask2FormerPixelLevelModule
-from .ecom2f_token_scaling import EcoMask2FormerTokenRecalibration
 
 
-class EcoMask2FormerPreTrainedModel(Mask2FormerPreTrainedModel):
+class EcoMask2FormerPreTrainedModel(EcoEarlyExitMixin, Mask2FormerPreTrainedModel):
     config_class = EcoMask2FormerConfig
     config: EcoMask2FormerConfig
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, EcoMask2FormerGate):
-            # The released gate's linear layer starts with zero bias (GYeow/ECO-M2F
-            # `mask2former/modeling/pixel_decoder/gating.py`, `GatingFunction`).
-            for layer in module.modules():
-                if isinstance(layer, nn.Linear):
-                    init.normal_(layer.weight, mean=0.0, std=self.config.init_std)
-                    init.zeros_(layer.bias)
-        elif isinstance(module, EcoMask2FormerTokenRecalibration):
-            # PRO-SCALE initialises every weight matrix with xavier_uniform, as Mask2Former's pixel decoder.
-            init.xavier_uniform_(module.proj.weight)
-            init.zeros_(module.proj.bias)
-        else:
-            super()._init_weights(module)
+    exit_gate_path = "pixel_level_module.decoder.gate"
 
 
 class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
@@ -57,10 +41,6 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
         self.pixel_level_module = EcoMask2FormerPixelLevelModule(config)
         self.transformer_module = Mask2FormerTransformerModule(in_features=config.feature_size, config=config)
         self.post_init()
-
-    def resolve_depths(self, num_encoder_layers: int | torch.Tensor | None, batch_size: int) -> int | torch.Tensor | None:
-        """The depth request after validation: an `int`, a LongTensor `(batch,)`, or `None` (the trained gate decides)."""
-        return resolve_encoder_depths(self.config, num_encoder_layers, batch_size=batch_size)
 
     def compute_gate_logits(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Gate scores `(batch, num_exits)` from the backbone and input projection only (no encoder, no decoder)."""
@@ -189,13 +169,6 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
         self.criterion = Mask2FormerLoss(config=config, weight_dict=self.weight_dict)
         self.post_init()
 
-    def freeze_all_but_gate(self) -> list[nn.Parameter]:
-        """ECO-M2F step 3: freeze every parameter except the gate's; returns the gate parameters."""
-        self.requires_grad_(False)
-        gate = self.model.pixel_level_module.decoder.gate
-        gate.requires_grad_(True)
-        return list(gate.parameters())
-
     def forward_exits(
         self,
         pixel_values: torch.Tensor,
@@ -218,23 +191,12 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
             pixel_values, pixel_mask=pixel_mask, exits=exits, output_gate_logits=output_gate_logits
         ):
             class_logits = self.class_predictor(outputs.transformer_decoder_intermediate_states[-1].transpose(0, 1))
-            yield depth, EcoMask2FormerForUniversalSegmentationOutput(
+            yield depth, carry_fields(
+                outputs,
+                EcoMask2FormerForUniversalSegmentationOutput,
                 class_queries_logits=class_logits,  # (B, num_queries, num_labels + 1)
                 masks_queries_logits=outputs.masks_queries_logits[-1],  # (B, num_queries, H/4, W/4)
-                encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-                pixel_decoder_last_hidden_state=outputs.pixel_decoder_last_hidden_state,
-                transformer_decoder_last_hidden_state=outputs.transformer_decoder_last_hidden_state,
-                encoder_layers_used=outputs.encoder_layers_used,
-                gate_logits=outputs.gate_logits,
             )
-
-    def depth_loss_weight(self, depths: int | torch.Tensor) -> float | torch.Tensor:
-        """Step-1 loss weight of the depth(s) used; the mean over images for per-image depths."""
-        return depth_loss_weight(self.config, depths)
-
-    def gate_loss(self, gate_logits: torch.Tensor, exit_labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of gate logits `(batch, num_exits)` against ideal depths `(batch,)` (ECO-M2F step 3)."""
-        return gate_cross_entropy(gate_logits, exit_labels, exit_layers=self.config.exit_layers)
 
     def forward(
         self,
@@ -257,15 +219,11 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
             Per image, binary masks `(num_targets, height, width)`.
         class_labels (`list[torch.LongTensor]`, *optional*):
             Per image, the class of each mask `(num_targets,)`.
-        num_encoder_layers (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Deformable-encoder depth, one for the batch or one per image, each in `config.exit_layers`. `None`: the
-            gate decides per image if `config.gate_trained`, else the deepest exit.
         exit_labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Ideal depth of each image (ECO-M2F step 2). Adds the gate's cross-entropy to the loss (`gate_loss`).
-        output_gate_logits (`bool`, *optional*, defaults to `False`):
-            Run the gate even when the depth is given, and return its logits.
-        gate_beta (`float`, *optional*):
-            Trade-off of a `"utility"` gate for this call (`config.gate_beta` when `None`); see `config.gate_objective`.
+
+        `pixel_mask`, `num_encoder_layers`, `output_gate_logits` and `gate_beta` are those of
+        [`EcoMask2FormerModel.forward`].
 
         With `mask_labels` and `class_labels`, `loss` is the stock Mask2Former loss times the step-1 depth weight
         (`config.exit_loss_weighting`: k at exit k for `"linear"`).
@@ -291,7 +249,7 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
         masks_queries_logits = outputs.masks_queries_logits
         auxiliary_logits = self.get_auxiliary_logits(class_queries_logits, masks_queries_logits)
 
-        loss = None
+        task_loss = None
         if mask_labels is not None and class_labels is not None:
             loss_dict = self.get_loss_dict(
                 masks_queries_logits=masks_queries_logits[-1],
@@ -300,31 +258,25 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
                 class_labels=class_labels,
                 auxiliary_predictions=auxiliary_logits,
             )
-            depths = num_encoder_layers if isinstance(num_encoder_layers, int) else outputs.encoder_layers_used
-            loss = self.get_loss(loss_dict) * self.depth_loss_weight(depths)
-        gate_loss = None
-        if exit_labels is not None:
-            gate_loss = self.gate_loss(outputs.gate_logits, exit_labels)
-            loss = gate_loss if loss is None else loss + gate_loss
+            task_loss = self.get_loss(loss_dict)
+        loss, gate_loss = self.combine_exit_losses(
+            task_loss, num_encoder_layers=num_encoder_layers, outputs=outputs, exit_labels=exit_labels
+        )
 
         output_auxiliary_logits = (
             self.config.output_auxiliary_logits if output_auxiliary_logits is None else output_auxiliary_logits
         )
-        output = EcoMask2FormerForUniversalSegmentationOutput(
+        # The base model ran with hidden states whenever the auxiliary loss needs them; return them only if asked.
+        hidden_states = ("encoder_hidden_states", "pixel_decoder_hidden_states", "transformer_decoder_hidden_states")
+        output = carry_fields(
+            outputs,
+            EcoMask2FormerForUniversalSegmentationOutput,
             loss=loss,
             class_queries_logits=class_queries_logits[-1],
             masks_queries_logits=masks_queries_logits[-1],
             auxiliary_logits=auxiliary_logits if output_auxiliary_logits else None,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            pixel_decoder_last_hidden_state=outputs.pixel_decoder_last_hidden_state,
-            transformer_decoder_last_hidden_state=outputs.transformer_decoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states if output_hidden_states else None,
-            pixel_decoder_hidden_states=outputs.pixel_decoder_hidden_states if output_hidden_states else None,
-            transformer_decoder_hidden_states=outputs.transformer_decoder_hidden_states if output_hidden_states else None,
-            attentions=outputs.attentions,
-            encoder_layers_used=outputs.encoder_layers_used,
-            gate_logits=outputs.gate_logits,
             gate_loss=gate_loss,
+            **({} if output_hidden_states else dict.fromkeys(hidden_states)),
         )
         return output if return_dict else output.to_tuple()
 

@@ -300,6 +300,13 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
             results.extend(method(single, target_sizes=sizes, **kwargs))
         return results
 
+    def _run_and_tag(self, method, outputs, pixel_mask, target_sizes, **kwargs) -> list[dict]:
+        """`_run_per_image`, then each image's result dict gets its `"encoder_layers_used"`."""
+        results = self._run_per_image(method, outputs, pixel_mask, target_sizes, **kwargs)
+        for result, depth in zip(results, self._encoder_layers(outputs, len(results))):
+            result["encoder_layers_used"] = depth
+        return results
+
     def post_process_semantic_segmentation(
         self,
         outputs,
@@ -345,15 +352,12 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
     ) -> list[dict]:
         """Stock instance post-processing; each image's dict also holds `"encoder_layers_used"` (`int`, or `None`
         for outputs without it). `pixel_mask` `(B, H, W)`: crop each image's padding away first."""
-        results = self._run_per_image(
+        return self._run_and_tag(
             super().post_process_instance_segmentation, outputs, pixel_mask, target_sizes,
             threshold=threshold, mask_threshold=mask_threshold,
             overlap_mask_area_threshold=overlap_mask_area_threshold,
             return_coco_annotation=return_coco_annotation, return_binary_maps=return_binary_maps,
         )
-        for result, depth in zip(results, self._encoder_layers(outputs, len(results))):
-            result["encoder_layers_used"] = depth
-        return results
 
     def post_process_panoptic_segmentation(
         self,
@@ -368,14 +372,11 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
     ) -> list[dict]:
         """Stock panoptic post-processing; each image's dict also holds `"encoder_layers_used"` (`int`, or `None`
         for outputs without it). `pixel_mask` `(B, H, W)`: crop each image's padding away first."""
-        results = self._run_per_image(
+        return self._run_and_tag(
             super().post_process_panoptic_segmentation, outputs, pixel_mask, target_sizes,
             threshold=threshold, mask_threshold=mask_threshold,
             overlap_mask_area_threshold=overlap_mask_area_threshold, label_ids_to_fuse=label_ids_to_fuse,
         )
-        for result, depth in zip(results, self._encoder_layers(outputs, len(results))):
-            result["encoder_layers_used"] = depth
-        return results
 
 
 __all__ = ["EcoMask2FormerImageProcessor"]

@@ -2,35 +2,19 @@
 
     python _detection_load_client.py SOURCE OUT.pt IMAGE [IMAGE ...] [--prove-block ROOT]
 
-It hides the project's packages (as `_hub_load_client` does), then loads config, model, image processor and
-`pipeline("object-detection")` with `trust_remote_code=True` and saves, with `torch.save`, the class names, the
-model outputs on the images at two depths and the pipeline results.
+It hides the project's packages (as `_hub_load_client` does), then loads config, model, base model (`AutoModel`),
+image processor and `pipeline("object-detection")` with `trust_remote_code=True` and saves, with `torch.save`, the
+class names, the model outputs on the images at two depths and the pipeline results.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-from _hub_load_client import EditableLikeFinder, hide_project, visible
+from _hub_load_client import block_project, client_parser, load_base_model, visible
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("source")
-    parser.add_argument("out")
-    parser.add_argument("images", nargs="+")
-    parser.add_argument("--prove-block")
-    args = parser.parse_args()
-    report: dict = {}
-    if args.prove_block:
-        sys.path.append(args.prove_block)
-        sys.meta_path.insert(0, EditableLikeFinder(args.prove_block))
-        report["visible_before_block"] = visible()
-    hide_project()
-    report["visible_after_block"] = visible()
-    if any(report["visible_after_block"].values()):
-        raise SystemExit(f"the import block failed: {report['visible_after_block']}")
+    args = client_parser().parse_args()
+    report = block_project(args.prove_block)
 
     import torch
     from PIL import Image
@@ -47,6 +31,7 @@ def main() -> None:
     report["classes"] = {role: f"{type(obj).__module__}.{type(obj).__name__}" for role, obj in
                          [("config", config), ("model", model), ("processor", processor),
                           ("pipeline_model", detector.model), ("pipeline_processor", detector.image_processor)]}
+    report["base_model"] = load_base_model(args.source, trust_remote_code=True)
     report["loading_info"] = {k: sorted(v) for k, v in info.items() if k != "error_msgs"}
     inputs = processor(images=images, return_tensors="pt")
     with torch.no_grad():

@@ -6,8 +6,8 @@ Before anything else it hides the project's packages (`modeling_ecom2f`, `config
 from every import finder, including the meta-path finder that `pip install -e .` adds, so that only the remote
 code of SOURCE can provide the classes. `--prove-block ROOT` first makes the project importable on purpose (ROOT on
 `sys.path`, plus a finder like an editable install's) and records that it is, to show that the block defeats both.
-It then loads config, model, image processor and `pipeline("image-segmentation")` with `trust_remote_code=True` and
-saves, with `torch.save`, what `_hub_outputs.segment_outputs` computes plus the import checks and class names.
+It then loads config, model, base model (`AutoModel`), image processor and `pipeline("image-segmentation")` with
+`trust_remote_code=True` and saves, with `torch.save`, what `_hub_outputs.segment_outputs` computes plus the import checks and class names.
 """
 
 from __future__ import annotations
@@ -59,31 +59,52 @@ def hide_project() -> None:
     importlib.invalidate_caches()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("source")
-    parser.add_argument("out")
-    parser.add_argument("images", nargs="+")
-    parser.add_argument("--revision")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--prove-block")
-    args = parser.parse_args()
-
+def block_project(prove_block: str | None) -> dict:
+    """Hide the project (after making it importable on purpose with `prove_block`); returns the visibility report."""
     report: dict = {}
-    if args.prove_block:
-        sys.path.append(args.prove_block)
-        sys.meta_path.insert(0, EditableLikeFinder(args.prove_block))
+    if prove_block:
+        sys.path.append(prove_block)
+        sys.meta_path.insert(0, EditableLikeFinder(prove_block))
         report["visible_before_block"] = visible()
     hide_project()
     report["visible_after_block"] = visible()
     if any(report["visible_after_block"].values()):
         raise SystemExit(f"the import block failed: {report['visible_after_block']}")
+    return report
+
+
+def load_base_model(source: str, **kwargs) -> dict:
+    """`AutoModel.from_pretrained(source)`: the base model class (from `auto_map["AutoModel"]`) and its loading info."""
+    from transformers import AutoModel
+
+    model, info = AutoModel.from_pretrained(source, output_loading_info=True, **kwargs)
+    return {"class": f"{type(model).__module__}.{type(model).__name__}",
+            "loading_info": {k: sorted(v) for k, v in info.items() if k != "error_msgs"}}
+
+
+def client_parser() -> argparse.ArgumentParser:
+    """The arguments every fresh-process client takes: SOURCE OUT.pt IMAGE [IMAGE ...] [--prove-block ROOT]."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("source")
+    parser.add_argument("out")
+    parser.add_argument("images", nargs="+")
+    parser.add_argument("--prove-block")
+    return parser
+
+
+def main() -> None:
+    parser = client_parser()
+    parser.add_argument("--revision")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    report = block_project(args.prove_block)
 
     import torch
     from PIL import Image
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForUniversalSegmentation, pipeline
 
-    from _hub_outputs import segment_outputs
+    from helpers.hub_outputs import segment_outputs
 
     torch.set_num_threads(args.threads)
     kwargs = {"trust_remote_code": True, "revision": args.revision}
@@ -98,6 +119,7 @@ def main() -> None:
         for role, obj in [("config", config), ("model", model), ("processor", processor),
                           ("pipeline_model", pipe.model), ("pipeline_processor", pipe.image_processor)]
     }
+    report["base_model"] = load_base_model(args.source, **kwargs)
     report["outputs"] = segment_outputs(model=model, processor=processor, pipe=pipe, images=images)
     report["visible_at_end"] = visible()
     report["project_modules_loaded"] = sorted(n for n in sys.modules if n.split(".")[0] in PROJECT)

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random-init configs and models that run on a CPU in milliseconds."""
+"""Shared fixtures; the builders behind them live in `tests/helpers/`."""
 
 from __future__ import annotations
 
@@ -8,56 +8,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from transformers import Mask2FormerConfig, SwinConfig
 
-STAGES = ["stage1", "stage2", "stage3", "stage4"]
-
-
-def tiny_kwargs(**overrides) -> dict:
-    """Keyword arguments of a tiny Mask2Former-family config (Swin backbone, 32-d pixel decoder)."""
-    swin = SwinConfig(
-        embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=7, drop_path_rate=0.0,
-        out_features=STAGES,
-    )
-    kwargs = dict(
-        backbone_config=swin, feature_size=32, mask_feature_size=32, hidden_dim=32, num_attention_heads=4,
-        encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=4, decoder_layers=3, num_queries=10,
-        num_labels=5, train_num_points=256,
-    )
-    kwargs.update(overrides)
-    return kwargs
-
-
-def tiny_eco_config(**overrides):
-    from modeling_ecom2f import EcoMask2FormerConfig
-
-    return EcoMask2FormerConfig(**tiny_kwargs(**overrides))
-
-
-def tiny_stock_config(**overrides) -> Mask2FormerConfig:
-    return Mask2FormerConfig(**tiny_kwargs(**overrides))
-
-
-def tiny_labels(batch_size: int, height: int, width: int, *, num_labels: int = 5, seed: int = 0):
-    """Random binary masks and classes in the format of the image processor (lists of per-image tensors)."""
-    generator = torch.Generator().manual_seed(seed)
-    mask_labels, class_labels = [], []
-    for _ in range(batch_size):
-        n = 3
-        masks = (torch.rand(n, height, width, generator=generator) > 0.5).float()
-        mask_labels.append(masks)
-        class_labels.append(torch.randint(0, num_labels, (n,), generator=generator))
-    return mask_labels, class_labels
+from helpers.models import tiny_eco_model
+from helpers.recipe import build_detection_chain, build_tiny_chain
 
 
 @pytest.fixture
 def eco_model():
-    from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
-
-    torch.manual_seed(0)
-    return EcoMask2FormerForUniversalSegmentation(tiny_eco_config()).eval()
+    return tiny_eco_model()
 
 
 @pytest.fixture
 def pixel_values():
     return torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def tiny_chain(tmp_path_factory) -> dict:
+    """Data on disk, then steps 1-3 and the evaluation through the example scripts in this process (once)."""
+    return build_tiny_chain(tmp_path_factory.mktemp("ecom2f-recipe"))
+
+
+@pytest.fixture(scope="session")
+def detection_chain(tmp_path_factory) -> dict:
+    """Steps 1-3 and the evaluation through the detection scripts (once)."""
+    return build_detection_chain(tmp_path_factory.mktemp("ecom2f-detr-recipe"))

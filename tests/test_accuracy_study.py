@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_eco_config
+from helpers.models import tiny_eco_config
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -58,6 +58,13 @@ def test_loading_a_parent_with_more_stage_layers_sets_encoder_layers(tmp_path):
     assert (model.config.encoder_layers, model.config.exit_layers) == (4, [4])
     stock_depth = load_model(tmp_path, overrides={"exit_layers": [3]})  # the gate's size changes with the exits
     assert stock_depth.config.num_exits == 1
+
+
+def test_workers_take_the_variant_of_their_own_preset():
+    assert accuracy_study.variant_named("eco", preset="default").exits == (2, 3, 4, 5, 6)
+    assert accuracy_study.variant_named("eco", preset="tiny").exits == (2, 3)
+    with pytest.raises(SystemExit, match="unknown variant"):
+        accuracy_study.variant_named("proscale_114_trc_lpe", preset="tiny")
 
 
 def test_unknown_variant_is_refused():

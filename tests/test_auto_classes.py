@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _detection_fixtures import tiny_eco_detector  # noqa: E402
-from conftest import tiny_eco_config  # noqa: E402
+from helpers.detection import tiny_eco_detector  # noqa: E402
+from helpers.models import tiny_eco_config  # noqa: E402
 
 from modeling_ecom2f import (  # noqa: E402
     EcoDeformableDetrConfig,

@@ -7,7 +7,7 @@ import json
 import pytest
 from transformers import AutoConfig, Mask2FormerConfig
 
-from conftest import tiny_eco_config, tiny_kwargs
+from helpers.models import tiny_eco_config, tiny_kwargs
 from modeling_ecom2f import EcoMask2FormerConfig
 
 

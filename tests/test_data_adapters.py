@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from datasets import Dataset, Features, Image, List, Value
-from fixtures_data import write_ade20k, write_cityscapes, write_coco_panoptic
+from helpers.data import write_ade20k, write_cityscapes, write_coco_panoptic
 
 from modeling_ecom2f.data import (
     SegmentationLabelInfo,
@@ -96,6 +96,12 @@ def _source(annotations, extra=None, features=None):
     return Dataset.from_dict(columns, features=Features(feats))
 
 
+def _load_mapped(source, annotation_format: str, **kwargs):
+    """`load_mapped_dataset` of a `_source`-shaped data set (image column `pixel_values`, annotations in `label`)."""
+    return load_mapped_dataset(source, annotation_format=annotation_format, label_info=LABELS,
+                               image_column="pixel_values", annotation_column="label", **kwargs)
+
+
 def test_mapped_semantic_instance_cityscapes_and_coco_formats(tmp_path):
     cat = np.zeros((8, 10), np.uint8)
     cat[:3] = 2
@@ -107,38 +113,19 @@ def test_mapped_semantic_instance_cityscapes_and_coco_formats(tmp_path):
     # semantic with ADE-style reduce_labels: stored ids are class + 1, 0 = void
     sem = (cat + 1).astype(np.uint8)
     sem[7, 9] = 0
-    ds, _ = load_mapped_dataset(
-        _source([{"bytes": encode_png(sem), "path": None}]),
-        annotation_format="semantic",
-        label_info=LABELS,
-        image_column="pixel_values",
-        annotation_column="label",
-        image_id_column="name",
-        reduce_labels=True,
-    )
+    ds, _ = _load_mapped(_source([{"bytes": encode_png(sem), "path": None}]), "semantic", image_id_column="name",
+                         reduce_labels=True)
     assert ds[0]["image_id"] == "im0" and sorted(_segments(ds[0]).values()) == [(0, 0), (1, 0), (2, 0)]
     assert rgb_to_panoptic_ids(np.asarray(ds[0]["annotation"]))[7, 9] == 0
     # instance_rg: channel 0 class, channel 1 instance
     rg = np.stack([cat, inst, np.zeros_like(cat)], -1)
-    ds, _ = load_mapped_dataset(
-        _source([{"bytes": encode_png(rg), "path": None}]),
-        annotation_format="instance_rg",
-        label_info=LABELS,
-        image_column="pixel_values",
-        annotation_column="label",
-    )
+    ds, _ = _load_mapped(_source([{"bytes": encode_png(rg), "path": None}]), "instance_rg")
     assert ds[0]["image_id"] == "row-0" and sorted(_segments(ds[0]).values()) == [(0, 0), (1, 0), (1, 0), (2, 0)]
     # cityscapes_ids: class * 1000 + k; a car without instance id is a crowd
     city = np.where(inst > 0, 1000 + inst.astype(np.int64) - 1, cat).astype(np.uint16)
     city[0, 0] = 255  # ignore_index: void
     city[7, 0] = 1  # a car pixel without instance id
-    ds, _ = load_mapped_dataset(
-        _source([{"bytes": encode_png(city), "path": None}]),
-        annotation_format="cityscapes_ids",
-        label_info=LABELS,
-        image_column="pixel_values",
-        annotation_column="label",
-    )
+    ds, _ = _load_mapped(_source([{"bytes": encode_png(city), "path": None}]), "cityscapes_ids")
     assert sorted(_segments(ds[0]).values()) == [(0, 0), (1, 0), (1, 0), (1, 1), (2, 0)]
     assert rgb_to_panoptic_ids(np.asarray(ds[0]["annotation"]))[0, 0] == 0
     # coco_panoptic_rgb through a parquet file on disk
@@ -155,14 +142,7 @@ def test_mapped_semantic_instance_cityscapes_and_coco_formats(tmp_path):
         {"segs": List({"id": Value("int64"), "category_id": Value("int64"), "iscrowd": Value("int64")})},
     )
     source.to_parquet(str(tmp_path / "data.parquet"))
-    ds, _ = load_mapped_dataset(
-        str(tmp_path / "data.parquet"),
-        annotation_format="coco_panoptic_rgb",
-        label_info=LABELS,
-        image_column="pixel_values",
-        annotation_column="label",
-        segments_info_column="segs",
-    )
+    ds, _ = _load_mapped(str(tmp_path / "data.parquet"), "coco_panoptic_rgb", segments_info_column="segs")
     np.testing.assert_array_equal(rgb_to_panoptic_ids(np.asarray(ds[0]["annotation"])), ids)
     assert [(s["id"], s["iscrowd"]) for s in ds[0]["segments_info"]] == [(1, 0), (3, 0), (101, 0), (102, 1)]
     validate_panoptic(ids, ds[0]["segments_info"], image_id="x", image_size=(8, 10), category_ids=LABELS.id2label)
@@ -180,14 +160,7 @@ def test_mapped_binary_masks_and_saved_dataset(tmp_path):
         feats,
     )
     source.save_to_disk(str(tmp_path / "saved"))
-    ds, info = load_mapped_dataset(
-        str(tmp_path / "saved"),
-        annotation_format="binary_masks",
-        label_info=LABELS,
-        image_column="pixel_values",
-        annotation_column="label",
-        segments_info_column="segs",
-    )
+    ds, info = _load_mapped(str(tmp_path / "saved"), "binary_masks", segments_info_column="segs")
     segments = _segments(ds[0])
     assert sorted(segments.values()) == [(1, 0), (2, 0)] and len(max(segments, key=len)) == 40
     assert SegmentationLabelInfo.from_dataset(ds) == LABELS

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from datasets import Dataset, Features, Image, List, Value
-from fixtures_data import write_ade20k, write_cityscapes, write_coco_panoptic
+from helpers.data import write_ade20k, write_cityscapes, write_coco_panoptic
 from transformers.models.mask2former.image_processing_pil_mask2former import Mask2FormerImageProcessorPil
 
 from modeling_ecom2f.data import (

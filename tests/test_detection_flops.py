@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import DeformableDetrForObjectDetection
 
-from _detection_fixtures import detection_pixels, tiny_eco_detector, tiny_stock_detr_config
+from helpers.detection import detection_pixels, tiny_eco_detector, tiny_stock_detr_config
 from modeling_ecom2f.ecom2f_detr_flops import count_detection_gflops, detection_gflops_per_exit
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, DeformableDetrForObjectDetection
 
-from _detection_fixtures import (
+from helpers.detection import (
     detection_labels,
     detection_pixels,
     tiny_eco_detector,

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection, pipeline
 
 import modeling_ecom2f
-from _detection_fixtures import tiny_eco_detector
-from _hub_fixtures import write_test_images
-from fake_hub import REPO_ROOT, client_env, run_python
+from helpers.data import gradient_image
+from helpers.detection import tiny_eco_detector
+from helpers.hub_fixtures import write_test_images
+from helpers.fake_hub import REPO_ROOT, client_env, run_python
 from hub.hub_eco_deformable_detr_export import export_detection_model_folder
 from hub.hub_ecom2f_export import NotAnEcoModelError, UntrainedGateWarning
 
@@ -41,8 +41,7 @@ def model_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image():
-    y, x = np.mgrid[0:72, 0:100]
-    return Image.fromarray(np.stack([x * 2, y * 3, (x + y) % 256], -1).astype(np.uint8))
+    return gradient_image(72, 100)
 
 
 def test_auto_classes_resolve_to_ours(model_folder):
@@ -82,6 +81,7 @@ def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
     config = json.loads((export / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_eco_deformable_detr.EcoDeformableDetrConfig",
+        "AutoModel": "modeling_eco_deformable_detr.EcoDeformableDetrModel",
         "AutoModelForObjectDetection": "modeling_eco_deformable_detr.EcoDeformableDetrForObjectDetection",
     }
     assert json.loads((export / "preprocessor_config.json").read_text())["auto_map"] == {
@@ -101,6 +101,8 @@ def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
     assert report["classes"]["model"].startswith("transformers_modules.")
     assert report["classes"]["pipeline_processor"].endswith("EcoDeformableDetrImageProcessor")
     assert not report["loading_info"]["missing_keys"] and not report["loading_info"]["unexpected_keys"]
+    assert report["base_model"]["class"].endswith("modeling_eco_deformable_detr.EcoDeformableDetrModel")
+    assert not report["base_model"]["loading_info"]["missing_keys"]
 
     model = modeling_ecom2f.EcoDeformableDetrForObjectDetection.from_pretrained(model_folder).eval()
     processor = modeling_ecom2f.EcoDeformableDetrImageProcessor.from_pretrained(model_folder)

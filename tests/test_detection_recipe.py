@@ -4,20 +4,16 @@ direct `per_image_box_ap` evaluation, the short trade-off driver writes its tabl
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import math
 import shlex
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe_common import REPO, _Example, read_json  # noqa: E402
+from helpers.recipe import DETECTION_DATA as DATA
+from helpers.recipe import REPO, TINY_DETR, load_detection_example, read_json
 
 from modeling_ecom2f import EcoDeformableDetrForObjectDetection, EcoDeformableDetrImageProcessor  # noqa: E402
 from modeling_ecom2f.data import decode_row, detection_reference  # noqa: E402
@@ -27,53 +23,16 @@ from modeling_ecom2f.recipe import (  # noqa: E402
     build_train_early_exit_parser,
     get_task,
     load_derived_dataset,
-    pq_matrix,
+    quality_matrix,
 )
 from modeling_ecom2f.recipe.data import load_split  # noqa: E402
-
-DATA = ["--dataset", "synthetic", "--image_size", "96", "--synthetic_train_images", "8",
-        "--synthetic_validation_images", "4", "--synthetic_max_objects", "4", "--per_device_eval_batch_size", "4"]
-TINY_DETR = ["--backbone", "resnet-mini", "--backbone_kwargs",
-             '{"embedding_size": 8, "hidden_sizes": [8, 16, 32, 32]}', "--d_model", "32", "--encoder_layers", "3",
-             "--decoder_layers", "1", "--num_queries", "8", "--num_attention_heads", "2"]
-
-
-def load_detection_example(name: str) -> _Example:
-    """Import `examples/detection/<name>.py` and wrap its `main` (one torch thread)."""
-    path = REPO / "examples" / "detection" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"detection_example_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return _Example(module)
-
-
-@functools.lru_cache(maxsize=1)
-def chain() -> dict:
-    """Steps 1-3 and the evaluation through the detection scripts, once."""
-    root = Path(tempfile.mkdtemp(prefix="ecom2f-detr-recipe-"))
-    paths = {name: root / name for name in ("step1", "step2", "gate", "eval")}
-    summaries = {
-        "step1": load_detection_example("train_early_exit_detr").main(DATA + TINY_DETR + [
-            "--output_dir", str(paths["step1"]), "--max_train_steps", "2", "--per_device_train_batch_size", "4",
-            "--learning_rate", "1e-3", "--eval_depths", "2", "3"]),
-        "step2": load_detection_example("derive_exit_dataset_detr").main(DATA + [
-            "--model_name_or_path", str(paths["step1"]), "--output_dir", str(paths["step2"]), "--betas", "0.01"]),
-        "step3": load_detection_example("train_gate_detr").main(DATA + [
-            "--model_name_or_path", str(paths["step1"]), "--derived_dataset", str(paths["step2"]), "--beta", "0.01",
-            "--output_dir", str(paths["gate"]), "--num_train_epochs", "2", "--per_device_train_batch_size", "2"]),
-        "eval": load_detection_example("evaluate_detr").main(DATA + [
-            "--model_name_or_path", str(paths["step1"]), "--gate_models", str(paths["gate"]), "--oracle_betas",
-            "0.01", "--output_dir", str(paths["eval"])]),
-    }
-    return {"paths": paths, "summaries": summaries}
-
 
 def _fraction(value) -> bool:
     return isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0
 
 
-def test_each_detection_script_runs_and_writes_its_outputs():
-    paths, summaries = chain()["paths"], chain()["summaries"]
+def test_each_detection_script_runs_and_writes_its_outputs(detection_chain):
+    paths, summaries = detection_chain["paths"], detection_chain["summaries"]
     step1 = summaries["step1"]
     assert step1["finished"] and step1["completed_steps"] == 2 and sum(step1["depths_sampled_this_run"].values()) == 2
     assert set(step1["validation"]) == {"depth_2", "depth_3"}
@@ -104,18 +63,18 @@ def test_each_detection_script_runs_and_writes_its_outputs():
     assert (paths["eval"] / "tradeoff.png").is_file()
 
 
-def test_oracle_picks_the_best_depth_per_image_by_box_ap():
-    per_image = read_json(chain()["paths"]["eval"] / "per_image.json")
+def test_oracle_picks_the_best_depth_per_image_by_box_ap(detection_chain):
+    per_image = read_json(detection_chain["paths"]["eval"] / "per_image.json")
     for row2, row3, oracle in zip(per_image["depth_2"], per_image["depth_3"], per_image["oracle_beta_0.01"]):
         best = 2 if row2["box_ap"] - 0.02 >= row3["box_ap"] - 0.03 else 3
         assert oracle["depth"] == best and oracle["box_ap"] == (row2 if best == 2 else row3)["box_ap"]
 
 
-def test_stored_box_ap_equals_a_direct_per_image_evaluation():
-    paths = chain()["paths"]
+def test_stored_box_ap_equals_a_direct_per_image_evaluation(detection_chain):
+    paths = detection_chain["paths"]
     derived, info = load_derived_dataset(paths["step2"])
     exits = info["exit_layers"]
-    stored = pq_matrix(derived, exits, column="box_ap")
+    stored = quality_matrix(derived, exits, column="box_ap")
     args = build_detection_derive_exit_dataset_parser().parse_args(DATA + ["--model_name_or_path", "unused"])
     train, label_info = load_split(args, "train")
     model = EcoDeformableDetrForObjectDetection.from_pretrained(paths["step1"]).eval()
@@ -137,7 +96,7 @@ def test_stored_box_ap_equals_a_direct_per_image_evaluation():
         assert derived[i]["image_id"] == image_id and derived[i]["index"] == i
         assert derived[i]["num_ground_truth"] == len([a for a in reference["annotations"] if not a["iscrowd"]])
     np.testing.assert_allclose(stored, direct, atol=1e-6)
-    np.testing.assert_allclose(pq_matrix(derived, exits, column="ap50"), direct50, atol=1e-6)
+    np.testing.assert_allclose(quality_matrix(derived, exits, column="ap50"), direct50, atol=1e-6)
 
 
 def test_tradeoff_driver_writes_the_table(tmp_path):
@@ -174,27 +133,27 @@ def _fails(example, argv, capsys) -> str:
     return capsys.readouterr().err
 
 
-def test_checkpoints_of_the_other_task_are_clear_errors(tmp_path, capsys):
-    from conftest import tiny_stock_config
+def test_checkpoints_of_the_other_task_are_clear_errors(detection_chain, tmp_path, capsys):
+    from helpers.models import tiny_stock_config
     from transformers import Mask2FormerForUniversalSegmentation
 
     Mask2FormerForUniversalSegmentation(tiny_stock_config()).save_pretrained(tmp_path / "mask2former")
     err = _fails(load_detection_example("derive_exit_dataset_detr"), DATA + [
         "--model_name_or_path", str(tmp_path / "mask2former"), "--output_dir", str(tmp_path / "out")], capsys)
     assert "holds a 'mask2former' model" in err and "detection recipe needs a Deformable DETR" in err
-    from test_recipe_common import load_example
+    from helpers.recipe import load_example
 
     err = _fails(load_example("derive_exit_dataset"), DATA + [
-        "--model_name_or_path", str(chain()["paths"]["step1"]), "--output_dir", str(tmp_path / "out")], capsys)
+        "--model_name_or_path", str(detection_chain["paths"]["step1"]), "--output_dir", str(tmp_path / "out")], capsys)
     assert "holds a 'eco_deformable_detr' model" in err
     err = _fails(load_detection_example("evaluate_detr"), DATA + [
-        "--model_name_or_path", str(chain()["paths"]["step1"]), "--gate_models", str(chain()["paths"]["step1"]),
+        "--model_name_or_path", str(detection_chain["paths"]["step1"]), "--gate_models", str(detection_chain["paths"]["step1"]),
         "--output_dir", str(tmp_path / "eval")], capsys)
     assert "has no trained gate" in err
 
 
-def test_detection_utility_gate_through_the_task_adapter(tmp_path):
-    paths = chain()["paths"]
+def test_detection_utility_gate_through_the_task_adapter(detection_chain, tmp_path):
+    paths = detection_chain["paths"]
     summary = load_detection_example("train_gate_detr").main(DATA + [
         "--model_name_or_path", str(paths["step1"]), "--derived_dataset", str(paths["step2"]), "--gate_objective",
         "utility", "--target_encoder_fraction", "0.9", "--output_dir", str(tmp_path / "utility"),

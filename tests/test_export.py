@@ -13,9 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_eco_config
+from helpers.models import tiny_eco_config
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
 from modeling_ecom2f.ecom2f_export import (
+    EncoderSegment,
+    GatedStem,
+    GatedTail,
+    _encoder_tokens,
     choose_depths,
     export_fixed_depth_program,
     export_gated_onnx,
@@ -115,16 +119,35 @@ def test_gated_runtime_matches_gated_model(model, gated_folder):
     assert max_diff(outputs["masks_queries_logits"], expected.masks_queries_logits) < ATOL
 
 
+def test_gated_modules_are_the_models_stages_at_every_exit(model):
+    # The modules the gated export traces (stem -> segments -> tail), run eagerly, give the one-pass model's outputs
+    # at every exit: they call the pixel decoder's own stages, so nothing can drift.
+    pixel_values = images(2, 7)
+    exits = list(model.config.exit_layers)
+    with torch.no_grad(), export_mode(model):
+        expected = dict(model.forward_exits(pixel_values, exits=exits, output_gate_logits=True))
+        gate_logits, tokens, *fpn_features = GatedStem(model)(pixel_values)
+        geometry = _encoder_tokens(model, pixel_values)[2]
+        tail = GatedTail(model, tokens=geometry)
+        for first, last in zip([0, *exits[:-1]], exits):
+            tokens = EncoderSegment(model, first=first, last=last, tokens=geometry)(tokens)
+            class_logits, mask_logits = tail(tokens, fpn_features)
+            torch.testing.assert_close(class_logits, expected[last].class_queries_logits, atol=1e-6, rtol=0)
+            torch.testing.assert_close(mask_logits, expected[last].masks_queries_logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(gate_logits, expected[exits[-1]].gate_logits, atol=1e-6, rtol=0)
+
+
 @needs_onnx
-@pytest.mark.parametrize("depth", [2, 4])
-def test_gated_runtime_forced_depth(model, gated_folder, depth):
-    pixel_values = images(2, 6)
+def test_gated_onnx_matches_eager_model_at_every_exit(model, gated_folder):
+    pixel_values = images(3, 8)
     with torch.no_grad():
-        expected = model(pixel_values=pixel_values, num_encoder_layers=depth)
-    outputs = run_exported(gated_folder, pixel_values, depth=depth)
-    assert outputs["encoder_layers_used"].tolist() == [depth, depth]
-    assert max_diff(outputs["class_queries_logits"], expected.class_queries_logits) < ATOL
-    assert max_diff(outputs["masks_queries_logits"], expected.masks_queries_logits) < ATOL
+        expected = dict(model.forward_exits(pixel_values))  # the user's core ("auto"), all exits
+    assert sorted(expected) == load_manifest(gated_folder)["exported_exits"]
+    for depth, output in expected.items():
+        outputs = run_exported(gated_folder, pixel_values, depth=depth)
+        assert outputs["encoder_layers_used"].tolist() == [depth] * 3
+        assert max_diff(outputs["class_queries_logits"], output.class_queries_logits) < ATOL, depth
+        assert max_diff(outputs["masks_queries_logits"], output.masks_queries_logits) < ATOL, depth
 
 
 @needs_onnx

@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
 from transformers.models.mask2former.modeling_mask2former import Mask2FormerPixelDecoderEncoderLayer
 
-from conftest import tiny_eco_config, tiny_kwargs, tiny_stock_config
+from helpers.models import tiny_eco_config, tiny_kwargs, tiny_stock_config
 from modeling_ecom2f.ecom2f_flops import (
     count_gflops,
     deformable_encoder_tokens,

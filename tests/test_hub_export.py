@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import Mask2FormerForUniversalSegmentation
 
-from _hub_fixtures import (
+from helpers.hub_fixtures import (
     PROCESSOR_KWARGS,
     eval_results_for,
     gate_choice,
@@ -24,9 +25,9 @@ from _hub_fixtures import (
     trained_gate_model,
     write_test_images,
 )
-from _hub_outputs import assert_same_outputs
-from conftest import tiny_stock_config
-from fake_hub import REPO_ROOT, client_env, run_python
+from helpers.hub_outputs import assert_same_outputs
+from helpers.models import tiny_stock_config
+from helpers.fake_hub import REPO_ROOT, client_env, run_python
 from hub.hub_ecom2f_card import EvalResultsError
 from hub.hub_ecom2f_export import NotAnEcoModelError, UntrainedGateWarning, export_model_folder, main
 from hub.hub_ecom2f_sources import PROJECT_PACKAGES, ExportSourceError, collect_code_files
@@ -64,6 +65,7 @@ def test_export_layout(exported):
     config = json.loads((export / "config.json").read_text())
     model_ref = "modeling_ecom2f.EcoMask2FormerForUniversalSegmentation"
     assert config["auto_map"] == {"AutoConfig": "configuration_ecom2f.EcoMask2FormerConfig",
+                                  "AutoModel": "modeling_ecom2f.EcoMask2FormerModel",
                                   "AutoModelForUniversalSegmentation": model_ref,
                                   "AutoModelForImageSegmentation": model_ref}
     assert config["model_type"] == "eco_mask2former" and config["gate_trained"] is True
@@ -80,6 +82,8 @@ def test_export_layout(exported):
                 modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
                 assert not {m.split(".")[0] for m in modules} & PROJECT_PACKAGES, (name, modules)
     assert "from .configuration_ecom2f import EcoMask2FormerConfig" in (export / "modeling_ecom2f.py").read_text()
+    for name in code:  # the custom code stands alone: it names no project notes or docs the repository lacks
+        assert not re.findall(r"[\w-]+\.md\b|\bdocs/", (export / name).read_text()), name
 
     weights, saved = load_file(export / "model.safetensors"), load_file(exported.saved / "model.safetensors")
     assert weights.keys() == saved.keys() and all(torch.equal(weights[k], saved[k]) for k in saved)
@@ -121,6 +125,9 @@ def test_export_loads_in_a_fresh_process_without_the_project(exported):
     assert not any(report["visible_after_block"].values()) and not any(report["visible_at_end"].values())
     assert report["project_modules_loaded"] == []
     assert all(name.startswith("transformers_modules.") for name in report["classes"].values()), report["classes"]
+    base = report["base_model"]  # AutoModel resolves to the base model through auto_map, with every weight used
+    assert base["class"].startswith("transformers_modules.") and base["class"].endswith(".EcoMask2FormerModel")
+    assert not base["loading_info"]["missing_keys"] and not base["loading_info"]["mismatched_keys"]
 
     expected = reference_outputs(model=exported.model, processor=exported.processor, image_paths=images)
     depth = gate_choice(exported.model.config)

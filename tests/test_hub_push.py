@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from _hub_fixtures import (
+from helpers.hub_fixtures import (
     gate_choice,
     reference_outputs,
     save_model_folder,
@@ -21,8 +21,8 @@ from _hub_fixtures import (
     trained_gate_model,
     write_test_images,
 )
-from _hub_outputs import assert_same_outputs
-from fake_hub import REPO_ROOT, FakeHub, client_env, run_python
+from helpers.hub_outputs import assert_same_outputs
+from helpers.fake_hub import REPO_ROOT, FakeHub, client_env, run_python
 
 REPO_ID, BROKEN_REPO_ID = "tester/eco-tiny", "tester/broken"
 

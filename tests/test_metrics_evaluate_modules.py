@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from fixtures_data import STUFF, THINGS, random_reference
+from helpers.data import STUFF, THINGS, random_reference
 
 from modeling_ecom2f.metrics import mask_average_precision, mean_iou, panoptic_quality
 

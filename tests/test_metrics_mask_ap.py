@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from fixtures_data import STUFF, THINGS, perturbed_prediction, random_reference
+from helpers.data import STUFF, THINGS, perturbed_prediction, random_reference
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from fixtures_data import random_reference
+from helpers.data import random_reference
 from torchmetrics.segmentation import MeanIoU
 
 from modeling_ecom2f.data import SegmentationDataError
-from modeling_ecom2f.metrics import mean_iou
+from modeling_ecom2f.metrics import intersection_and_union, mean_iou, miou_from_counts
 
 C = 6
 
@@ -87,3 +87,28 @@ def test_bad_inputs_raise_with_the_image_id():
         mean_iou([preds[0], preds[1] + C], refs, num_labels=C)
     with pytest.raises(ValueError, match="every image needs both"):
         mean_iou(preds, refs[:1], num_labels=C)
+
+
+def _recipe_miou_before(confusion):
+    """The formula the recipe's `summarize_mode` used inline before it called `miou_from_counts`."""
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    return float((tp[union > 0] / union[union > 0]).mean()) if (union > 0).any() else float("nan")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_miou_from_counts_equals_the_former_recipe_formula_on_random_count_tables(seed):
+    rng = np.random.default_rng(seed)
+    c = int(rng.integers(1, 12))
+    confusion = rng.integers(0, 50, size=(c, c)) * (rng.random((c, c)) < 0.4)  # sparse: some classes absent
+    if seed % 5 == 0:
+        confusion[:] = 0  # no class at all: NaN both ways
+    got = miou_from_counts(*intersection_and_union(confusion))
+    before = _recipe_miou_before(confusion)
+    assert (math.isnan(got) and math.isnan(before)) or got == before
+
+
+def test_miou_from_counts_is_mean_iou_dataset_reduction():
+    preds, refs = _maps(3)
+    result = mean_iou(preds, refs, num_labels=C)
+    assert miou_from_counts(*intersection_and_union(result.confusion_matrix)) == result.mean_iou

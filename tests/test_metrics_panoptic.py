@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from fixtures_data import STUFF, THINGS, perturbed_prediction, random_reference, to_torchmetrics_input
+from helpers.data import STUFF, THINGS, perturbed_prediction, random_reference, to_torchmetrics_input
 from torchmetrics.detection import PanopticQuality
 
 from modeling_ecom2f.data import SegmentationDataError

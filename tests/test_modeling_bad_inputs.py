@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import ResNetConfig
 
-from conftest import tiny_eco_config
+from helpers.models import tiny_eco_config
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
 from modeling_ecom2f.ecom2f_input_checks import backbone_stage_strides, coarsest_backbone_stride
 
@@ -70,7 +70,7 @@ def test_bound_follows_the_group_size():
 def test_detector_bound_counts_its_extra_level():
     """Tiny Deformable DETR: ResNet stage4 (stride 32) plus one stride-2 extra level -> stride 64; 64x64 fails
     in torch's GroupNorm, 65x65 runs."""
-    from _detection_fixtures import tiny_eco_detector
+    from helpers.detection import tiny_eco_detector
 
     detector = tiny_eco_detector().eval()
     with pytest.raises(ValueError, match=r"images of 64x64 pixels, too small.*stride 64"):

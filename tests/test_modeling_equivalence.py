@@ -7,7 +7,7 @@ import torch
 from transformers import Mask2FormerForUniversalSegmentation
 from transformers.models.mask2former.image_processing_pil_mask2former import Mask2FormerImageProcessorPil
 
-from conftest import tiny_stock_config
+from helpers.models import tiny_stock_config
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
 
 GATE_KEYS = {"model.pixel_level_module.decoder.gate.classifier.weight", "model.pixel_level_module.decoder.gate.classifier.bias"}

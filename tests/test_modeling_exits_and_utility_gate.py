@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_eco_config
+from helpers.models import tiny_eco_config
 
 
 def _model(**overrides):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers.models.mask2former.modeling_mask2former import multi_scale_deformable_attention
 
-from conftest import tiny_eco_config
+from helpers.models import tiny_eco_config
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
 from modeling_ecom2f.ecom2f_msda import multi_scale_deformable_attention_embedding_bag, resolve_msda_implementation
 

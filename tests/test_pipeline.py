@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -15,7 +14,8 @@ from transformers import (
 )
 
 import modeling_ecom2f
-from _hub_fixtures import gate_choice, save_model_folder, tiny_processor, trained_gate_model
+from helpers.data import gradient_image
+from helpers.hub_fixtures import gate_choice, save_model_folder, tiny_processor, trained_gate_model
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,7 @@ def model_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image():
-    y, x = np.mgrid[0:72, 0:88]
-    return Image.fromarray(np.stack([x * 2, y * 3, (x + y) % 256], -1).astype(np.uint8))
+    return gradient_image(72, 88)
 
 
 def test_auto_classes_resolve_to_ecom2f(model_folder):
@@ -83,7 +82,7 @@ def test_pipeline_subtasks_match_the_post_processor(segmenter, image, subtask):
 
 
 def test_pipeline_runs_a_utility_gate_at_the_processor_gate_beta(tmp_path, image):
-    from _hub_fixtures import PROCESSOR_KWARGS
+    from helpers.hub_fixtures import PROCESSOR_KWARGS
 
     model = trained_gate_model()
     model.config.gate_objective = "utility"

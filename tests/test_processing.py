@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_eco_config
+from helpers.models import tiny_eco_config
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation, EcoMask2FormerImageProcessor
 
 SIZE = {"shortest_edge": 64, "longest_edge": 96}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import Mask2FormerForUniversalSegmentation
 
-from conftest import tiny_eco_config, tiny_stock_config
+from helpers.models import tiny_eco_config, tiny_stock_config
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
 from modeling_ecom2f.ecom2f_token_scaling import EcoMask2FormerTokenRecalibration
 
@@ -99,8 +99,7 @@ def test_stock_weights_load_where_shapes_fit(tmp_path):
 
 @pytest.mark.parametrize("options", [{}, {"token_recalibration": True, "light_pixel_embedding": True}])
 def test_gradient_reaches_every_parameter(options):
-    from conftest import tiny_labels
-    from test_training import UNUSED_IN_STOCK
+    from helpers.models import UNUSED_IN_STOCK, tiny_labels
 
     model = _model(**options).train()
     mask_labels, class_labels = tiny_labels(2, 64, 64)

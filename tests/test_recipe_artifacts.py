@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,9 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import tiny_eco_config  # noqa: E402
-from test_recipe_common import load_example, tiny_chain  # noqa: E402
+from helpers.models import tiny_eco_config  # noqa: E402
+from helpers.recipe import load_example
 
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation  # noqa: E402
 from modeling_ecom2f.recipe import RecipeError, load_derived_dataset, load_model, load_trained_model  # noqa: E402
@@ -108,8 +106,8 @@ def test_truncated_parquet_of_the_derived_data_set(tmp_path):
         load_derived_dataset(folder)
 
 
-def test_gate_training_on_a_truncated_derived_file_exits_with_the_file_name(tmp_path, capsys):
-    chain = tiny_chain()
+def test_gate_training_on_a_truncated_derived_file_exits_with_the_file_name(tiny_chain, tmp_path, capsys):
+    chain = tiny_chain
     derived = Path(shutil.copytree(chain["paths"]["step2"], tmp_path / "step2"))
     _truncate(derived / "derived.parquet")
     with pytest.raises(SystemExit) as info:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe_common import TINY_MODEL, load_example, save_tiny_dataset, tiny_chain  # noqa: E402
+from helpers.recipe import TINY_MODEL, load_example, save_tiny_dataset
 
 from modeling_ecom2f.data import SegmentationLabelInfo  # noqa: E402
 
@@ -51,11 +48,11 @@ def test_labels_outside_the_label_set(tmp_path, capsys):
     assert "synthetic-train-" in err and "missing from the label metadata" in err
 
 
-def test_checkpoint_folder_of_another_model_type(tmp_path, capsys):
+def test_checkpoint_folder_of_another_model_type(tiny_chain, tmp_path, capsys):
     from transformers import SwinConfig, SwinModel
 
     SwinModel(SwinConfig(embed_dim=8, depths=[1, 1], num_heads=[1, 1], image_size=32)).save_pretrained(tmp_path / "swin")
-    disk = tiny_chain()["disk"]
+    disk = tiny_chain["disk"]
     err = _fails("derive_exit_dataset", disk + ["--model_name_or_path", str(tmp_path / "swin"),
                                                 "--output_dir", str(tmp_path / "out")], capsys)
     assert "holds a 'swin' model" in err
@@ -64,8 +61,8 @@ def test_checkpoint_folder_of_another_model_type(tmp_path, capsys):
     assert "does not exist" in err
 
 
-def test_beta_without_depth_labels(tmp_path, capsys):
-    chain = tiny_chain()
+def test_beta_without_depth_labels(tiny_chain, tmp_path, capsys):
+    chain = tiny_chain
     paths, disk = chain["paths"], chain["disk"]
     base = disk + ["--model_name_or_path", str(paths["step1"]), "--output_dir", str(tmp_path / "gate")]
     assert "must be a finite number >= 0" in _fails("train_gate", base + ["--derived_dataset", str(paths["step2"]),
@@ -83,8 +80,8 @@ def test_beta_without_depth_labels(tmp_path, capsys):
     assert "no rows" in _fails("train_gate", base + ["--derived_dataset", str(empty), "--beta", "0.01"], capsys)
 
 
-def test_derived_data_of_another_parent_or_split(tmp_path, capsys):
-    chain = tiny_chain()
+def test_derived_data_of_another_parent_or_split(tiny_chain, tmp_path, capsys):
+    chain = tiny_chain
     paths, disk = chain["paths"], chain["disk"]
     err = _fails("train_gate", disk + ["--model_name_or_path", str(paths["gate"]), "--derived_dataset",
                                        str(paths["step2"]), "--beta", "0.01", "--output_dir", str(tmp_path / "g")],
@@ -96,8 +93,8 @@ def test_derived_data_of_another_parent_or_split(tmp_path, capsys):
     assert "pass the data arguments used in step 2" in err
 
 
-def test_gate_of_another_parent(tmp_path, capsys):
-    chain = tiny_chain()
+def test_gate_of_another_parent(tiny_chain, tmp_path, capsys):
+    chain = tiny_chain
     paths, disk = chain["paths"], chain["disk"]
     other = tmp_path / "other_gate"
     shutil.copytree(paths["gate"], other, ignore=shutil.ignore_patterns("checkpoints"))

@@ -1,99 +1,22 @@
-"""Shared tiny settings and cached artifacts of the recipe tests, plus unit tests of the recipe's pure parts
-(ideal-depth labels, PQ from summed counts, mask AP from per-image parts, samplers and sharding)."""
+"""Unit tests of the recipe's pure parts: ideal-depth labels, PQ from summed counts, mask AP from per-image parts,
+samplers and sharding. (The recipe tests' shared settings and tiny chains are in `helpers.recipe`.)"""
 
 from __future__ import annotations
-
-import functools
-import importlib.util
-import json
-import os
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from modeling_ecom2f.data import (  # noqa: E402
-    SyntheticPanopticConfig,
-    make_synthetic_panoptic_dataset,
-    panoptic_reference,
+from modeling_ecom2f.data import SyntheticPanopticConfig, make_synthetic_panoptic_dataset, panoptic_reference
+from modeling_ecom2f.metrics import (
+    coco_gt_and_detections,
+    mask_average_precision,
+    panoptic_quality,
+    per_image_panoptic_quality,
 )
-from modeling_ecom2f.metrics import mask_average_precision, panoptic_quality, per_image_panoptic_quality  # noqa: E402
-from modeling_ecom2f.recipe import RecipeError, histogram_table, ideal_depths, label_histogram  # noqa: E402
-from modeling_ecom2f.recipe.data import EpochShuffleSampler, shard_indices  # noqa: E402
-from modeling_ecom2f.recipe.evaluation import coco_mask_ap, panoptic_from_counts  # noqa: E402
-from modeling_ecom2f.metrics import coco_gt_and_detections  # noqa: E402
-
-TINY_MODEL = ["--backbone", "swin-mini", "--backbone_kwargs", '{"embed_dim": 16}', "--feature_size", "32",
-              "--encoder_layers", "3", "--decoder_layers", "2", "--num_queries", "8", "--num_attention_heads", "2",
-              "--train_num_points", "256"]
-TINY_SYNTHETIC = ["--image_size", "64", "--synthetic_train_images", "12", "--synthetic_validation_images", "6"]
-EVAL_BATCH = ["--per_device_eval_batch_size", "4"]
-
-
-class _Example:
-    """An example script whose `main(argv)` runs in this process, with one torch thread (fast for these tiny models,
-    and robust on a shared machine); the thread count is restored afterwards."""
-
-    def __init__(self, module) -> None:
-        self.module = module
-
-    def main(self, argv: list[str]):
-        threads = torch.get_num_threads()
-        try:
-            return self.module.main(list(argv) + ["--num_threads", "1"])
-        finally:
-            torch.set_num_threads(threads)
-
-
-def load_example(name: str) -> _Example:
-    """Import `examples/<name>.py` as a module and wrap its `main`."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return _Example(module)
-
-
-def save_tiny_dataset(folder: Path, *, train: int = 12, validation: int = 6, seed: int = 0) -> Path:
-    splits, _ = make_synthetic_panoptic_dataset(config=SyntheticPanopticConfig(
-        height=64, width=64, num_train_images=train, num_validation_images=validation, seed=seed, max_objects=6,
-        min_object_size=6))
-    splits.save_to_disk(str(folder))
-    return folder
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_chain() -> dict:
-    """Data on disk, then steps 1-3 and the evaluation through the example scripts in this process (once)."""
-    root = Path(tempfile.mkdtemp(prefix="ecom2f-recipe-"))
-    data = save_tiny_dataset(root / "data")
-    disk = ["--dataset", "disk", "--dataset_path", str(data), "--image_size", "64"] + EVAL_BATCH
-    paths = {"root": root, "data": data, "step1": root / "step1", "step2": root / "step2", "gate": root / "gate",
-             "eval": root / "eval"}
-    summaries = {}
-    summaries["step1"] = load_example("train_early_exit").main(
-        disk + TINY_MODEL + ["--output_dir", str(paths["step1"]), "--max_train_steps", "2", "--checkpointing_steps", "1",
-                             "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--eval_depths", "2", "3"])
-    summaries["step2"] = load_example("derive_exit_dataset").main(
-        disk + ["--model_name_or_path", str(paths["step1"]), "--output_dir", str(paths["step2"]), "--betas", "0.01"])
-    summaries["step3"] = load_example("train_gate").main(
-        disk + ["--model_name_or_path", str(paths["step1"]), "--derived_dataset", str(paths["step2"]), "--beta", "0.01",
-                "--output_dir", str(paths["gate"]), "--num_train_epochs", "3", "--per_device_train_batch_size", "4"])
-    summaries["eval"] = load_example("evaluate_model").main(
-        disk + ["--model_name_or_path", str(paths["step1"]), "--gate_models", str(paths["gate"]),
-                "--oracle_betas", "0.01", "--output_dir", str(paths["eval"])])
-    return {"paths": paths, "summaries": summaries, "disk": disk}
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+from modeling_ecom2f.recipe import RecipeError, histogram_table, ideal_depths, label_histogram
+from modeling_ecom2f.recipe.data import EpochShuffleSampler, shard_indices
+from modeling_ecom2f.recipe.evaluation import coco_mask_ap, panoptic_from_counts
 
 
 # ----------------------------------------------------------------------------------------------------------- labels
@@ -119,7 +42,7 @@ def test_bad_beta_is_an_error(beta):
 def test_bad_pq_tables_are_errors():
     with pytest.raises(RecipeError, match="shape"):
         ideal_depths(np.zeros((2, 2)), [2, 3, 4], 0.01)
-    with pytest.raises(RecipeError, match="no per-image PQ"):
+    with pytest.raises(RecipeError, match="no per-image quality"):
         ideal_depths(np.zeros((0, 3)), [2, 3, 4], 0.01)
     with pytest.raises(RecipeError, match="fractions"):
         ideal_depths(np.full((2, 3), 55.0), [2, 3, 4], 0.01)  # PQ in percent

@@ -3,15 +3,12 @@ inside a post-processor or silently scoring it."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe_common import load_example, tiny_chain  # noqa: E402
+from helpers.recipe import load_example
 
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation  # noqa: E402
 from modeling_ecom2f.recipe import RecipeError  # noqa: E402
@@ -47,8 +44,8 @@ def _nan_second_image(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("script,split", [("derive_exit_dataset", "train"), ("evaluate_model", "validation")])
-def test_step2_and_evaluation_name_the_image(script, split, monkeypatch, tmp_path, capsys):
-    chain = tiny_chain()  # built (once) before the patch
+def test_step2_and_evaluation_name_the_image(tiny_chain, script, split, monkeypatch, tmp_path, capsys):
+    chain = tiny_chain  # built (once) before the patch
     _nan_second_image(monkeypatch)
     with pytest.raises(SystemExit) as info:
         load_example(script).main(chain["disk"] + ["--model_name_or_path", str(chain["paths"]["step1"]),

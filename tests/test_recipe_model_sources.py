@@ -5,14 +5,12 @@ column mapping."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe_common import TINY_MODEL, TINY_SYNTHETIC, load_example, read_json, tiny_chain  # noqa: E402
+from helpers.recipe import TINY_MODEL, TINY_SYNTHETIC, load_example, read_json
 
 ONE_STEP = ["--max_train_steps", "1", "--per_device_train_batch_size", "2", "--eval_depths"]
 
@@ -24,7 +22,7 @@ def _train(argv, out: Path) -> dict:
 
 
 def test_from_a_stock_mask2former_folder(tmp_path):
-    from conftest import tiny_stock_config
+    from helpers.models import tiny_stock_config
     from transformers import Mask2FormerForUniversalSegmentation
 
     Mask2FormerForUniversalSegmentation(tiny_stock_config(num_labels=5)).save_pretrained(tmp_path / "stock")
@@ -34,9 +32,9 @@ def test_from_a_stock_mask2former_folder(tmp_path):
     assert len(config["id2label"]) == 10  # the synthetic classes replaced the checkpoint's 5
 
 
-def test_from_an_eco_folder_into_a_combined_proscale_model(tmp_path):
-    parent = tiny_chain()["paths"]["step1"]
-    config = _train(tiny_chain()["disk"] + ["--model_name_or_path", str(parent), "--token_scaling_layers", "1", "1", "1",
+def test_from_an_eco_folder_into_a_combined_proscale_model(tiny_chain, tmp_path):
+    parent = tiny_chain["paths"]["step1"]
+    config = _train(tiny_chain["disk"] + ["--model_name_or_path", str(parent), "--token_scaling_layers", "1", "1", "1",
                                             "--token_recalibration", "--light_pixel_embedding"], tmp_path / "out")
     assert config["token_scaling_layers"] == [1, 1, 1] and config["token_recalibration"]
     assert config["light_pixel_embedding"] and config["exit_layers"] == [2, 3]

@@ -3,15 +3,13 @@ model, optimizer, schedule, RNG states, the depth sampler and the data position 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe_common import TINY_MODEL, TINY_SYNTHETIC, load_example, read_json  # noqa: E402
+from helpers.recipe import TINY_MODEL, TINY_SYNTHETIC, load_example, read_json
 
 from modeling_ecom2f.recipe import RecipeError, resolve_resume  # noqa: E402
 

@@ -17,23 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe_common import (  # noqa: E402
-    EVAL_BATCH,
-    REPO,
-    TINY_MODEL,
-    load_example,
-    read_json,
-    tiny_chain,
-)
+from helpers.recipe import EVAL_BATCH, REPO, TINY_MODEL, load_example, read_json
 
 
 def _finite_fraction(value) -> bool:
     return isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0
 
 
-def test_single_process_chain_writes_every_output():
-    chain = tiny_chain()
+def test_single_process_chain_writes_every_output(tiny_chain):
+    chain = tiny_chain
     paths, summaries = chain["paths"], chain["summaries"]
     for name, summary in summaries.items():
         assert summary["num_processes"] == 1, name
@@ -71,8 +63,8 @@ def test_single_process_chain_writes_every_output():
         assert (paths["eval"] / name).is_file(), name
 
 
-def test_random_routing_shuffles_the_gate_decisions():
-    paths = tiny_chain()["paths"]
+def test_random_routing_shuffles_the_gate_decisions(tiny_chain):
+    paths = tiny_chain["paths"]
     report = read_json(paths["eval"] / "evaluation.json")
     per_image = read_json(paths["eval"] / "per_image.json")
     gate, control = report["modes"]["gate_beta0.01"], report["modes"]["random_gate_beta0.01"]
@@ -84,15 +76,15 @@ def test_random_routing_shuffles_the_gate_decisions():
         assert row["pq"] == by_depth[row["depth"]][row["index"]]
 
 
-def test_evaluation_of_a_subset_of_depths(tmp_path):
-    chain = tiny_chain()
+def test_evaluation_of_a_subset_of_depths(tiny_chain, tmp_path):
+    chain = tiny_chain
     summary = load_example("evaluate_model").main(chain["disk"] + [
         "--model_name_or_path", str(chain["paths"]["step1"]), "--depths", "3", "--output_dir", str(tmp_path)])
     assert set(summary["modes"]) == {"depth_3"}
 
 
-def test_oracle_picks_the_best_depth_per_image():
-    paths = tiny_chain()["paths"]
+def test_oracle_picks_the_best_depth_per_image(tiny_chain):
+    paths = tiny_chain["paths"]
     per_image = read_json(paths["eval"] / "per_image.json")
     for row2, row3, oracle in zip(per_image["depth_2"], per_image["depth_3"], per_image["oracle_beta_0.01"]):
         best = 2 if row2["pq"] - 0.02 >= row3["pq"] - 0.03 else 3
@@ -126,8 +118,8 @@ def test_tiny_main_job_single_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_single_process_results(tmp_path):
-    chain = tiny_chain()
+def test_two_processes_give_the_single_process_results(tiny_chain, tmp_path):
+    chain = tiny_chain
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
@@ -195,8 +187,8 @@ if __name__ == "__main__":
         finish_process()
 
 
-def test_utility_gate_serves_every_beta_and_meets_a_calibrated_budget(tmp_path):
-    chain = tiny_chain()
+def test_utility_gate_serves_every_beta_and_meets_a_calibrated_budget(tiny_chain, tmp_path):
+    chain = tiny_chain
     paths, disk = chain["paths"], chain["disk"]
     summary = load_example("train_gate").main(
         disk + ["--model_name_or_path", str(paths["step1"]), "--derived_dataset", str(paths["step2"]),
@@ -221,12 +213,12 @@ def test_utility_gate_serves_every_beta_and_meets_a_calibrated_budget(tmp_path):
     assert full["gate_utility_beta0"]["gate_objective"] == "utility"
 
 
-def test_classification_gate_needs_a_beta(tmp_path):
+def test_classification_gate_needs_a_beta(tiny_chain, tmp_path):
     from modeling_ecom2f.recipe import RecipeError
     from modeling_ecom2f.recipe.arguments import build_train_gate_parser
     from modeling_ecom2f.recipe.gate_training import train_gate
 
-    paths, disk = tiny_chain()["paths"], tiny_chain()["disk"]
+    paths, disk = tiny_chain["paths"], tiny_chain["disk"]
     args = build_train_gate_parser().parse_args(disk + ["--model_name_or_path", str(paths["step1"]), "--derived_dataset",
                                                         str(paths["step2"]), "--output_dir", str(tmp_path / "g")])
     with pytest.raises(RecipeError, match="--beta is required"):

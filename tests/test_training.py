@@ -7,13 +7,8 @@ import random
 import pytest
 import torch
 
-from conftest import tiny_eco_config, tiny_labels
+from helpers.models import UNUSED_IN_STOCK, tiny_eco_config, tiny_labels
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation, sample_exit_depth
-
-
-# The stock SwinBackbone keeps a final `swin.layernorm` that its feature maps never pass through (stock Mask2Former
-# leaves it without gradient too); it is the only parameter exempt from the gradient check.
-UNUSED_IN_STOCK = ("pixel_level_module.encoder.swin.layernorm.",)
 
 
 def _encoder_layer_index(name: str) -> int | None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe_common import TINY_MODEL, TINY_SYNTHETIC, load_example  # noqa: E402
+from helpers.recipe import TINY_MODEL, TINY_SYNTHETIC, load_example
 
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation  # noqa: E402
 

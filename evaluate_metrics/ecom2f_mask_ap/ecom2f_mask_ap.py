@@ -8,11 +8,16 @@ Predictions must be the default map form (``(H, W)``, -1 = none); for ``return_b
 package function directly.
 """
 
-import datasets
 import evaluate
 
 from modeling_ecom2f.metrics import mask_average_precision
-from modeling_ecom2f.metrics.evaluate_support import entries_for_schema
+from modeling_ecom2f.metrics.evaluate_support import (
+    REFERENCE_SEGMENT_KEYS,
+    SchemaInputs,
+    entries_for_schema,
+    entry_feature,
+    metric_info,
+)
 
 _DESCRIPTION = "COCO mask average precision (AP, AP50, AP75, APs/m/l, AR) computed by pycocotools' COCOeval."
 _CITATION = """@inproceedings{lin2014microsoft, title={Microsoft COCO: Common Objects in Context},
@@ -28,50 +33,18 @@ Returns:
 """
 
 
-class Ecom2fMaskAp(evaluate.Metric):
+class Ecom2fMaskAp(SchemaInputs, evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": {
-                        "segmentation": datasets.List(datasets.List(datasets.Value("int64"))),
-                        "segments_info": datasets.List(
-                            {
-                                "id": datasets.Value("int64"),
-                                "label_id": datasets.Value("int64"),
-                                "score": datasets.Value("float64"),
-                            }
-                        ),
-                    },
-                    "references": {
-                        "segmentation": datasets.List(datasets.List(datasets.Value("int64"))),
-                        "segments_info": datasets.List(
-                            {
-                                "id": datasets.Value("int64"),
-                                "category_id": datasets.Value("int64"),
-                                "iscrowd": datasets.Value("int64"),
-                            }
-                        ),
-                    },
-                }
-            ),
-        )
+        predictions = entry_feature(id="int64", label_id="int64", score="float64")
+        references = entry_feature(id="int64", category_id="int64", iscrowd="int64")
+        return metric_info(_DESCRIPTION, _CITATION, _INPUTS, predictions=predictions, references=references)
 
-    def add_batch(self, *, predictions=None, references=None, **kwargs):
-        """Add a batch of predictions and references (evaluate appends the input description here)."""
-        # Keep exactly the schema's keys: post_process_* outputs carry extras (was_fused, ...) evaluate rejects.
-        return super().add_batch(
-            predictions=entries_for_schema(predictions, segment_keys={"id": None, "label_id": None, "score": 1.0}),
-            references=entries_for_schema(references, segment_keys={"id": None, "category_id": None, "iscrowd": 0}),
-            **kwargs,
-        )
+    # Keep exactly the schema's keys: post_process_* outputs carry extras (was_fused, ...) evaluate rejects.
+    def shape_predictions(self, predictions):
+        return entries_for_schema(predictions, segment_keys={"id": None, "label_id": None, "score": 1.0})
 
-    def add(self, *, prediction=None, reference=None, **kwargs):
-        """Add one prediction and reference (evaluate appends the input description here)."""
-        return self.add_batch(predictions=[prediction], references=[reference], **kwargs)
+    def shape_references(self, references):
+        return entries_for_schema(references, segment_keys=REFERENCE_SEGMENT_KEYS)
 
     def _compute(self, predictions, references, thing_ids=(), stuff_ids=()):
         out = mask_average_precision(predictions, references, thing_ids=list(thing_ids), stuff_ids=list(stuff_ids))

@@ -7,11 +7,10 @@
 A thin shim over the package's ``bincount`` confusion matrix; call the package function directly in loops.
 """
 
-import datasets
 import evaluate
 
 from modeling_ecom2f.metrics import mean_iou
-from modeling_ecom2f.metrics.evaluate_support import maps_for_schema
+from modeling_ecom2f.metrics.evaluate_support import SchemaInputs, map_feature, maps_for_schema, metric_info
 
 _DESCRIPTION = "Mean IoU over classes; data-set confusion matrix (default) or per-image average (torchmetrics)."
 _CITATION = """@article{everingham2010pascal, title={The Pascal Visual Object Classes (VOC) Challenge},
@@ -26,28 +25,18 @@ Returns:
     mean_iou, per_class_iou (NaN for absent classes), pixel_accuracy, num_images.
 """
 
-_MAP = datasets.List(datasets.List(datasets.Value("int64")))
-
-
-class Ecom2fMeanIou(evaluate.Metric):
+class Ecom2fMeanIou(SchemaInputs, evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features({"predictions": _MAP, "references": _MAP}),
-        )
+        predictions = map_feature()
+        references = map_feature()
+        return metric_info(_DESCRIPTION, _CITATION, _INPUTS, predictions=predictions, references=references)
 
-    def add_batch(self, *, predictions=None, references=None, **kwargs):
-        """Add a batch of predictions and references (evaluate appends the input description here)."""
-        # Tensors from post_process_semantic_segmentation become int64 NumPy maps for the Arrow schema.
-        return super().add_batch(
-            predictions=maps_for_schema(predictions), references=maps_for_schema(references), **kwargs
-        )
+    # Tensors from post_process_semantic_segmentation become int64 NumPy maps for the Arrow schema.
+    def shape_predictions(self, predictions):
+        return maps_for_schema(predictions)
 
-    def add(self, *, prediction=None, reference=None, **kwargs):
-        """Add one prediction and reference (evaluate appends the input description here)."""
-        return self.add_batch(predictions=[prediction], references=[reference], **kwargs)
+    def shape_references(self, references):
+        return maps_for_schema(references)
 
     def _compute(self, predictions, references, num_labels=None, ignore_index=255, reduction="dataset"):
         if num_labels is None:

@@ -10,11 +10,16 @@ This is a thin shim: the computation is the package's vectorised NumPy code. Goi
 Arrow round trip of every map; call the package function directly in training loops.
 """
 
-import datasets
 import evaluate
 
 from modeling_ecom2f.metrics import panoptic_quality
-from modeling_ecom2f.metrics.evaluate_support import entries_for_schema
+from modeling_ecom2f.metrics.evaluate_support import (
+    REFERENCE_SEGMENT_KEYS,
+    SchemaInputs,
+    entries_for_schema,
+    entry_feature,
+    metric_info,
+)
 
 _DESCRIPTION = "Panoptic quality (Kirillov et al. 2019), COCO panopticapi protocol by default; fractions in [0, 1]."
 _CITATION = """@inproceedings{kirillov2019panoptic,
@@ -33,49 +38,18 @@ Returns:
     num_stuff, num_images, per_class.
 """
 
-_MAP = datasets.List(datasets.List(datasets.Value("int64")))
-
-
-class Ecom2fPanopticQuality(evaluate.Metric):
+class Ecom2fPanopticQuality(SchemaInputs, evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": {
-                        "segmentation": _MAP,
-                        "segments_info": datasets.List(
-                            {"id": datasets.Value("int64"), "label_id": datasets.Value("int64")}
-                        ),
-                    },
-                    "references": {
-                        "segmentation": _MAP,
-                        "segments_info": datasets.List(
-                            {
-                                "id": datasets.Value("int64"),
-                                "category_id": datasets.Value("int64"),
-                                "iscrowd": datasets.Value("int64"),
-                            }
-                        ),
-                    },
-                }
-            ),
-        )
+        predictions = entry_feature(id="int64", label_id="int64")
+        references = entry_feature(id="int64", category_id="int64", iscrowd="int64")
+        return metric_info(_DESCRIPTION, _CITATION, _INPUTS, predictions=predictions, references=references)
 
-    def add_batch(self, *, predictions=None, references=None, **kwargs):
-        """Add a batch of predictions and references (evaluate appends the input description here)."""
-        # Keep exactly the schema's keys: post_process_* outputs carry extras (was_fused, ...) evaluate rejects.
-        return super().add_batch(
-            predictions=entries_for_schema(predictions, segment_keys={"id": None, "label_id": None}),
-            references=entries_for_schema(references, segment_keys={"id": None, "category_id": None, "iscrowd": 0}),
-            **kwargs,
-        )
+    # Keep exactly the schema's keys: post_process_* outputs carry extras (was_fused, ...) evaluate rejects.
+    def shape_predictions(self, predictions):
+        return entries_for_schema(predictions, segment_keys={"id": None, "label_id": None})
 
-    def add(self, *, prediction=None, reference=None, **kwargs):
-        """Add one prediction and reference (evaluate appends the input description here)."""
-        return self.add_batch(predictions=[prediction], references=[reference], **kwargs)
+    def shape_references(self, references):
+        return entries_for_schema(references, segment_keys=REFERENCE_SEGMENT_KEYS)
 
     def _compute(self, predictions, references, thing_ids=(), stuff_ids=(), protocol="coco"):
         result = panoptic_quality(

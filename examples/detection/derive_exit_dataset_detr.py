@@ -1,31 +1,9 @@
-r"""ECO-M2F step 2 for detection: per-image box AP of the frozen parent at every exit, stored as a Parquet data set.
+r"""Detection, step 2: per-image box AP of every exit on the training images and the ideal depth per beta.
 
-    python examples/detection/derive_exit_dataset_detr.py --help
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 \
-        examples/detection/derive_exit_dataset_detr.py ...                 # two CPU processes
-    accelerate launch examples/detection/derive_exit_dataset_detr.py ...
-
-The logic is the Mask2Former recipe's step function (`modeling_ecom2f.recipe.derive_exit_dataset`) run with
-the detection task (`task="detection"`, see `modeling_ecom2f.recipe.tasks`); this file only parses the command line.
+    python examples/detection/derive_exit_dataset_detr.py --model_name_or_path runs/detr --output_dir runs/detr_derived
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from modeling_ecom2f.recipe import run_script, run_script_process
-from modeling_ecom2f.recipe import build_detection_derive_exit_dataset_parser, derive_exit_dataset
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return run_script(build_detection_derive_exit_dataset_parser, derive_exit_dataset, argv)
-
+from modeling_ecom2f.recipe.cli import derive_exit_dataset_detr_command, derive_exit_dataset_detr_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
-    run_script_process(main)
+    derive_exit_dataset_detr_command()

@@ -18,11 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from modeling_ecom2f.recipe import (
     build_detection_derive_exit_dataset_parser,
     build_detection_evaluate_parser,

@@ -1,31 +1,10 @@
-r"""ECO-M2F step 3 for detection: train the gate on the ideal depths argmax_k(AP_k - beta * k) of step 2.
+r"""Detection, step 3: the gate of an EcoDeformableDetr, trained on its derived data set (classification or utility).
 
-    python examples/detection/train_gate_detr.py --help
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 \
-        examples/detection/train_gate_detr.py ...                 # two CPU processes
-    accelerate launch examples/detection/train_gate_detr.py ...
-
-The logic is the Mask2Former recipe's step function (`modeling_ecom2f.recipe.train_gate`) run with
-the detection task (`task="detection"`, see `modeling_ecom2f.recipe.tasks`); this file only parses the command line.
+    python examples/detection/train_gate_detr.py --model_name_or_path runs/detr \
+        --derived_dataset runs/detr_derived --output_dir runs/detr_gate
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    import modeling_ecom2f  # noqa: F401
-except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from modeling_ecom2f.recipe import run_script, run_script_process
-from modeling_ecom2f.recipe import build_detection_train_gate_parser, train_gate
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return run_script(build_detection_train_gate_parser, train_gate, argv)
-
+from modeling_ecom2f.recipe.cli import train_gate_detr_command, train_gate_detr_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
-    run_script_process(main)
+    train_gate_detr_command()

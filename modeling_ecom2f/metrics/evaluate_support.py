@@ -1,8 +1,10 @@
-"""Input shaping for the ``evaluate`` wrappers in ``evaluate_metrics/``.
+"""What the ``evaluate`` wrappers in ``evaluate_metrics/`` share: their Arrow schemas and input shaping.
 
-``evaluate`` stores inputs in Arrow with a fixed schema and rejects dicts whose keys differ from it, while the
-processor's ``post_process_*`` outputs carry extra keys (``was_fused``, ``score``) and torch tensors. These helpers
-keep exactly the schema's keys (with defaults) and turn maps into NumPy, so the wrappers accept those outputs as is.
+``evaluate.load(<folder>)`` runs each wrapper as a standalone module, so the shared code lives here, in the package
+they import anyway. ``evaluate`` stores inputs in Arrow with a fixed schema and rejects dicts whose keys differ from
+it, while the processor's ``post_process_*`` outputs carry extra keys (``was_fused``, ``score``) and torch tensors.
+These helpers keep exactly the schema's keys (with defaults) and turn maps into NumPy, so the wrappers accept those
+outputs as is. ``datasets`` and ``evaluate`` are imported only when a wrapper asks (the package does not need them).
 """
 
 from __future__ import annotations
@@ -12,7 +14,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["entries_for_schema", "maps_for_schema"]
+__all__ = [
+    "REFERENCE_SEGMENT_KEYS",
+    "SchemaInputs",
+    "entries_for_schema",
+    "entry_feature",
+    "map_feature",
+    "maps_for_schema",
+    "metric_info",
+]
+
+#: Keys (and defaults) of a panoptic ground truth's segments in the wrappers' schemas.
+REFERENCE_SEGMENT_KEYS = {"id": None, "category_id": None, "iscrowd": 0}
 
 
 def _map(value: Any) -> np.ndarray:
@@ -55,3 +68,53 @@ def entries_for_schema(
             info.append(row)
         out.append({"segmentation": _map(entry["segmentation"]), "segments_info": info})
     return out
+
+
+def map_feature():
+    """The Arrow feature of an ``(H, W)`` int64 map."""
+    import datasets
+
+    return datasets.List(datasets.List(datasets.Value("int64")))
+
+
+def entry_feature(**segment_dtypes: str) -> dict:
+    """The Arrow feature of a ``{"segmentation", "segments_info"}`` entry whose segments hold ``segment_dtypes``
+    (key -> ``datasets.Value`` dtype, e.g. ``id="int64"``)."""
+    import datasets
+
+    segment = {key: datasets.Value(dtype) for key, dtype in segment_dtypes.items()}
+    return {"segmentation": map_feature(), "segments_info": datasets.List(segment)}
+
+
+def metric_info(description: str, citation: str, inputs_description: str, *, predictions, references):
+    """``evaluate.MetricInfo`` of a wrapper whose inputs are ``predictions`` and ``references`` of these features."""
+    import datasets
+    import evaluate
+
+    return evaluate.MetricInfo(
+        description=description,
+        citation=citation,
+        inputs_description=inputs_description,
+        features=datasets.Features({"predictions": predictions, "references": references}),
+    )
+
+
+class SchemaInputs:
+    """Mixin before ``evaluate.Metric``: ``add_batch``/``add`` pass the inputs through :meth:`shape_predictions` and
+    :meth:`shape_references` (identity here) so they fit the Arrow schema."""
+
+    def shape_predictions(self, predictions):
+        return predictions
+
+    def shape_references(self, references):
+        return references
+
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of predictions and references (evaluate appends the input description here)."""
+        return super().add_batch(
+            predictions=self.shape_predictions(predictions), references=self.shape_references(references), **kwargs
+        )
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Add one prediction and reference (evaluate appends the input description here)."""
+        return self.add_batch(predictions=[prediction], references=[reference], **kwargs)

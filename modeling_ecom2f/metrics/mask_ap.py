@@ -3,24 +3,21 @@
 Only the conversion is ours: masks become pycocotools RLEs (``pycocotools.mask.encode``), ground truth keeps its
 ``iscrowd`` flag (COCOeval ignores detections matched to crowd regions), and the twelve COCO summary numbers plus
 per-category AP (as detectron2's ``COCOEvaluator`` derives it from ``eval["precision"]``) are returned as fractions.
+COCOeval itself runs through ``coco_eval.run_coco_eval``, the package's one driver of it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..data.errors import SegmentationDataError
+from .coco_eval import COCO_SUMMARY_NAMES, index_mask_detections, run_coco_eval, summary_figures
 from .inputs import resolve_image_ids, to_segment_table
 
 __all__ = ["COCO_SUMMARY_NAMES", "mask_average_precision", "coco_gt_and_detections"]
-
-#: Names of ``COCOeval.stats`` in order.
-COCO_SUMMARY_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
 def _encode(masks: np.ndarray) -> list[dict]:
@@ -161,43 +158,12 @@ def mask_average_precision(
         ``{"AP", "AP50", ..., "ARl"}`` (fractions; NaN where COCOeval reports -1, e.g. no small objects) and
         ``"per_class_AP"``: ``{category_id: AP or NaN}``.
     """
-    from pycocotools import mask as mask_utils
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     gt_dict, detections = coco_gt_and_detections(
         predictions, references, thing_ids=thing_ids, stuff_ids=stuff_ids, image_ids=image_ids
     )
     things = sorted({int(t) for t in thing_ids})
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = gt_dict
-        coco_gt.createIndex()
-        # Detections are indexed the way COCO.loadRes does it (area and box from the RLE, ids from 1), built here
-        # directly so an empty detection list works and the caller's dicts are never mutated.
-        coco_dt = COCO()
-        coco_dt.dataset = {
-            "images": list(gt_dict["images"]),
-            "categories": list(gt_dict["categories"]),
-            "annotations": [],
-        }
-        for k, det in enumerate(detections, start=1):
-            coco_dt.dataset["annotations"].append(
-                {
-                    **det,
-                    "id": k,
-                    "iscrowd": 0,
-                    "area": float(mask_utils.area(det["segmentation"])),
-                    "bbox": [float(v) for v in mask_utils.toBbox(det["segmentation"])],
-                }
-            )
-        coco_dt.createIndex()
-        evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    stats = [float("nan") if v < 0 else float(v) for v in evaluator.stats]
-    out: dict[str, Any] = dict(zip(COCO_SUMMARY_NAMES, stats))
+    evaluator = run_coco_eval(gt_dict, index_mask_detections(detections), iou_type="segm")
+    out: dict[str, Any] = summary_figures(evaluator)
     precision = evaluator.eval["precision"]  # [IoU thresholds, recall points, categories, area ranges, max dets]
     per_class = {}
     for k, cat_id in enumerate(evaluator.params.catIds):

@@ -23,7 +23,7 @@ import numpy as np
 from ..data.errors import SegmentationDataError
 from .inputs import resolve_image_ids, to_numpy_map, to_segment_table
 
-__all__ = ["MeanIoUResult", "mean_iou", "semantic_map"]
+__all__ = ["MeanIoUResult", "intersection_and_union", "mean_iou", "miou_from_counts", "semantic_map"]
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,10 @@ def mean_iou(
             iou, present = _iou(confusion)
             image_iou_sum += np.where(present, iou, 0.0)
             image_iou_count += present
-    iou, present = _iou(total)
     if reduction == "dataset":
-        per_class = np.where(present, iou, np.nan)
-        miou = float(per_class[present].mean()) if present.any() else float("nan")
+        intersection, union = intersection_and_union(total)
+        per_class = per_class_iou(intersection, union)
+        miou = miou_from_counts(intersection, union)
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
             per_class = np.where(image_iou_count > 0, image_iou_sum / np.maximum(image_iou_count, 1), np.nan)
@@ -131,9 +131,30 @@ def mean_iou(
     )
 
 
-def _iou(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class IoU and "union non-empty" mask from a ``(C, C)`` confusion matrix."""
+def intersection_and_union(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class intersection (true positives) and union (``TP + FP + FN``) counts, float64, of a ``(C, C)``
+    confusion matrix (rows ground truth, columns prediction)."""
     tp = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - tp
+    return tp, confusion.sum(0) + confusion.sum(1) - tp
+
+
+def per_class_iou(intersection: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """``intersection / union`` per class, NaN where the union is empty."""
+    intersection, union = np.asarray(intersection, np.float64), np.asarray(union, np.float64)
+    return np.divide(intersection, union, out=np.full(union.shape, np.nan), where=union > 0)
+
+
+def miou_from_counts(intersection: np.ndarray, union: np.ndarray) -> float:
+    """Data-set mIoU from per-class intersection and union counts summed over the images (e.g.
+    :func:`intersection_and_union` of a summed confusion matrix): the mean IoU over the classes with a non-empty
+    union, NaN if there is none. The ``"dataset"`` reduction of :func:`mean_iou`."""
+    iou = per_class_iou(intersection, union)
+    present = np.asarray(union) > 0
+    return float(iou[present].mean()) if present.any() else float("nan")
+
+
+def _iou(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class IoU (0 where absent) and "union non-empty" mask from a ``(C, C)`` confusion matrix."""
+    intersection, union = intersection_and_union(confusion)
     present = union > 0
-    return np.where(present, tp / np.maximum(union, 1), 0.0), present
+    return np.where(present, per_class_iou(intersection, union), 0.0), present

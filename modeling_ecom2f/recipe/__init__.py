@@ -17,7 +17,7 @@ from .arguments import (
     build_train_gate_parser,
 )
 from .checkpointing import TrainingProgress, list_checkpoints, resolve_resume
-from .derived import derive_exit_dataset, load_derived_dataset, pq_matrix
+from .derived import derive_exit_dataset, load_derived_dataset, pq_matrix, quality_matrix
 from .early_exit import train_early_exit
 from .evaluate_job import evaluate_model
 from .evaluation import panoptic_from_counts
@@ -65,6 +65,7 @@ __all__ = [
     "load_trained_model",
     "panoptic_from_counts",
     "pq_matrix",
+    "quality_matrix",
     "resolve_resume",
     "run_eco_m2f",
     "run_script",

@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 
 from . import detection_arguments as detection
-from .argument_types import json_object, non_negative_float, positive_int
+from .argument_types import (
+    add_eco_field_arguments,
+    add_fresh_config_arguments,
+    json_object,
+    non_negative_float,
+    positive_int,
+)
 
 DATASET_SOURCES = ("synthetic", "disk", "coco_panoptic", "ade20k", "cityscapes", "mapped")
 #: Default split names of each source (train, validation).
@@ -74,15 +80,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, fresh: bool = True) 
     group.add_argument("--model_name_or_path",
                        help="a saved model folder: stock Mask2Former (model_type 'mask2former') or EcoMask2Former")
     if fresh:
-        group.add_argument("--config_name", type=json_object,
-                           help="a fresh EcoMask2FormerConfig as JSON (inline or a file); ignored with "
-                                "--model_name_or_path")
-        group.add_argument("--backbone", default="swin-mini",
-                           help="fresh config backbone: a preset (swin-mini, swin-tiny, resnet-mini), any "
-                                "transformers backbone model_type (e.g. swin, resnet, convnext; see "
-                                "--backbone_kwargs), or timm:<name> for a timm model (e.g. timm:resnet18)")
-        group.add_argument("--backbone_kwargs", type=json_object, default=None,
-                           help="keyword arguments of the backbone config (JSON)")
+        add_fresh_config_arguments(
+            group, config_class="EcoMask2FormerConfig", backbone_default="swin-mini",
+            backbone_help="fresh config backbone: a preset (swin-mini, swin-tiny, resnet-mini), any transformers "
+                          "backbone model_type (e.g. swin, resnet, convnext; see --backbone_kwargs), or timm:<name> "
+                          "for a timm model (e.g. timm:resnet18)")
         group.add_argument("--feature_size", type=positive_int, default=64, help="pixel-decoder width")
         group.add_argument("--hidden_dim", type=positive_int, default=None, help="decoder width (default feature size)")
         group.add_argument("--encoder_layers", type=positive_int, default=6)
@@ -91,14 +93,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, fresh: bool = True) 
         group.add_argument("--num_attention_heads", type=positive_int, default=4)
         group.add_argument("--train_num_points", type=positive_int, default=1024,
                            help="points sampled per mask by the Mask2Former loss")
-    eco = parser.add_argument_group("ECO-M2F and PRO-SCALE fields (override the loaded or fresh config)")
-    eco.add_argument("--exit_layers", type=int, nargs="+", help="allowed exit depths, e.g. 2 3 4 5 6")
-    eco.add_argument("--exit_loss_weighting", choices=("linear", "uniform"))
-    eco.add_argument("--gate_hidden_size", type=int)
-    eco.add_argument("--token_scaling_layers", type=int, nargs="+", help="PRO-SCALE stages, e.g. 2 2 2")
-    eco.add_argument("--token_recalibration", action="store_true", default=None, help="PRO-SCALE TRC")
+    eco = add_eco_field_arguments(parser, token_scaling_help="PRO-SCALE stages, e.g. 2 2 2")
     eco.add_argument("--light_pixel_embedding", action="store_true", default=None, help="PRO-SCALE LPE")
-    eco.add_argument("--deformable_attention_implementation", choices=("auto", "reference", "embedding_bag"))
     eco.add_argument("--encoder_n_points", type=int,
                      help="deformable sampling points per head and level in the encoder (stock: 4)")
 

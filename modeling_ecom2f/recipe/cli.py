@@ -1,19 +1,16 @@
 """Command-line entry points of the recipe: the console scripts of `pyproject.toml` (`ecom2f-train-early-exit`,
-`ecom2f-derive-exit-dataset`, `ecom2f-train-gate`, `ecom2f-evaluate`, `ecom2f-main-job`). Each `*_main(argv)` parses
-the step's arguments and runs it (a recipe or data error becomes a clean exit status 2); each `*_command()` runs it
-as a process. The thin scripts in `examples/` are the same commands, runnable from a source checkout.
+`ecom2f-derive-exit-dataset`, `ecom2f-train-gate`, `ecom2f-evaluate`, `ecom2f-main-job`) and the detection steps
+(`*_detr_*`, the scripts in `examples/detection/`). Each `*_main(argv)` parses the step's arguments and runs it (a
+recipe or data error becomes a clean exit status 2); it can be called several times in one process. Each
+`*_command()` runs its `*_main` as the whole process: it reads `sys.argv` and tears down the process group at the
+end (`runtime.run_script_process`). The scripts in `examples/` are these commands.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from .arguments import (
-    build_derive_exit_dataset_parser,
-    build_evaluate_parser,
-    build_train_early_exit_parser,
-    build_train_gate_parser,
-)
+from . import arguments
 from .derived import derive_exit_dataset
 from .early_exit import train_early_exit
 from .evaluate_job import evaluate_model
@@ -30,42 +27,52 @@ def _main(build_parser, step) -> Callable[[list[str] | None], dict]:
     return main
 
 
-train_early_exit_main = _main(build_train_early_exit_parser, train_early_exit)
-derive_exit_dataset_main = _main(build_derive_exit_dataset_parser, derive_exit_dataset)
-train_gate_main = _main(build_train_gate_parser, train_gate)
-evaluate_main = _main(build_evaluate_parser, evaluate_model)
+def _command(main) -> Callable[[], None]:
+    def command() -> None:
+        run_script_process(main)
+
+    command.__doc__ = f"Run `{main.__name__}` on `sys.argv` as the whole process."
+    return command
+
+
+train_early_exit_main = _main(arguments.build_train_early_exit_parser, train_early_exit)
+derive_exit_dataset_main = _main(arguments.build_derive_exit_dataset_parser, derive_exit_dataset)
+train_gate_main = _main(arguments.build_train_gate_parser, train_gate)
+evaluate_main = _main(arguments.build_evaluate_parser, evaluate_model)
 main_job_main = _main(build_run_parser, run_eco_m2f)
+train_early_exit_detr_main = _main(arguments.build_detection_train_early_exit_parser, train_early_exit)
+derive_exit_dataset_detr_main = _main(arguments.build_detection_derive_exit_dataset_parser, derive_exit_dataset)
+train_gate_detr_main = _main(arguments.build_detection_train_gate_parser, train_gate)
+evaluate_detr_main = _main(arguments.build_detection_evaluate_parser, evaluate_model)
 
-
-def train_early_exit_command() -> None:
-    run_script_process(train_early_exit_main)
-
-
-def derive_exit_dataset_command() -> None:
-    run_script_process(derive_exit_dataset_main)
-
-
-def train_gate_command() -> None:
-    run_script_process(train_gate_main)
-
-
-def evaluate_command() -> None:
-    run_script_process(evaluate_main)
-
-
-def main_job_command() -> None:
-    run_script_process(main_job_main)
+train_early_exit_command = _command(train_early_exit_main)
+derive_exit_dataset_command = _command(derive_exit_dataset_main)
+train_gate_command = _command(train_gate_main)
+evaluate_command = _command(evaluate_main)
+main_job_command = _command(main_job_main)
+train_early_exit_detr_command = _command(train_early_exit_detr_main)
+derive_exit_dataset_detr_command = _command(derive_exit_dataset_detr_main)
+train_gate_detr_command = _command(train_gate_detr_main)
+evaluate_detr_command = _command(evaluate_detr_main)
 
 
 __all__ = [
     "derive_exit_dataset_command",
+    "derive_exit_dataset_detr_command",
+    "derive_exit_dataset_detr_main",
     "derive_exit_dataset_main",
     "evaluate_command",
+    "evaluate_detr_command",
+    "evaluate_detr_main",
     "evaluate_main",
     "main_job_command",
     "main_job_main",
     "train_early_exit_command",
+    "train_early_exit_detr_command",
+    "train_early_exit_detr_main",
     "train_early_exit_main",
     "train_gate_command",
+    "train_gate_detr_command",
+    "train_gate_detr_main",
     "train_gate_main",
 ]

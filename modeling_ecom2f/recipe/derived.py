@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import check_parquet_file, read_json_file
-from .data import load_split
 from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
 from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
-from .tasks import get_task
+from .tasks import get_task, load_trained_run
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
@@ -63,7 +62,7 @@ def load_derived_dataset(folder: str | Path):
         raise RecipeError(f"{folder} is not a derived data set (needs {DERIVED_FILE} and {INFO_FILE}); run "
                           "derive_exit_dataset.py first")
     info = read_json_file(folder / INFO_FILE, what="derived data set description")
-    quality = info.get("quality", "pq")
+    quality = info.get("quality", "pq")  # folders written before the key existed are segmentation's, PQ
     table = check_parquet_file(folder / DERIVED_FILE)  # a truncated file: a RecipeError naming it
     if table.num_rows == 0:
         raise RecipeError(f"{folder / DERIVED_FILE} has no rows: there are no depth labels to train on")
@@ -74,17 +73,21 @@ def load_derived_dataset(folder: str | Path):
     return derived, info
 
 
-def pq_matrix(derived, exit_layers, *, column: str = "pq") -> np.ndarray:
+def quality_matrix(derived, exit_layers, *, column: str = "pq") -> np.ndarray:
     """The `(num_images, num_exits)` per-image quality array (PQ, or the `column` named by the task, e.g. box AP)
     of a derived data set, checked against `exit_layers`."""
     if column not in derived.column_names:
         raise RecipeError(f"the derived data set has no {column!r} column (it has {derived.column_names}): was it "
                           "made for another task?")
-    pq = np.asarray(derived[column], dtype=np.float64)
-    if pq.ndim != 2 or pq.shape[1] != len(exit_layers):
+    quality = np.asarray(derived[column], dtype=np.float64)
+    if quality.ndim != 2 or quality.shape[1] != len(exit_layers):
         raise RecipeError(f"derived {column} rows must have one value per exit {list(exit_layers)}, got shape "
-                          f"{pq.shape}")
-    return pq
+                          f"{quality.shape}")
+    return quality
+
+
+#: The former name of `quality_matrix` (it also holds box AP), kept for existing callers.
+pq_matrix = quality_matrix
 
 
 def derive_exit_dataset(args: argparse.Namespace) -> dict:
@@ -98,10 +101,7 @@ def derive_exit_dataset(args: argparse.Namespace) -> dict:
         raise RecipeError("step 2 needs --model_name_or_path (the step-1 model folder)")
     accelerator = make_accelerator(args, project_name="ecom2f_step2")
     start = time.perf_counter()
-    dataset, label_info = load_split(args, args.split)
-    model = task.load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
-    processor = task.build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
-                                           model_dir=args.model_name_or_path)
+    dataset, label_info, model, processor = load_trained_run(task, args, split=args.split, device=accelerator.device)
     exits = list(model.config.exit_layers)
     quality = task.quality
     logger.info("***** Step 2: derived data set (per-image %s) *****", task.quality_label)
@@ -127,20 +127,20 @@ def derive_exit_dataset(args: argparse.Namespace) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         derived = datasets.Dataset.from_list(rows)
         derived.to_parquet(str(out / DERIVED_FILE))
-        pq = pq_matrix(derived, exits, column=quality)
+        scores = quality_matrix(derived, exits, column=quality)
         betas = sorted(set(DEFAULT_BETA_GRID) | set(args.betas or []))
-        histograms = {f"{b:g}": {"counts": label_histogram(ideal_depths(pq, exits, b), exits),
-                                 "mean_depth": float(ideal_depths(pq, exits, b).mean())} for b in betas}
+        histograms = {f"{b:g}": {"counts": label_histogram(ideal_depths(scores, exits, b), exits),
+                                 "mean_depth": float(ideal_depths(scores, exits, b).mean())} for b in betas}
         info = {"exit_layers": exits, "split": args.split, "num_images": len(rows), "task": task.name,
                 "quality": quality, "model_dir": str(args.model_name_or_path),
                 "model_digest": weights_digest(args.model_name_or_path),
                 f"{quality}_units": "fraction in [0, 1]",
                 "label_rule": f"argmax_k({quality}_k - beta * k), ties to the shallowest",
                 "data": {k: getattr(args, k, None) for k in DATA_KEYS}, "loss_seed": getattr(args, "loss_seed", None),
-                f"mean_{quality}_per_exit": pq.mean(axis=0).tolist()}
+                f"mean_{quality}_per_exit": scores.mean(axis=0).tolist()}
         write_json(out / INFO_FILE, info)
         write_json(out / HISTOGRAM_FILE, {"exit_layers": exits, "betas": histograms})
-        table = histogram_table(pq, exits, betas)
+        table = histogram_table(scores, exits, betas)
         (out / "label_histograms.txt").write_text(table + "\n", encoding="utf-8")
         print("Ideal-depth label histogram (images per exit) for each beta:\n" + table, flush=True)
         summary.update({"output_dir": str(out), f"mean_{quality}_per_exit": info[f"mean_{quality}_per_exit"],
@@ -158,5 +158,6 @@ __all__ = [
     "derive_exit_dataset",
     "load_derived_dataset",
     "pq_matrix",
+    "quality_matrix",
     "weights_digest",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from .argument_types import json_object, positive_int
+from .argument_types import add_eco_field_arguments, add_fresh_config_arguments, positive_int
 
 DETECTION_DESCRIPTIONS = {
     "step1": "ECO-M2F step 1 for detection: train a Deformable DETR (EcoDeformableDetr) to exit at every allowed "
@@ -37,29 +37,19 @@ def add_detection_model_arguments(parser: argparse.ArgumentParser, *, fresh: boo
                        help="a saved model folder: stock Deformable DETR (model_type 'deformable_detr', single stage) "
                             "or EcoDeformableDetr ('eco_deformable_detr')")
     if fresh:
-        group.add_argument("--config_name", type=json_object,
-                           help="a fresh EcoDeformableDetrConfig as JSON (inline or a file); ignored with "
-                                "--model_name_or_path")
-        group.add_argument("--backbone", default="resnet-mini",
-                           help="fresh config backbone (random init, nothing downloaded): a preset (resnet-mini, "
-                                "swin-mini) or any transformers backbone model_type (see --backbone_kwargs); its "
-                                "stages 2-4 feed the encoder, plus one extra stride-2 level")
-        group.add_argument("--backbone_kwargs", type=json_object, default=None,
-                           help="keyword arguments of the backbone config (JSON)")
+        add_fresh_config_arguments(
+            group, config_class="EcoDeformableDetrConfig", backbone_default="resnet-mini",
+            backbone_help="fresh config backbone (random init, nothing downloaded): a preset (resnet-mini, "
+                          "swin-mini) or any transformers backbone model_type (see --backbone_kwargs); its stages "
+                          "2-4 feed the encoder, plus one extra stride-2 level")
         group.add_argument("--d_model", type=positive_int, default=64, help="transformer width")
         group.add_argument("--encoder_layers", type=positive_int, default=6)
         group.add_argument("--decoder_layers", type=positive_int, default=3)
         group.add_argument("--num_queries", type=positive_int, default=30)
         group.add_argument("--num_attention_heads", type=positive_int, default=4)
         group.add_argument("--with_box_refine", action="store_true", help="iterative box refinement in the decoder")
-    eco = parser.add_argument_group("ECO-M2F and PRO-SCALE fields (override the loaded or fresh config)")
-    eco.add_argument("--exit_layers", type=int, nargs="+", help="allowed exit depths, e.g. 2 3 4 5 6")
-    eco.add_argument("--exit_loss_weighting", choices=("linear", "uniform"))
-    eco.add_argument("--gate_hidden_size", type=int)
-    eco.add_argument("--token_scaling_layers", type=int, nargs="+",
-                     help="PRO-SCALE stages, one per feature level coarse to fine, e.g. 1 1 2 2")
-    eco.add_argument("--token_recalibration", action="store_true", default=None, help="PRO-SCALE TRC")
-    eco.add_argument("--deformable_attention_implementation", choices=("auto", "reference", "embedding_bag"))
+    add_eco_field_arguments(parser,
+                            token_scaling_help="PRO-SCALE stages, one per feature level coarse to fine, e.g. 1 1 2 2")
 
 
 def add_detection_eval_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,6 @@ depth; "encoder" is the deformable encoder's layers) and the depth histogram.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Sequence
@@ -27,11 +26,11 @@ from typing import Sequence
 import numpy as np
 
 from ..ecom2f_detr_flops import count_detection_gflops
-from ..metrics import per_image_box_ap
+from ..metrics import coco_summary, per_image_box_ap
 from .data import inference_dataloader, shard_indices
 from .detection import EcoDeformableDetrCollator
-from .evaluation import GFlopsTable, processed_sizes, spread, coco_summary, exit_outputs
-from .reporting import percent, full_depth_mode
+from .evaluation import GFlopsTable, exit_outputs, processed_sizes, spread
+from .reporting import mode_table, percent, points_delta
 from .runtime import RecipeError, progress_bar
 
 #: Per-exit list columns of step 2's table (box AP first: the quality the labels use).
@@ -201,23 +200,13 @@ def derive_detection_rows(*, accelerator, model, processor, dataset, label_info,
 
 def detection_results_table(report: dict) -> str:
     """A Markdown table: one row per mode, box AP (points) against encoder GFLOPs per image."""
-    full = full_depth_mode(report)
-    base = report["modes"][full]["gflops"]["encoder_mean"] if full else None
-    base_ap = report["modes"][full]["box_ap"] if full else None
-    lines = ["| mode | box AP | dAP vs full | AP50 | AP75 | mean per-image AP | encoder GFLOPs (mean +- std) "
-             "| % of full encoder | total GFLOPs (mean +- std) | mean depth | depth histogram |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in report["modes"].items():
-        g = r["gflops"]
-        share = f"{100 * g['encoder_mean'] / base:.1f}" if base else "n/a"
-        usable = base_ap is not None and not math.isnan(base_ap) and not math.isnan(r["box_ap"])
-        dap = f"{100 * (r['box_ap'] - base_ap):+.2f}" if usable else "n/a"
-        hist = " ".join(f"{k}:{v}" for k, v in r["depth_histogram"].items())
-        lines.append(
-            f"| {name} | {percent(r['box_ap'])} | {dap} | {percent(r['ap50'])} | {percent(r['ap75'])} | "
-            f"{percent(r['mean_per_image_ap'])} | {g['encoder_mean']:.4f} +- {g['encoder_std']:.4f} | {share} | "
-            f"{g['total_mean']:.4f} +- {g['total_std']:.4f} | {r['mean_depth']:.2f} | {hist} |")
-    return "\n".join(lines)
+
+    def cells(r: dict, base_ap) -> list[str]:
+        return [percent(r["box_ap"]), points_delta(r["box_ap"], base_ap), percent(r["ap50"]), percent(r["ap75"]),
+                percent(r["mean_per_image_ap"])]
+
+    return mode_table(report, quality="box_ap", columns=["box AP", "dAP vs full", "AP50", "AP75",
+                                                          "mean per-image AP"], cells=cells)
 
 
 def detection_compact_summary(report: dict) -> dict:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import torch
 
-from .data import load_split
 from .mode_evaluation import GateSpec, evaluate_modes
 from .reporting import full_depth_mode, tradeoff_plot
 from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
-from .tasks import get_task
+from .tasks import get_task, load_trained_run
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
@@ -98,10 +97,7 @@ def evaluate_model(args: argparse.Namespace) -> dict:
         raise RecipeError("evaluation needs --model_name_or_path")
     accelerator = make_accelerator(args, project_name="ecom2f_eval")
     start = time.perf_counter()
-    dataset, label_info = load_split(args, args.split)
-    model = task.load_trained_model(args.model_name_or_path, label_info=label_info).to(accelerator.device)
-    processor = task.build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
-                                           model_dir=args.model_name_or_path)
+    dataset, label_info, model, processor = load_trained_run(task, args, split=args.split, device=accelerator.device)
     gates = collect_gates(model, args, task=task)
     depths = args.depths if args.depths else None
     logger.info("***** Evaluation: %d %s images; depths %s, gates %s, oracle betas %s *****", len(dataset),

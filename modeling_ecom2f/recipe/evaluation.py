@@ -1,7 +1,7 @@
 """Per-image evaluation of an EcoMask2Former model (the segmentation task's evaluator, records, accumulator and
-data-set summary) and the helpers detection shares (`GFlopsTable`, `processed_sizes`, `spread`, `coco_summary`,
-`exit_outputs`). The modes themselves (every fixed depth, gates, random routing, oracle) are evaluated by
-`mode_evaluation.evaluate_modes`.
+data-set summary) and the helpers detection shares (`GFlopsTable`, `processed_sizes`, `spread`, `exit_outputs`).
+Every figure comes from `modeling_ecom2f.metrics` (PQ, mIoU, COCOeval); this module only gathers their inputs. The
+modes themselves (every fixed depth, gates, random routing, oracle) are evaluated by `mode_evaluation.evaluate_modes`.
 
 Per batch the model runs once per fixed depth and once per gate; the oracle picks, per image, the fixed-depth
 result at its ideal depth (the per-image-depth forward equals the fixed-depth forward image by image, which the
@@ -16,9 +16,7 @@ encoder's layers only, "total" the whole forward (gate included when it runs).
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import io
 import logging
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -28,7 +26,16 @@ import numpy as np
 import torch
 
 from ..ecom2f_flops import count_gflops
-from ..metrics import coco_gt_and_detections, mean_iou, panoptic_from_counts, per_image_panoptic_quality
+from ..metrics import (
+    coco_gt_and_detections,
+    coco_summary,
+    index_mask_detections,
+    intersection_and_union,
+    mean_iou,
+    miou_from_counts,
+    panoptic_from_counts,
+    per_image_panoptic_quality,
+)
 from .faults import check_finite_outputs
 from .runtime import RecipeError
 
@@ -42,18 +49,13 @@ class ImageRecord:
     index: int
     image_id: str
     depth: int
-    pq: float
+    quality: float  # the per-image quality the oracle and the gate labels use: PQ here
     counts: np.ndarray  # (4, C): tp, fp, fn, iou_sum per category
     gflops: float
     encoder_gflops: float
     confusion: np.ndarray | None = None  # (K, K) semantic confusion
     coco: tuple | None = None  # (images, annotations, detections) with COCO image id 1
     processed_size: tuple[int, int] | None = None  # unpadded (height, width) the model saw
-
-    @property
-    def quality(self) -> float:
-        """The per-image quality the oracle and the gate labels use (PQ for segmentation)."""
-        return self.pq
 
 
 class GFlopsTable:
@@ -132,8 +134,9 @@ class BatchEvaluator:
             total, encoder = self.gflops(size[0], size[1], int(depths[i]), gate) if self.with_gflops else (0.0, 0.0)
             counts = np.stack([scores.true_positives[i], scores.false_positives[i], scores.false_negatives[i],
                                scores.iou_sum[i]]).astype(np.float64)
-            record = ImageRecord(index=int(index), image_id=str(ids[i]), depth=int(depths[i]), pq=float(scores.pq[i]),
-                                 counts=counts, gflops=total, encoder_gflops=encoder, processed_size=size)
+            record = ImageRecord(index=int(index), image_id=str(ids[i]), depth=int(depths[i]),
+                                 quality=float(scores.pq[i]), counts=counts, gflops=total, encoder_gflops=encoder,
+                                 processed_size=size)
             if semantic is not None:
                 record.confusion = mean_iou([semantic[i]], [refs[i]], num_labels=self.num_classes,
                                             image_ids=[ids[i]]).confusion_matrix
@@ -160,8 +163,8 @@ class ModeAccumulator:
             self.confusion = record.confusion.copy() if self.confusion is None else self.confusion + record.confusion
         if record.coco is not None:
             self.coco[record.index] = record.coco
-        self.rows.append({"index": record.index, "image_id": record.image_id, "depth": record.depth, "pq": record.pq,
-                          "gflops": record.gflops, "encoder_gflops": record.encoder_gflops})
+        self.rows.append({"index": record.index, "image_id": record.image_id, "depth": record.depth,
+                          "pq": record.quality, "gflops": record.gflops, "encoder_gflops": record.encoder_gflops})
 
     def merge(self, other: "ModeAccumulator") -> None:
         if other.counts is not None:
@@ -172,44 +175,15 @@ class ModeAccumulator:
         self.rows.extend(other.rows)
 
 
-def coco_summary(images: list[dict], annotations: list[dict], detections: list[dict], thing_ids: Sequence[int], *,
-                 iou_type: str) -> dict:
-    """pycocotools' own COCOeval (`iou_type` "segm" or "bbox") over COCO-format lists whose category ids are
-    label id + 1 (one category per thing class); returns the 12 summary figures by name (NaN where undefined)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    from ..metrics import COCO_SUMMARY_NAMES
-
-    categories = [{"id": int(t) + 1, "name": str(t)} for t in sorted(thing_ids)]
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and summary
-        coco_gt = COCO()
-        coco_gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
-        coco_gt.createIndex()
-        coco_dt = COCO()
-        coco_dt.dataset = {"images": images, "categories": categories, "annotations": detections}
-        coco_dt.createIndex()
-        evaluator = COCOeval(coco_gt, coco_dt, iouType=iou_type)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {name: (float("nan") if v < 0 else float(v)) for name, v in zip(COCO_SUMMARY_NAMES, evaluator.stats)}
-
-
 def coco_mask_ap(coco_parts: list[tuple], thing_ids: Sequence[int]) -> dict:
     """COCO mask AP over per-image `(images, annotations, detections)` parts (each with image id 1)."""
-    from pycocotools import mask as mask_utils
-
     images, annotations, detections = [], [], []
     for image_id, (imgs, anns, dets) in enumerate(coco_parts, start=1):
         images.extend({**img, "id": image_id} for img in imgs)
         for ann in anns:
             annotations.append({**ann, "image_id": image_id, "id": len(annotations) + 1})
         detections.extend({**det, "image_id": image_id} for det in dets)
-    detections = [{**det, "id": k, "iscrowd": 0, "area": float(mask_utils.area(det["segmentation"])),
-                   "bbox": [float(v) for v in mask_utils.toBbox(det["segmentation"])]}
-                  for k, det in enumerate(detections, start=1)]
-    return coco_summary(images, annotations, detections, thing_ids, iou_type="segm")
+    return coco_summary(images, annotations, index_mask_detections(detections), thing_ids, iou_type="segm")
 
 
 def spread(values: np.ndarray, prefix: str) -> dict:
@@ -226,10 +200,7 @@ def summarize_mode(acc: ModeAccumulator, *, category_ids, thing_ids, exit_layers
     depths = np.array([r["depth"] for r in rows])
     result = panoptic_from_counts(acc.counts, category_ids, thing_ids)
     if acc.confusion is not None:
-        confusion = acc.confusion
-        tp = np.diag(confusion).astype(np.float64)
-        union = confusion.sum(0) + confusion.sum(1) - tp
-        result["miou"] = float((tp[union > 0] / union[union > 0]).mean()) if (union > 0).any() else float("nan")
+        result["miou"] = miou_from_counts(*intersection_and_union(acc.confusion))
     if acc.coco:
         result["mask_ap"] = coco_mask_ap([acc.coco[r["index"]] for r in rows], thing_ids)
     result["gflops"] = {**spread(np.array([r["gflops"] for r in rows]), "total"),

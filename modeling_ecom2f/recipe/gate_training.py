@@ -29,7 +29,7 @@ import torch
 
 from .checkpointing import run_fingerprint
 from .data import EpochShuffleSampler, inference_dataloader, load_split, shard_indices
-from .derived import load_derived_dataset, pq_matrix, weights_digest
+from .derived import load_derived_dataset, quality_matrix, weights_digest
 from .labels import check_beta, ideal_depths, label_histogram
 from .mode_evaluation import evaluate_modes
 from .modeling import gate_module, rebuild_gate
@@ -100,15 +100,15 @@ def holdout_split(num_images: int, fraction: float, seed: int) -> tuple[np.ndarr
     return np.sort(order[count:]), np.sort(order[:count])
 
 
-def _gate_report(logits: np.ndarray, targets: np.ndarray, pq: np.ndarray, exits: list[int], *,
-                 quality: str = "pq") -> dict:
+def _gate_report(logits: np.ndarray, targets: np.ndarray, quality: np.ndarray, exits: list[int], *,
+                 quality_name: str = "pq") -> dict:
     predicted = logits.argmax(axis=1)
     depths = np.asarray(exits)[predicted]
     rows = np.arange(len(predicted))
     return {"accuracy": float((predicted == targets).mean()), "expected_depth": float(depths.mean()),
             "label_mean_depth": float(np.asarray(exits)[targets].mean()),
-            f"mean_{quality}_of_gate_choice": float(pq[rows, predicted].mean()),
-            f"mean_{quality}_full_depth": float(pq[:, -1].mean()),
+            f"mean_{quality_name}_of_gate_choice": float(quality[rows, predicted].mean()),
+            f"mean_{quality_name}_full_depth": float(quality[:, -1].mean()),
             "predicted_histogram": label_histogram(depths, exits), "num_images": int(len(predicted))}
 
 
@@ -174,8 +174,8 @@ def train_gate(args: argparse.Namespace) -> dict:
     exits = list(model.config.exit_layers)
     if info["exit_layers"] != exits:
         raise RecipeError(f"the derived data set has exits {info['exit_layers']}, the model {exits}")
-    pq = pq_matrix(derived, exits, column=task.quality)
-    labels = ideal_depths(pq, exits, beta)
+    quality = quality_matrix(derived, exits, column=task.quality)
+    labels = ideal_depths(quality, exits, beta)
     targets = np.searchsorted(np.asarray(exits), labels)
     histogram = label_histogram(labels, exits)
     logger.info("***** Step 3: gate training (%s), beta = %g *****", objective, beta)
@@ -198,7 +198,7 @@ def train_gate(args: argparse.Namespace) -> dict:
     train_idx, holdout_idx = holdout_split(len(labels), args.holdout_fraction, args.seed)
     model.freeze_all_but_gate()
     head = GateOnFeatures(gate_module(model))
-    regression = utility_targets(pq)
+    regression = utility_targets(quality)
     goal = (torch.from_numpy(regression[train_idx]) if objective == "utility"
             else torch.from_numpy(targets[train_idx]).long())
     train_set = torch.utils.data.TensorDataset(torch.from_numpy(features[train_idx]), goal)
@@ -247,16 +247,17 @@ def train_gate(args: argparse.Namespace) -> dict:
                         beta, achieved, len(calibration))
         model.config.gate_beta = beta
         betas = sorted({0.0, beta, *DEFAULT_REPORT_BETAS})
-        summary["train"] = _utility_report(logits[train_idx], pq[train_idx], exits, betas, quality_name=task.quality)
+        summary["train"] = _utility_report(logits[train_idx], quality[train_idx], exits, betas,
+                                           quality_name=task.quality)
         if len(holdout_idx):
-            summary["holdout"] = _utility_report(logits[holdout_idx], pq[holdout_idx], exits, betas,
+            summary["holdout"] = _utility_report(logits[holdout_idx], quality[holdout_idx], exits, betas,
                                                  quality_name=task.quality)
     else:
-        summary["train"] = _gate_report(logits[train_idx], targets[train_idx], pq[train_idx], exits,
-                                        quality=task.quality)
+        summary["train"] = _gate_report(logits[train_idx], targets[train_idx], quality[train_idx], exits,
+                                        quality_name=task.quality)
         if len(holdout_idx):
-            summary["holdout"] = _gate_report(logits[holdout_idx], targets[holdout_idx], pq[holdout_idx], exits,
-                                              quality=task.quality)
+            summary["holdout"] = _gate_report(logits[holdout_idx], targets[holdout_idx], quality[holdout_idx], exits,
+                                              quality_name=task.quality)
     model.config.gate_trained = True
     model.requires_grad_(True)
     model_dir = unwrap_and_save(accelerator, model, args.output_dir, processor=processor)

@@ -21,15 +21,16 @@ DEFAULT_BETA_GRID = (0.0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 
 def check_beta(beta: float) -> float:
     """A usable beta: a finite number >= 0, else `RecipeError`."""
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
-        raise RecipeError(f"beta must be a finite number >= 0 (PQ-fraction units per encoder layer), got {beta!r}")
+        raise RecipeError(f"beta must be a finite number >= 0 (quality-fraction units per encoder layer), got {beta!r}")
     return float(beta)
 
 
-def ideal_depths(pq: np.ndarray, exit_layers: Sequence[int], beta: float) -> np.ndarray:
-    """Per-image ideal depth `exit_layers[argmax_k(pq[:, k] - beta * exit_layers[k])]`.
+def ideal_depths(quality: np.ndarray, exit_layers: Sequence[int], beta: float) -> np.ndarray:
+    """Per-image ideal depth `exit_layers[argmax_k(quality[:, k] - beta * exit_layers[k])]`.
 
     Args:
-        pq: `(num_images, num_exits)` per-image PQ fractions, columns in `exit_layers` order.
+        quality: `(num_images, num_exits)` per-image quality fractions (PQ, or box AP for detection), columns in
+            `exit_layers` order.
         exit_layers: the depths of the columns.
         beta: the trade-off (see the module docstring).
 
@@ -37,20 +38,20 @@ def ideal_depths(pq: np.ndarray, exit_layers: Sequence[int], beta: float) -> np.
         `(num_images,)` int64 depths.
 
     Raises:
-        RecipeError: a bad beta, a shape that does not fit `exit_layers`, or PQ values outside [0, 1] / NaN.
+        RecipeError: a bad beta, a shape that does not fit `exit_layers`, or values outside [0, 1] / NaN.
     """
     beta = check_beta(beta)
-    pq = np.asarray(pq, dtype=np.float64)
+    quality = np.asarray(quality, dtype=np.float64)
     depths = np.asarray(list(exit_layers), dtype=np.int64)
-    if pq.ndim != 2 or pq.shape[1] != depths.size:
-        raise RecipeError(f"per-image PQ must have shape (num_images, {depths.size}) for exits {depths.tolist()}, "
-                          f"got {pq.shape}")
-    if pq.shape[0] == 0:
-        raise RecipeError("there are no per-image PQ rows to derive depth labels from")
-    if not np.isfinite(pq).all() or (pq < 0).any() or (pq > 1).any():
-        raise RecipeError("per-image PQ must be fractions in [0, 1] without NaN (was the derived data set written by "
-                          "another tool, or in percent?)")
-    return depths[np.argmax(pq - beta * depths[None, :], axis=1)]
+    if quality.ndim != 2 or quality.shape[1] != depths.size:
+        raise RecipeError(f"per-image quality must have shape (num_images, {depths.size}) for exits "
+                          f"{depths.tolist()}, got {quality.shape}")
+    if quality.shape[0] == 0:
+        raise RecipeError("there are no per-image quality rows to derive depth labels from")
+    if not np.isfinite(quality).all() or (quality < 0).any() or (quality > 1).any():
+        raise RecipeError("per-image quality must be fractions in [0, 1] without NaN (was the derived data set "
+                          "written by another tool, or in percent?)")
+    return depths[np.argmax(quality - beta * depths[None, :], axis=1)]
 
 
 def label_histogram(labels: np.ndarray, exit_layers: Sequence[int]) -> dict[int, int]:
@@ -59,12 +60,12 @@ def label_histogram(labels: np.ndarray, exit_layers: Sequence[int]) -> dict[int,
     return {int(k): int((labels == k).sum()) for k in exit_layers}
 
 
-def histogram_table(pq: np.ndarray, exit_layers: Sequence[int], betas: Sequence[float]) -> str:
+def histogram_table(quality: np.ndarray, exit_layers: Sequence[int], betas: Sequence[float]) -> str:
     """A plain-text table: one row per beta with the label counts per exit and the mean ideal depth."""
     header = "beta".ljust(9) + "".join(f"k={k}".rjust(7) for k in exit_layers) + "  mean depth"
     lines = [header]
     for beta in betas:
-        labels = ideal_depths(pq, exit_layers, beta)
+        labels = ideal_depths(quality, exit_layers, beta)
         counts = label_histogram(labels, exit_layers)
         lines.append(f"{beta:<9g}" + "".join(str(counts[k]).rjust(7) for k in exit_layers)
                      + f"  {labels.mean():10.3f}")

@@ -22,26 +22,43 @@ def full_depth_mode(report: dict) -> str | None:
     return f"depth_{max(depths)}" if depths else None
 
 
-def results_table(report: dict) -> str:
-    """A Markdown table: one row per mode, with PQ/SQ/RQ, mIoU, mask AP, GFLOPs (mean +- std) and depths."""
+def points_delta(value, base) -> str:
+    """`value - base` in points with a sign (`"+1.25"`); `"n/a"` when either is None or NaN."""
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (value, base)):
+        return "n/a"
+    return f"{100 * (value - base):+.2f}"
+
+
+def mode_table(report: dict, *, quality: str, columns: list[str], cells) -> str:
+    """A Markdown table of an evaluation report, one row per mode: its name, the task's `columns` (the cells
+    `cells(figures, full_depth_quality)` gives, `full_depth_quality` being the deepest fixed depth's `quality` or
+    None), then the GFLOPs (mean +- std, encoder share of full depth) and depth columns every task shares."""
     full = full_depth_mode(report)
     base = report["modes"][full]["gflops"]["encoder_mean"] if full else None
-    base_pq = report["modes"][full]["pq"] if full else None
-    lines = ["| mode | PQ | dPQ vs full | SQ | RQ | PQ th | PQ st | mIoU | mask AP | encoder GFLOPs (mean +- std) "
-             "| % of full encoder | total GFLOPs (mean +- std) | mean depth | depth histogram |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    base_quality = report["modes"][full][quality] if full else None
+    header = ["mode", *columns, "encoder GFLOPs (mean +- std)", "% of full encoder", "total GFLOPs (mean +- std)",
+              "mean depth", "depth histogram"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in report["modes"].items():
         g = r["gflops"]
-        ap = r.get("mask_ap", {}).get("AP") if r.get("mask_ap") else None
         share = f"{100 * g['encoder_mean'] / base:.1f}" if base else "n/a"
-        dpq = f"{100 * (r['pq'] - base_pq):+.2f}" if base_pq is not None else "n/a"
         hist = " ".join(f"{k}:{v}" for k, v in r["depth_histogram"].items())
-        lines.append(
-            f"| {name} | {percent(r['pq'])} | {dpq} | {percent(r['sq'])} | {percent(r['rq'])} | {percent(r['pq_things'])} | "
-            f"{percent(r['pq_stuff'])} | {percent(r.get('miou'))} | {percent(ap)} | {g['encoder_mean']:.4f} +- "
-            f"{g['encoder_std']:.4f} | {share} | {g['total_mean']:.4f} +- {g['total_std']:.4f} | "
-            f"{r['mean_depth']:.2f} | {hist} |")
+        row = [name, *cells(r, base_quality), f"{g['encoder_mean']:.4f} +- {g['encoder_std']:.4f}", share,
+               f"{g['total_mean']:.4f} +- {g['total_std']:.4f}", f"{r['mean_depth']:.2f}", hist]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def results_table(report: dict) -> str:
+    """A Markdown table: one row per mode, with PQ/SQ/RQ, mIoU, mask AP, GFLOPs (mean +- std) and depths."""
+
+    def cells(r: dict, base_pq) -> list[str]:
+        ap = r["mask_ap"].get("AP") if r.get("mask_ap") else None
+        return [percent(r["pq"]), points_delta(r["pq"], base_pq), percent(r["sq"]), percent(r["rq"]),
+                percent(r["pq_things"]), percent(r["pq_stuff"]), percent(r.get("miou")), percent(ap)]
+
+    return mode_table(report, quality="pq", columns=["PQ", "dPQ vs full", "SQ", "RQ", "PQ th", "PQ st", "mIoU",
+                                                      "mask AP"], cells=cells)
 
 
 def tradeoff_plot(report: dict, path: str | Path, *, title: str, metric: str = "pq", metric_label: str = "PQ") -> Path:
@@ -119,5 +136,5 @@ def compact_summary(report: dict) -> dict:
             for name, r in report["modes"].items()}
 
 
-__all__ = ["compact_summary", "full_depth_mode", "hub_eval_results", "percent", "results_table", "save_plot",
-           "tradeoff_plot"]
+__all__ = ["compact_summary", "full_depth_mode", "hub_eval_results", "mode_table", "percent", "points_delta",
+           "results_table", "save_plot", "tradeoff_plot"]

@@ -74,7 +74,7 @@ def derive_rows(*, accelerator, model, processor, dataset, label_info, args) -> 
             losses = per_image_losses(model, outputs, batch, device=accelerator.device, seed=args.loss_seed)
             for i, (record, loss) in enumerate(zip(records, losses)):
                 scores = panoptic_from_counts(record.counts, sorted(label_info.id2label), label_info.thing_ids)
-                columns["pq"][i].append(record.pq)
+                columns["pq"][i].append(record.quality)
                 columns["sq"][i].append(_scalar(scores["sq"]))
                 columns["rq"][i].append(_scalar(scores["rq"]))
                 columns["loss"][i].append(loss)

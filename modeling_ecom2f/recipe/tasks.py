@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..data import EcoMask2FormerCollator
 from . import detection_evaluation
-from .data import build_image_processor, model_inputs
+from .data import build_image_processor, load_split, model_inputs
 from .detection import (
     EcoDeformableDetrCollator,
     build_detection_image_processor,
@@ -80,4 +80,14 @@ def get_task(value=None) -> RecipeTask:
     return TASKS[name]()
 
 
-__all__ = ["RecipeTask", "TASKS", "detection_task", "get_task", "segmentation_task"]
+def load_trained_run(task: RecipeTask, args, *, split: str, device):
+    """`(dataset, label_info, model, processor)` of a step that runs a trained model (`--model_name_or_path`) on a
+    split: the split, the model on `device` in `eval()` mode, and its image processor."""
+    dataset, label_info = load_split(args, split)
+    model = task.load_trained_model(args.model_name_or_path, label_info=label_info).to(device)
+    processor = task.build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
+                                           model_dir=args.model_name_or_path)
+    return dataset, label_info, model, processor
+
+
+__all__ = ["RecipeTask", "TASKS", "detection_task", "get_task", "load_trained_run", "segmentation_task"]

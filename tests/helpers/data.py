@@ -9,6 +9,13 @@ THINGS = (0, 1, 2)
 STUFF = (3, 4)
 
 
+def _random_box(rng: np.random.Generator, size: int, low: int, high: int) -> tuple[slice, slice]:
+    """A random rectangle inside a `size` x `size` map, each side in [low, high) pixels."""
+    h, w = rng.integers(low, high, size=2)
+    y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+    return slice(y, y + h), slice(x, x + w)
+
+
 def random_reference(rng: np.random.Generator, *, size: int = 32, crowd: bool = True, void: bool = True) -> dict:
     """A random panoptic ground truth: stuff bands, rectangles of things on top, optional void and crowd patches.
 
@@ -23,17 +30,13 @@ def random_reference(rng: np.random.Generator, *, size: int = 32, crowd: bool = 
         info.append({"id": next_id, "category_id": cat, "iscrowd": 0})
         next_id += 1
     for _ in range(int(rng.integers(0, 7))):
-        h, w = rng.integers(2, size // 2, size=2)
-        y, x = rng.integers(0, size - h), rng.integers(0, size - w)
-        seg[y : y + h, x : x + w] = next_id
+        seg[_random_box(rng, size, 2, size // 2)] = next_id
         crowd_flag = int(crowd and rng.random() < 0.15)
         info.append({"id": next_id, "category_id": int(rng.choice(THINGS)), "iscrowd": crowd_flag})
         next_id += 1
     if void:
         for _ in range(int(rng.integers(0, 3))):
-            h, w = rng.integers(1, size // 3, size=2)
-            y, x = rng.integers(0, size - h), rng.integers(0, size - w)
-            seg[y : y + h, x : x + w] = 0
+            seg[_random_box(rng, size, 1, size // 3)] = 0
     present = set(np.unique(seg).tolist())
     info = [s for s in info if s["id"] in present]
     return {"segmentation": torch.from_numpy(seg), "segments_info": info}
@@ -59,16 +62,12 @@ def perturbed_prediction(rng: np.random.Generator, reference: dict, *, void: boo
         info.append({"id": next_id, "label_id": label, "was_fused": False, "score": float(rng.random())})
         next_id += 1
     for _ in range(int(rng.integers(0, 3))):  # spurious segments (and a second segment of a stuff class)
-        h, w = rng.integers(2, size // 3, size=2)
-        y, x = rng.integers(0, size - h), rng.integers(0, size - w)
-        pred[y : y + h, x : x + w] = next_id
+        pred[_random_box(rng, size, 2, size // 3)] = next_id
         info.append({"id": next_id, "label_id": int(rng.choice(THINGS + STUFF)), "was_fused": False, "score": 0.5})
         next_id += 1
     if void:
         for _ in range(int(rng.integers(0, 3))):
-            h, w = rng.integers(1, size // 2, size=2)
-            y, x = rng.integers(0, size - h), rng.integers(0, size - w)
-            pred[y : y + h, x : x + w] = 0
+            pred[_random_box(rng, size, 1, size // 2)] = 0
         if rng.random() < 0.2:
             pred[pred == 0] = -1  # the post-processor's "nothing kept" value
     present = set(np.unique(pred).tolist())
@@ -209,3 +208,11 @@ def write_cityscapes(root, *, size: tuple[int, int] = (16, 32)) -> dict:
         _save(root / "gtFine" / "val" / city / f"{stem}_gtFine_labelIds.png", labels)
         _save(root / "gtFine" / "val" / city / f"{stem}_gtFine_instanceIds.png", inst)
     return {"root": root}
+
+
+def gradient_image(height: int, width: int):
+    """A smooth RGB test image (PIL) of `height` x `width`: colour ramps along x, y and the diagonal."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:height, 0:width]
+    return Image.fromarray(np.stack([x * 2, y * 3, (x + y) % 256], -1).astype(np.uint8))

@@ -26,23 +26,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOKEN = "hf_fake_loopback_token"
 USER = "tester"
 
-ROUTES = [  # (method, path regex, handler name); {repo} is "namespace/name"
+_MODEL = r"/api/models/(?P<repo>[^/]+/[^/]+)"  # {repo} is "namespace/name"
+_FILE = r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)"
+ROUTES = [  # (method, path regex, handler name)
     ("POST", r"/api/repos/create", "create_repo"),
     ("GET", r"/api/whoami-v2", "whoami"),
     ("POST", r"/api/validate-yaml", "validate_yaml"),
-    ("GET", r"/api/models/(?P<repo>[^/]+/[^/]+)", "repo_info"),
-    ("GET", r"/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>.+)", "repo_info"),
-    ("POST", r"/api/models/(?P<repo>[^/]+/[^/]+)/branch/(?P<rev>.+)", "create_branch"),
-    ("POST", r"/api/models/(?P<repo>[^/]+/[^/]+)/preupload/(?P<rev>.+)", "preupload"),
-    ("POST", r"/api/models/(?P<repo>[^/]+/[^/]+)/commit/(?P<rev>.+)", "commit"),
-    ("GET", r"/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", "tree"),
-    ("POST", r"/api/models/(?P<repo>[^/]+/[^/]+)/paths-info/(?P<rev>.+)", "paths_info"),
-    ("GET", r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "resolve"),
-    ("HEAD", r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "resolve"),
+    ("GET", _MODEL, "repo_info"),
+    ("GET", _MODEL + r"/revision/(?P<rev>.+)", "repo_info"),
+    *(("POST", _MODEL + rf"/{action}/(?P<rev>.+)", handler)
+      for action, handler in (("branch", "create_branch"), ("preupload", "preupload"), ("commit", "commit"),
+                              ("paths-info", "paths_info"))),
+    ("GET", _MODEL + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", "tree"),
+    ("GET", _FILE, "resolve"),
+    ("HEAD", _FILE, "resolve"),
 ]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from conftest import tiny_eco_config
+from helpers.models import tiny_eco_config
 
 PROCESSOR_KWARGS = {"size": {"shortest_edge": 64, "longest_edge": 96}}
 MASK_LOGIT_SCALE = 1e4  # random-init mask logits are about 1e-4
@@ -77,7 +77,7 @@ def reference_outputs(*, model, processor, image_paths: list[Path]) -> dict:
     """What the in-process model gives (the expected side of `_hub_outputs.assert_same_outputs`)."""
     from transformers import pipeline
 
-    from _hub_outputs import segment_outputs
+    from helpers.hub_outputs import segment_outputs
 
     pipe = pipeline("image-segmentation", model=model, image_processor=processor)
     images = [Image.open(path).convert("RGB") for path in image_paths]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import torch
 from transformers import DeformableDetrConfig, ResNetConfig
+
+from modeling_ecom2f import EcoDeformableDetrConfig, EcoDeformableDetrForObjectDetection
 
 
 def tiny_detr_kwargs(**overrides) -> dict:
@@ -25,9 +23,7 @@ def tiny_detr_kwargs(**overrides) -> dict:
     return kwargs
 
 
-def tiny_eco_detr_config(**overrides):
-    from modeling_ecom2f import EcoDeformableDetrConfig
-
+def tiny_eco_detr_config(**overrides) -> EcoDeformableDetrConfig:
     return EcoDeformableDetrConfig(**tiny_detr_kwargs(**overrides))
 
 
@@ -35,9 +31,7 @@ def tiny_stock_detr_config(**overrides) -> DeformableDetrConfig:
     return DeformableDetrConfig(**tiny_detr_kwargs(**overrides))
 
 
-def tiny_eco_detector(seed: int = 0, **overrides):
-    from modeling_ecom2f import EcoDeformableDetrForObjectDetection
-
+def tiny_eco_detector(seed: int = 0, **overrides) -> EcoDeformableDetrForObjectDetection:
     torch.manual_seed(seed)
     return EcoDeformableDetrForObjectDetection(tiny_eco_detr_config(**overrides)).eval()
 
