@@ -242,7 +242,7 @@ def export_folder(
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.staging-", dir=output_dir.parent))
     try:
         _write_export(staging, spec, model=model, processor=processor, code_files=code_files, results=results,
-                      plot=plot, card=dict(repo_id=repo_id, license_id=license_id, tags=tags))
+                      plot=plot, card={"repo_id": repo_id, "license_id": license_id, "tags": tags})
         if output_dir.is_dir():
             shutil.rmtree(output_dir)
         elif output_dir.exists():
@@ -269,11 +269,13 @@ def build_parser(prog: str, *, names: str) -> argparse.ArgumentParser:
 def run_command(prog: str, action: Callable[[], str], *, failures: dict[type, int] | None = None) -> int:
     """Run a command-line `action` (it returns the success line); a failure prints `prog: error: ...` to stderr and
     returns its status from `failures` (exception type -> status, first match), else 2 for a bad input."""
+    failures = failures or {}
+    handled = (ValueError, TypeError, OSError, *failures)
     try:
         print(action())
-    except (ValueError, TypeError, OSError, *(failures or {})) as error:
+    except handled as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
-        return next((status for kind, status in (failures or {}).items() if isinstance(error, kind)), 2)
+        return next((status for kind, status in failures.items() if isinstance(error, kind)), 2)
     return 0
 
 
@@ -295,7 +297,7 @@ def main(argv: list[str] | None, *, specs: Sequence[ExportSpec], prog: str) -> i
 
 
 __all__ = [
-    "CONFIG_FILE", "ExportSpec", "NotAnEcoModelError", "PROCESSOR_FILE", "UntrainedGateWarning", "WEIGHT_FILES",
+    "CONFIG_FILE", "PROCESSOR_FILE", "WEIGHT_FILES", "ExportSpec", "NotAnEcoModelError", "UntrainedGateWarning",
     "check_model_folder", "class_ref", "config_auto_map", "export_folder", "main", "processor_auto_map",
-    "run_command", "spec_for_model_type",
+    "read_model_type", "run_command", "spec_for_model_type",
 ]

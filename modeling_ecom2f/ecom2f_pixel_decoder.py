@@ -111,7 +111,7 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         shared, and each exit gets its own FPN and mask projection. Yields `(depth, output)` in increasing depth; each
         output equals `forward(features, depths=depth)` (the same operations on the same batch).
         """
-        exits = sorted(set(int(k) for k in exits))
+        exits = sorted({int(k) for k in exits})
         bad = [k for k in exits if not 1 <= k <= len(self.encoder.layers)]
         if not exits or bad:
             raise ValueError(f"exits must be a non-empty list of depths in [1, {len(self.encoder.layers)}], got {exits}")
