@@ -359,8 +359,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     from accuracy_study_report import measure_and_report
 
     docs = args.docs_dir if args.docs_dir is not None else ("docs" if args.preset == "default" else "")
-    command = "python benchmarks/accuracy_study.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
-                                                      if (argv if argv is not None else sys.argv[1:]) else "")
+    given = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python benchmarks/accuracy_study.py", *given])
     return measure_and_report(variants=variants, preset=preset, root=root, docs_dir=Path(docs) if docs else None,
                               command=command, start=start, seed=args.seed)
 
