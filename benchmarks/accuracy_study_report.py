@@ -20,19 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def stock_twin(eco_model):
-    """The stock transformers Mask2Former holding `eco_model`'s weights (every key but the gate's)."""
-    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
-
-    data = {k: v for k, v in eco_model.config.to_dict().items() if k not in ("model_type", "architectures", "auto_map")}
-    stock = Mask2FormerForUniversalSegmentation(Mask2FormerConfig(**{
-        k: v for k, v in data.items() if k in Mask2FormerConfig.__dataclass_fields__ or k in ("id2label", "label2id")
-    })).eval()
-    keys = set(stock.state_dict())
-    stock.load_state_dict({k: v for k, v in eco_model.state_dict().items() if k in keys}, strict=True)
-    return stock
+from bench_common import stock_twin
 
 
 def variant_depths(model) -> list[int]:
@@ -58,7 +46,7 @@ def swin_t_model(trained, *, seed: int):
     return EcoMask2FormerForUniversalSegmentation(EcoMask2FormerConfig(**swin_t_kwargs(), **fields)).eval()
 
 
-def gflops_tables(variants, models: dict, *, image_size: int, flops_size: int, seed: int) -> dict:
+def gflops_tables(variants, models: dict, stock, *, image_size: int, flops_size: int, seed: int) -> dict:
     """{variant name: {"trained": {depth: GFLOPs dict}, "swin_t": {depth: GFLOPs dict}}, "stock_ref": ...}."""
     from bench_common import swin_t_kwargs
     from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
@@ -69,7 +57,7 @@ def gflops_tables(variants, models: dict, *, image_size: int, flops_size: int, s
     large = torch.zeros(1, 3, flops_size, flops_size)
     torch.manual_seed(seed)
     reference = Mask2FormerForUniversalSegmentation(Mask2FormerConfig(**swin_t_kwargs())).eval()
-    out = {"stock_ref": {"trained": count_gflops(stock_twin(models["stock"]), small).as_dict(),
+    out = {"stock_ref": {"trained": count_gflops(stock, small).as_dict(),
                          "swin_t": count_gflops(reference, large).as_dict()}}
     del reference
     for variant in variants:
@@ -86,11 +74,10 @@ def gflops_tables(variants, models: dict, *, image_size: int, flops_size: int, s
     return out
 
 
-def latencies(variants, models: dict, *, image_size: int, repeats: int, seed: int, warmup: int = 2) -> dict:
+def latencies(variants, models: dict, stock, *, image_size: int, repeats: int, seed: int, warmup: int = 2) -> dict:
     """Median CPU milliseconds (one thread, batch 1) of the stock twin and of every (variant, exit), interleaved."""
     torch.set_num_threads(1)
     x = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
-    stock = stock_twin(models["stock"])
     runs = [("stock_transformers", None, stock)] + [
         (v.name, depth, models[v.name]) for v in variants for depth in variant_depths(models[v.name])]
     times: dict[tuple, list[float]] = {(name, depth): [] for name, depth, _ in runs}
@@ -182,8 +169,11 @@ def measure_and_report(*, variants, preset, root: Path, docs_dir: Path | None, c
 
     # a gated variant: its step-3 folder (the step-1 weights plus the trained utility gate)
     models = {v.name: load_trained_model(root / v.name / ("gate_utility" if v.gate else "train")) for v in variants}
-    flops = gflops_tables(variants, models, image_size=preset.image_size, flops_size=preset.flops_size, seed=seed)
-    latency = latencies(variants, models, image_size=preset.image_size, repeats=preset.latency_repeats, seed=seed)
+    stock = stock_twin(models["stock"])  # the stock transformers model: GFLOPs and latency reference
+    flops = gflops_tables(variants, models, stock, image_size=preset.image_size, flops_size=preset.flops_size,
+                          seed=seed)
+    latency = latencies(variants, models, stock, image_size=preset.image_size, repeats=preset.latency_repeats,
+                        seed=seed)
     stock_latency = latency[("stock_transformers", None)]
     rows, timings = [], {}
     for variant in variants:

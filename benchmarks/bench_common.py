@@ -42,12 +42,21 @@ def build_models(*, seed: int) -> tuple[EcoMask2FormerForUniversalSegmentation, 
     """The Swin-T ecom2f model (random init) and the stock model holding the same weights."""
     torch.manual_seed(seed)
     eco = EcoMask2FormerForUniversalSegmentation(EcoMask2FormerConfig(**swin_t_kwargs())).eval()
-    stock = Mask2FormerForUniversalSegmentation(Mask2FormerConfig(**swin_t_kwargs())).eval()
+    return eco, stock_twin(eco)
+
+
+def stock_twin(eco: EcoMask2FormerForUniversalSegmentation) -> Mask2FormerForUniversalSegmentation:
+    """The stock transformers Mask2Former of `eco`'s config holding `eco`'s weights (`eval()` mode). The ecom2f-only
+    weights left out must be the gate's: a model with PRO-SCALE modules (TRC, staged layers) has no stock twin."""
+    data = {k: v for k, v in eco.config.to_dict().items() if k not in ("model_type", "architectures", "auto_map")}
+    stock = Mask2FormerForUniversalSegmentation(Mask2FormerConfig(**{
+        k: v for k, v in data.items() if k in Mask2FormerConfig.__dataclass_fields__ or k in ("id2label", "label2id")
+    })).eval()
     stock_keys = set(stock.state_dict())
     stock.load_state_dict({k: v for k, v in eco.state_dict().items() if k in stock_keys}, strict=True)
     extra = sorted(set(eco.state_dict()) - stock_keys)
     assert all(".gate." in k for k in extra), extra  # the only ecom2f-only weights are the gate's
-    return eco, stock
+    return stock
 
 
 def timed(fn: Callable[[], object]) -> Timing:
