@@ -60,6 +60,9 @@ class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
         resized to that level (one linear map shared by all levels).
     token_recalibration_temperature (`float`, *optional*, defaults to 0.1):
         Scale of the TRC logit.
+    token_recalibration_layout (`str`, *optional*, defaults to `"standard"`):
+        `"standard"` scores one position's channels; `"official"` reproduces the released PRO-SCALE code's token-major
+        reinterpretation of the guide (see [`EcoMask2FormerConfig`]).
     """
 
     model_type = "eco_deformable_detr"

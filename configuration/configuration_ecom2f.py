@@ -16,6 +16,7 @@ EXIT_LOSS_WEIGHTINGS = ("linear", "uniform")
 GATE_OBJECTIVES = ("classification", "utility")
 GATE_POOLINGS = ("mean", "mean_std")
 DEFORMABLE_ATTENTION_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
+TOKEN_RECALIBRATION_LAYOUTS = ("standard", "official")
 
 
 def check_gate_beta(beta, *, name: str = "gate_beta") -> float:
@@ -49,6 +50,7 @@ class EcoEarlyExitConfigMixin:
     token_scaling_layers: list[int] | None = None
     token_recalibration: bool = False
     token_recalibration_temperature: float = 0.1
+    token_recalibration_layout: str = "standard"
 
     def _finish_eco_fields(self) -> None:
         """Fill the default exits (every depth from 2 to `encoder_layers`) and validate every ecom2f field."""
@@ -85,6 +87,11 @@ class EcoEarlyExitConfigMixin:
             raise ValueError(
                 f"deformable_attention_implementation must be one of {DEFORMABLE_ATTENTION_IMPLEMENTATIONS}, "
                 f"got {self.deformable_attention_implementation!r}"
+            )
+        if self.token_recalibration_layout not in TOKEN_RECALIBRATION_LAYOUTS:
+            raise ValueError(
+                f"token_recalibration_layout must be one of {TOKEN_RECALIBRATION_LAYOUTS}, "
+                f"got {self.token_recalibration_layout!r}"
             )
         if self.encoder_n_points < 1:
             raise ValueError(f"encoder_n_points must be >= 1, got {self.encoder_n_points}")
@@ -183,6 +190,12 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
         resized to each level (one linear map shared by both levels).
     token_recalibration_temperature (`float`, *optional*, defaults to 0.1):
         Scale of the TRC logit (`EXCITE_TEMP` of the released PRO-SCALE configs).
+    token_recalibration_layout (`str`, *optional*, defaults to `"standard"`):
+        How TRC reads its guide. `"standard"`: the linear map scores one position's channels. `"official"`: the
+        computation of the authors' released code (abhishekaich27/proscale-pytorch `proscale.py`, class `TRC`), which
+        reinterprets the token-major `(batch, tokens, C)` guide as a `(batch, C, h, w)` map without a transpose and
+        reads the resized map back the same way; the released PRO-SCALE weights were trained against it, so
+        `ecom2f-convert` sets it for their checkpoints. Train new models with `"standard"`.
     light_pixel_embedding (`bool`, *optional*, defaults to `False`):
         PRO-SCALE LPE: the 3x3 output convolution of the 1/4-resolution FPN level becomes 3x3 max-pooling (stride 1)
         + GroupNorm(32) + ReLU.
@@ -212,6 +225,7 @@ __all__ = [
     "EXIT_LOSS_WEIGHTINGS",
     "GATE_OBJECTIVES",
     "GATE_POOLINGS",
+    "TOKEN_RECALIBRATION_LAYOUTS",
     "EcoEarlyExitConfigMixin",
     "EcoMask2FormerConfig",
     "check_gate_beta",

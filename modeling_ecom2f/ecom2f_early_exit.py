@@ -39,7 +39,10 @@ def build_token_recalibration(config, *, feature_size: int) -> EcoTokenRecalibra
     """PRO-SCALE TRC when `config.token_recalibration`, else `None`."""
     if not config.token_recalibration:
         return None
-    return EcoTokenRecalibration(feature_size=feature_size, temperature=config.token_recalibration_temperature)
+    return EcoTokenRecalibration(
+        feature_size=feature_size, temperature=config.token_recalibration_temperature,
+        layout=config.token_recalibration_layout,
+    )
 
 
 class EcoEarlyExitMixin:
