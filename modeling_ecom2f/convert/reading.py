@@ -37,10 +37,14 @@ _NUMPY_PICKLE_GLOBALS = {
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle names a global outside `_NUMPY_PICKLE_GLOBALS`."""
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _NUMPY_PICKLE_GLOBALS:
-            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a weights-only pickle")
+            raise _ForbiddenGlobal(f"global '{module}.{name}' is not allowed in a weights-only pickle")
         return super().find_class(module, name)
 
 
@@ -75,7 +79,11 @@ def file_sha256(path: str | Path) -> str:
 
 def _load_object(path: Path, *, trust_pickle: bool) -> tuple[object, str]:
     hint = "pass --trust-pickle (trust_pickle=True) only if you trust where the file comes from"
-    if zipfile.is_zipfile(path):
+    with open(path, "rb") as handle:
+        starts_like_zip = handle.read(4) == b"PK\x03\x04"
+    if starts_like_zip and not zipfile.is_zipfile(path):
+        raise ConversionError(f"{path}: truncated or corrupt torch.save archive (no zip directory at its end)")
+    if starts_like_zip:
         try:
             return torch.load(path, map_location="cpu", weights_only=not trust_pickle), "torch.save"
         except pickle.UnpicklingError as error:
@@ -87,9 +95,9 @@ def _load_object(path: Path, *, trust_pickle: bool) -> tuple[object, str]:
             unpickler = pickle.Unpickler(handle, encoding="latin1") if trust_pickle else _NumpyOnlyUnpickler(
                 handle, encoding="latin1")
             obj = unpickler.load()
-        except pickle.UnpicklingError as error:
+        except _ForbiddenGlobal as error:
             raise ConversionError(f"{path}: not a weights-only pickle ({error}); {hint}") from error
-        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, ImportError) as error:
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, ImportError) as error:
             raise ConversionError(f"{path}: truncated or corrupt pickle ({type(error).__name__}: {error})") from error
     if obj != _LEGACY_TORCH_MAGIC:
         return obj, "pickle"
