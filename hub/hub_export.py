@@ -182,6 +182,25 @@ def _write_export(staging: Path, spec: ExportSpec, *, model, processor, code_fil
     (staging / "README.md").write_text(text, encoding="utf-8")
 
 
+#: Sections of a converted checkpoint's card (`ecom2f-convert`) that an export keeps: where the weights come from.
+PROVENANCE_SECTIONS = ("## Source", "## Figures reported by the authors", "## What the conversion did")
+
+
+def _carry_provenance(model_dir: Path, staging: Path) -> None:
+    """A folder written by `ecom2f-convert` keeps its source (file, SHA-256, the authors' figures) in the export:
+    `conversion.json` is copied and the provenance sections of its card are appended to the exported card."""
+    record = model_dir / "conversion.json"
+    if not record.is_file():
+        return
+    shutil.copyfile(record, staging / record.name)
+    card = (model_dir / "README.md").read_text(encoding="utf-8") if (model_dir / "README.md").is_file() else ""
+    sections = [part for part in ("\n" + card).split("\n## ")[1:] if f"## {part.splitlines()[0]}" in PROVENANCE_SECTIONS]
+    if sections:
+        text = (staging / "README.md").read_text(encoding="utf-8").rstrip("\n")
+        converted = "\n\n".join("## " + part.strip("\n") for part in sections)
+        (staging / "README.md").write_text(f"{text}\n\n{converted}\n", encoding="utf-8")
+
+
 def export_folder(
     spec: ExportSpec,
     *,
@@ -243,6 +262,7 @@ def export_folder(
     try:
         _write_export(staging, spec, model=model, processor=processor, code_files=code_files, results=results,
                       plot=plot, card={"repo_id": repo_id, "license_id": license_id, "tags": tags})
+        _carry_provenance(model_dir, staging)
         if output_dir.is_dir():
             shutil.rmtree(output_dir)
         elif output_dir.exists():

@@ -10,7 +10,8 @@ that is not a dependency the importing code chose), as in import-linter's and gr
 The rules (see docs/architecture.md):
 * no import cycles among project modules;
 * model files (the top level of `modeling_ecom2f/`, `configuration/`, `processing/`) import nothing from `hub`,
-  `modeling_ecom2f.recipe` or `benchmarks`;
+  `modeling_ecom2f.recipe`, `modeling_ecom2f.convert` or `benchmarks`;
+* the converter (`modeling_ecom2f/convert/`) imports nothing from `hub`, the recipe or `benchmarks`;
 * no module of `modeling_ecom2f/recipe/` imports a private (`_name`) name from another project module;
 * no project file outside Markdown names the team's research notes (the seeds and design notes), which are not in
   the repo.
@@ -27,7 +28,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_DIRS = ("modeling_ecom2f", "configuration", "processing", "hub")
-FORBIDDEN_FOR_MODEL_FILES = ("hub", "modeling_ecom2f.recipe", "benchmarks")
+FORBIDDEN_FOR_MODEL_FILES = ("hub", "modeling_ecom2f.recipe", "modeling_ecom2f.convert", "benchmarks")
+FORBIDDEN_FOR_CONVERTER = ("hub", "modeling_ecom2f.recipe", "benchmarks")
 
 
 def _module_name(path: Path) -> str:
@@ -190,6 +192,16 @@ def test_model_files_import_no_hub_recipe_or_benchmark_code():
         if bad:
             offending[module] = bad
     assert offending == {}
+
+
+def test_converter_imports_no_hub_recipe_or_benchmark_code():
+    offending = {
+        module: sorted(name for name in imported_names(module, path)
+                       if any(name == p or name.startswith(p + ".") for p in FORBIDDEN_FOR_CONVERTER))
+        for module, path in project_modules().items() if module.startswith("modeling_ecom2f.convert")
+    }
+    assert "modeling_ecom2f.convert.converter" in offending
+    assert {m: bad for m, bad in offending.items() if bad} == {}
 
 
 def test_recipe_modules_import_no_private_names_of_other_modules():
