@@ -174,3 +174,17 @@ def test_hub_export_of_a_converted_folder_keeps_its_source(converted, tmp_path):
     assert "trust_remote_code=True" in card  # the exporter's own card ...
     assert result.source.sha256 in card and "## What the conversion did" in card  # ... plus the provenance
     assert json.loads((exported / "conversion.json").read_text())["source"]["sha256"] == result.source.sha256
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SWIN_T_COCO))
+def test_full_size_checkpoints_convert(tmp_path, name):
+    """The authors' exact layouts at full Swin-T size (random values), through the whole conversion and its check."""
+    state = random_checkpoint(SWIN_T_COCO[name], scale=0.02)
+    fmt = "pkl" if name.startswith("eco") else "pth"
+    path = save_checkpoint(state, tmp_path / f"{name}.{fmt}", fmt=fmt)
+    result = convert_checkpoint(path, tmp_path / "out", preset=PRESET_OF.get(name, "coco-panoptic"))
+    assert set(result.report.renamed) | set(result.report.checked) == set(state)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["backbone_config"]["embed_dim"] == 96 and config["feature_size"] == 256
+    assert config["encoder_layers"] == (9 if name.startswith("proscale") else 6)
