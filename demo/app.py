@@ -12,6 +12,7 @@ Runs offline on CPU.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import traceback
@@ -58,7 +59,7 @@ def build_app(segmenter: DemoSegmenter, *, examples: list[Path], max_side: int, 
     """The page: inputs on the left, the overlay and the numbers on the right; every control reruns the image."""
     gate = {"utility": "a utility gate (any beta)", "classification": "a classification gate (one beta)",
             None: "no trained gate (full depth unless a depth is fixed)"}[segmenter.gate_kind]
-    shallowest = min(segmenter.exits) / segmenter.max_depth
+    shallowest = math.ceil(100 * segmenter.shallowest_share) / 100  # a share the shallowest exit meets
     with gr.Blocks(title="ECO-M2F demo", analytics_enabled=False) as app:
         gr.Markdown(f"## ECO-M2F: encoder depth per image, compute budget at inference\nModel `{model_name}`: exits "
                     f"{segmenter.exits}, {gate}. Upload an image or pick an example, then move the budget.")
@@ -73,7 +74,7 @@ def build_app(segmenter: DemoSegmenter, *, examples: list[Path], max_side: int, 
                 mode = gr.Radio(BUDGET_CHOICES, value="gate", label="Budget", elem_id="mode")
                 beta = gr.Slider(0.0, 0.01, value=0.0, step=0.0001, label="Utility gate beta (PQ fraction per layer)",
                                  elem_id="beta")
-                share = gr.Slider(round(shallowest, 2), 1.0, value=1.0, step=0.01, elem_id="share",
+                share = gr.Slider(shallowest, 1.0, value=1.0, step=0.01, elem_id="share",
                                   label=f"Encoder budget (calibrated on {segmenter.calibration_size} example images)")
                 depth = gr.Radio(segmenter.exits, value=segmenter.max_depth, label="Fixed depth", elem_id="depth")
                 all_exits = gr.Checkbox(False, label="Show every exit side by side", elem_id="all_exits")
@@ -103,11 +104,11 @@ def build_app(segmenter: DemoSegmenter, *, examples: list[Path], max_side: int, 
         inputs = [upload, task, mode, beta, share, depth, all_exits]
         outputs = [overlay, stats, message, exits_view]
         for control in (upload, task, mode, all_exits):
-            control.change(run, inputs, outputs)
+            control.change(run, inputs, outputs, trigger_mode="always_last")
         # Moving a budget control selects its mode (an `input` event: only what the user does, so no loops).
         for control, implied in ((beta, "gate"), (share, "budget"), (depth, "fixed")):
             control.input(lambda *values, m=implied: (m, *run(values[0], values[1], m, *values[3:])), inputs,
-                          [mode, *outputs])
+                          [mode, *outputs], trigger_mode="always_last")  # dragging: the last value counts
         app.load(run, inputs, outputs)
     return app
 
@@ -139,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
                                                   threshold=args.threshold)
     except DemoError as error:
         sys.exit(f"demo/app.py: {error}")
-    app = build_app(segmenter, examples=examples, max_side=args.max_side, model_name=args.model)
+    shipped = Path(args.model).resolve() == DEFAULT_MODEL
+    app = build_app(segmenter, examples=examples, max_side=args.max_side,
+                    model_name="demo/model (shipped)" if shipped else args.model)
     app.launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False, show_error=False,
                max_file_size="50mb", theme=gr.themes.Default(**LOCAL_FONTS),
                allowed_paths=[str(Path(args.examples).resolve())])

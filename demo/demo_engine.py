@@ -176,6 +176,13 @@ class DemoSegmenter:
     def calibration_size(self) -> int:
         return 0 if self._calibration is None else len(self._calibration.predictions)
 
+    @property
+    def shallowest_share(self) -> float:
+        """Encoder GFLOPs of the shallowest exit as a share of full depth (layer costs may differ: PRO-SCALE)."""
+        if self._calibration is None:
+            return min(self.exits) / self.max_depth
+        return min(self._calibration.exit_costs) / max(self._calibration.exit_costs)
+
     def beta_for_share(self, share: float) -> tuple[float, float]:
         """The smallest utility-gate beta whose mean encoder cost on the calibration images is at most `share` of
         full depth, and the share it achieves there (`calibrate_beta`)."""
@@ -208,10 +215,13 @@ class DemoSegmenter:
         if budget.mode == "gate":
             return {"gate_beta": float(budget.beta)}, f"utility gate, beta {budget.beta:g}", []
         beta, achieved = self.beta_for_share(budget.share)
+        note = (f"Budget {budget.share:.0%}: beta {beta:.4g} gives a mean of {achieved:.0%} of full-depth encoder "
+                f"GFLOPs on the {self.calibration_size} calibration images.")
+        if achieved > budget.share + 1e-9:
+            note += " No beta meets this budget: the shallowest exit already costs more."
         return ({"gate_beta": beta},
                 f"utility gate, beta {beta:.4g} (calibrated for {budget.share:.0%} of full-depth encoder GFLOPs)",
-                [f"Budget {budget.share:.0%}: beta {beta:.4g} gives a mean of {achieved:.0%} of full-depth encoder "
-                 f"GFLOPs on the {self.calibration_size} calibration images."])
+                [note])
 
     # -- one image ---------------------------------------------------------------------------------------------
 
