@@ -19,17 +19,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.demo import DEMO, demo_engine
+
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO = REPO_ROOT / "demo"
+REPO_ROOT = DEMO.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("no chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver; .ci/run installs "
                 "them)", allow_module_level=True)
 pytest.importorskip("gradio", reason="gradio is not installed (pip install -e '.[demo]')")
-pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[demo]')")
+pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -100,11 +101,9 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def expected():
     """What the model itself reports for the hard example, per budget (the page must show the same)."""
-    sys.path.insert(0, str(DEMO))
-    try:
-        from demo_engine import Budget, DemoSegmenter, example_images, load_image
-    finally:
-        sys.path.remove(str(DEMO))
+    engine = demo_engine()
+    Budget, DemoSegmenter, example_images, load_image = (engine.Budget, engine.DemoSegmenter, engine.example_images,
+                                                         engine.load_image)
     examples = example_images(DEMO / "examples")
     images = [load_image(p, max_side=1024)[0] for p in examples]
     segmenter = DemoSegmenter.from_pretrained(str(DEMO / "model"), calibration_images=images)
