@@ -117,8 +117,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL),
                         help="model folder or Hub id (default: the small gated model shipped in demo/model)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 inside a Space)")
+    # A Space sets GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; locally the demo listens on the loopback address only.
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default: 127.0.0.1, or GRADIO_SERVER_NAME)")
     parser.add_argument("--examples", default=str(DEFAULT_EXAMPLES),
                         help="folder of example images (also the calibration images of the encoder budget)")
     parser.add_argument("--max_side", type=int, default=1024, help="larger uploads are resized to this longer side")
