@@ -12,10 +12,6 @@ from transformers import (
     AutoModelForObjectDetection,
     AutoModelForUniversalSegmentation,
 )
-from transformers.models.auto.modeling_auto import (
-    MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES,
-    MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES,
-)
 
 from configuration.configuration_eco_deformable_detr import EcoDeformableDetrConfig
 from configuration.configuration_ecom2f import EcoMask2FormerConfig
@@ -80,16 +76,6 @@ AutoImageProcessor.register(
     EcoMask2FormerConfig,
     image_processor_classes={"pil": EcoMask2FormerImageProcessor, "torchvision": EcoMask2FormerImageProcessor},
     exist_ok=True,
-)
-
-# The image-segmentation and object-detection pipelines check a model against plain copies of the task mappings'
-# name tables (model type -> class name), which do not see `register` above: without an entry there every
-# `pipeline(...)` load logs "The model ... is not supported". The tables are where transformers lists its own models.
-MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES.setdefault(
-    EcoMask2FormerConfig.model_type, EcoMask2FormerForUniversalSegmentation.__name__
-)
-MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES.setdefault(
-    EcoDeformableDetrConfig.model_type, EcoDeformableDetrForObjectDetection.__name__
 )
 
 AutoConfig.register(EcoDeformableDetrConfig.model_type, EcoDeformableDetrConfig, exist_ok=True)

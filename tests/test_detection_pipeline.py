@@ -104,6 +104,7 @@ def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
     assert report["classes"]["model"].endswith("modeling_eco_deformable_detr.EcoDeformableDetrForObjectDetection")
     assert report["classes"]["model"].startswith("transformers_modules.")
     assert report["classes"]["pipeline_processor"].endswith("EcoDeformableDetrImageProcessor")
+    assert not [m for m in report["pipeline_load_messages"] if "is not supported" in m]  # the exported code lists it
     assert not report["loading_info"]["missing_keys"] and not report["loading_info"]["unexpected_keys"]
     assert report["base_model"]["class"].endswith("modeling_eco_deformable_detr.EcoDeformableDetrModel")
     assert not report["base_model"]["loading_info"]["missing_keys"]
