@@ -142,7 +142,8 @@ class DemoSegmenter:
             model = EcoMask2FormerForUniversalSegmentation.from_pretrained(source)
             processor = EcoMask2FormerImageProcessor.from_pretrained(source)
         except (OSError, ValueError) as error:
-            raise DemoError(f"cannot load a segmentation model from '{source}': {error}") from None
+            where = "" if folder.is_dir() else f"no folder '{source}' exists here, and as a Hub id: "
+            raise DemoError(f"cannot load a segmentation model from '{source}': {where}{error}") from None
         return cls(model=model, processor=processor, calibration_images=calibration_images, threshold=threshold)
 
     # -- budgets ----------------------------------------------------------------------------------------------

@@ -131,3 +131,19 @@ def test_other_gates_say_why_the_budget_does_not_apply(tmp_path):
     assert result.depth == untrained.max_depth and "not trained" in result.notes[0]
     with pytest.raises(engine.DemoError, match="needs a trained utility gate"):
         untrained.beta_for_share(0.5)
+
+
+def test_a_stock_mask2former_folder_runs_at_fixed_depths(tmp_path):
+    from transformers import Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor
+
+    from helpers.models import tiny_stock_config
+
+    Mask2FormerForUniversalSegmentation(tiny_stock_config()).save_pretrained(tmp_path)
+    Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(tmp_path)
+    stock = engine.DemoSegmenter.from_pretrained(str(tmp_path))
+    assert stock.gate_kind is None
+    image = np.random.default_rng(1).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    shallow = stock.segment(image, task="semantic", budget=engine.Budget("fixed", depth=min(stock.exits)))
+    full = stock.segment(image, task="semantic", budget=engine.Budget("gate"))
+    assert (shallow.depth, full.depth) == (min(stock.exits), stock.max_depth)
+    assert shallow.encoder_gflops < full.encoder_gflops == full.full_encoder_gflops

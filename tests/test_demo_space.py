@@ -58,3 +58,14 @@ def test_built_space_runs_from_its_own_packages(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "depth 2" in done.stdout
+
+
+@pytest.mark.slow
+def test_app_command_says_what_is_wrong_with_a_missing_model_folder(tmp_path):
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install -e '.[demo]')")
+    missing = tmp_path / "no_model"
+    done = subprocess.run([sys.executable, str(DEMO / "app.py"), "--model", str(missing), "--port", "0"], cwd=ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0
+    assert f"model folder '{missing}' does not exist" in done.stderr and "Traceback" not in done.stderr
