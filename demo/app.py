@@ -103,13 +103,16 @@ def build_app(segmenter: DemoSegmenter, *, examples: list[Path], max_side: int, 
 
         inputs = [upload, task, mode, beta, share, depth, all_exits]
         outputs = [overlay, stats, message, exits_view]
-        for control in (upload, task, mode, all_exits):
-            control.change(run, inputs, outputs, trigger_mode="always_last")
-        # Moving a budget control selects its mode (an `input` event: only what the user does, so no loops).
+        # A new file (uploaded or an example) reruns; so does what the user changes (`input` events, not `change`:
+        # moving a budget control also sets the budget mode below, which must not run the image twice).
+        upload.change(run, inputs, outputs, trigger_mode="always_last", concurrency_id="model")
+        for control in (task, mode, all_exits):
+            control.input(run, inputs, outputs, trigger_mode="always_last", concurrency_id="model")
+        # Moving a budget control selects its mode.
         for control, implied in ((beta, "gate"), (share, "budget"), (depth, "fixed")):
             control.input(lambda *values, m=implied: (m, *run(values[0], values[1], m, *values[3:])), inputs,
-                          [mode, *outputs], trigger_mode="always_last")  # dragging: the last value counts
-        app.load(run, inputs, outputs)
+                          [mode, *outputs], trigger_mode="always_last", concurrency_id="model")  # dragging: last value
+        app.load(run, inputs, outputs, concurrency_id="model")  # one model: its runs queue one at a time
     return app
 
 

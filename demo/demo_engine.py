@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-import modeling_ecom2f  # noqa: F401  (registers the Auto classes)
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation, EcoMask2FormerImageProcessor
 from modeling_ecom2f.data import draw_panoptic_overlay
 from modeling_ecom2f.ecom2f_flops import count_gflops
@@ -156,8 +155,9 @@ class DemoSegmenter:
         """GFLOPs of one image at full depth, counted once per input shape."""
         key = tuple(inputs["pixel_values"].shape)
         if key not in self._full_counts:
-            self._full_counts[key] = count_gflops(self.model, inputs["pixel_values"][:1], num_encoder_layers=self.max_depth,
-                                                  pixel_mask=inputs["pixel_mask"][:1])
+            pixel_values, pixel_mask = inputs["pixel_values"][:1], inputs["pixel_mask"][:1]
+            self._full_counts[key] = count_gflops(self.model, pixel_values, pixel_mask=pixel_mask,
+                                                  num_encoder_layers=self.max_depth)
         return self._full_counts[key]
 
     def _calibrate(self, images: list[np.ndarray]) -> _Calibration | None:

@@ -95,7 +95,8 @@ def gate_decisions(model_dir: Path, examples_dir: Path, examples: list[dict]) ->
         lines.append(f"- `{example['file']}`: " + ", ".join(changes))
     if len({line.split(": ", 1)[1] for line in lines}) == 1 and len(lines) > 1:
         lines.append("\nThe gate decides the same for every example: on this benchmark its depth depends on beta, not "
-                     "on the image (the exits give about the same PQ, see the table above, so it learnt no per-image gain).")
+                     "on the image (the exits give about the same PQ, see the table above, so it learnt no per-image "
+                     "gain).")
     return lines
 
 

@@ -1,6 +1,7 @@
 """The demo app (`demo/app.py`) in a real headless Chromium: start it on a loopback port, pick an example, move the
 budget, and check that the overlay, the reported depth and the GFLOPs change as the model says they should; bad
-uploads get a message in the page. Set ECOM2F_DEMO_SCREENSHOT=docs/demo_screenshot.jpg to keep the screenshot (the README's)."""
+uploads get a message in the page. ECOM2F_DEMO_SCREENSHOT=docs/demo_screenshot.jpg keeps the screenshot (the
+README's)."""
 
 from __future__ import annotations
 
@@ -211,7 +212,7 @@ def _upload(browser, path: Path) -> None:
     browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(path))
 
 
-def test_bad_uploads_get_a_message_in_the_page(app_url, browser, tmp_path):
+def test_bad_uploads_get_a_message_and_good_ones_a_result(app_url, browser, tmp_path):
     browser.get(app_url)
     _wait(browser, lambda: _stats(browser), "the first result")
 
@@ -231,3 +232,6 @@ def test_bad_uploads_get_a_message_in_the_page(app_url, browser, tmp_path):
 
     _upload(browser, sorted((DEMO / "examples").glob("*.png"))[0])  # a good upload clears the message
     _wait(browser, lambda: not _message(browser).strip() and _stats(browser), "a clean result")
+    stats, src = _stats(browser), _overlay_src(browser)
+    browser.find_element(By.XPATH, "//*[@id='task']//label[normalize-space(.)='instance']").click()
+    assert _settle(browser, src, "the instance overlay")[:3] == stats[:3]  # another drawing, the same depth and cost

@@ -75,8 +75,9 @@ def test_gate_beta_and_budget_choose_the_depths_the_gate_predicts(shipped, examp
 
     for share in (shipped.shallowest_share + 1e-3, 0.5, 1.0):
         beta, achieved = shipped.beta_for_share(share)
-        assert (beta, achieved) == calibrate_beta(shipped._calibration.predictions, exits, target_fraction=round(share, 4),
-                                                  exit_costs=shipped._calibration.exit_costs)
+        calibration = shipped._calibration
+        assert (beta, achieved) == calibrate_beta(calibration.predictions, exits, target_fraction=round(share, 4),
+                                                  exit_costs=calibration.exit_costs)
         result = shipped.segment(image, budget=engine.Budget("budget", share=share))
         assert result.depth == shipped.segment(image, budget=engine.Budget("gate", beta=beta)).depth
         assert result.notes and f"{achieved:.0%}" in result.notes[0]
