@@ -18,6 +18,7 @@ import copy
 import torch
 from torch import nn
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+from transformers.models.auto.modeling_auto import MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES
 from transformers.models.deformable_detr.modeling_deformable_detr import (
     DeformableDetrForObjectDetection,
     DeformableDetrMLPPredictionHead,
@@ -297,6 +298,14 @@ class EcoDeformableDetrForObjectDetection(EcoDeformableDetrPreTrainedModel, Defo
             auxiliary_outputs=auxiliary_outputs,
             gate_loss=gate_loss,
         )
+
+
+# The object-detection pipeline checks a model's class name against the task mappings' name tables (model type ->
+# class name), which `AutoModelForObjectDetection.register` does not fill; listed there, this class loads in
+# `pipeline(...)` without the "is not supported" error, also as Hub custom code (this file is exported).
+MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES.setdefault(
+    EcoDeformableDetrConfig.model_type, EcoDeformableDetrForObjectDetection.__name__
+)
 
 
 __all__ = [

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import torch
 from torch import nn
+from transformers.models.auto.modeling_auto import MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES
 from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerForUniversalSegmentation,
     Mask2FormerLoss,
@@ -280,6 +281,13 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
         )
         return output if return_dict else output.to_tuple()
 
+
+# transformers' image-segmentation pipeline checks a model's class name against plain copies of the task mappings'
+# name tables (model type -> class name), which `AutoModel*.register` does not fill; listed there, this class loads
+# in `pipeline(...)` without the "is not supported" error, also as Hub custom code (this file is exported).
+MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES.setdefault(
+    EcoMask2FormerConfig.model_type, EcoMask2FormerForUniversalSegmentation.__name__
+)
 
 __all__ = [
     "EcoMask2FormerForUniversalSegmentation",

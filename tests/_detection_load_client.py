@@ -20,13 +20,17 @@ def main() -> None:
     from PIL import Image
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection, pipeline
 
+    from helpers.logs import transformers_messages
+
     torch.set_num_threads(1)
     config = AutoConfig.from_pretrained(args.source, trust_remote_code=True)
     model, info = AutoModelForObjectDetection.from_pretrained(args.source, trust_remote_code=True,
                                                               output_loading_info=True)
     model.eval()
     processor = AutoImageProcessor.from_pretrained(args.source, trust_remote_code=True)
-    detector = pipeline("object-detection", model=args.source, trust_remote_code=True)
+    with transformers_messages() as messages:
+        detector = pipeline("object-detection", model=args.source, trust_remote_code=True)
+    report["pipeline_load_messages"] = messages
     images = [Image.open(path).convert("RGB") for path in args.images]
     report["classes"] = {role: f"{type(obj).__module__}.{type(obj).__name__}" for role, obj in
                          [("config", config), ("model", model), ("processor", processor),

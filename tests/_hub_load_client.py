@@ -105,13 +105,16 @@ def main() -> None:
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForUniversalSegmentation, pipeline
 
     from helpers.hub_outputs import segment_outputs
+    from helpers.logs import transformers_messages
 
     torch.set_num_threads(args.threads)
     kwargs = {"trust_remote_code": True, "revision": args.revision}
     config = AutoConfig.from_pretrained(args.source, **kwargs)
     model = AutoModelForUniversalSegmentation.from_pretrained(args.source, **kwargs).eval()
     processor = AutoImageProcessor.from_pretrained(args.source, **kwargs)
-    pipe = pipeline("image-segmentation", model=args.source, **kwargs)
+    with transformers_messages() as messages:
+        pipe = pipeline("image-segmentation", model=args.source, **kwargs)
+    report["pipeline_load_messages"] = messages
     images = [Image.open(path).convert("RGB") for path in args.images]
 
     report["classes"] = {

@@ -54,7 +54,11 @@ def test_auto_classes_resolve_to_ours(model_folder):
 
 
 def test_pipeline_matches_post_processing(model_folder, image):
-    detector = pipeline("object-detection", model=str(model_folder))
+    from helpers.logs import transformers_messages
+
+    with transformers_messages() as messages:
+        detector = pipeline("object-detection", model=str(model_folder))
+    assert not [m for m in messages if "is not supported for" in m]  # the class is in the pipeline's name table
     assert type(detector.model) is modeling_ecom2f.EcoDeformableDetrForObjectDetection
     results = detector(image, threshold=0.0)
     assert results and all(set(r) == {"score", "label", "box"} for r in results)
@@ -100,6 +104,7 @@ def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
     assert report["classes"]["model"].endswith("modeling_eco_deformable_detr.EcoDeformableDetrForObjectDetection")
     assert report["classes"]["model"].startswith("transformers_modules.")
     assert report["classes"]["pipeline_processor"].endswith("EcoDeformableDetrImageProcessor")
+    assert not [m for m in report["pipeline_load_messages"] if "is not supported" in m]  # the exported code lists it
     assert not report["loading_info"]["missing_keys"] and not report["loading_info"]["unexpected_keys"]
     assert report["base_model"]["class"].endswith("modeling_eco_deformable_detr.EcoDeformableDetrModel")
     assert not report["base_model"]["loading_info"]["missing_keys"]

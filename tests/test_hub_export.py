@@ -124,6 +124,7 @@ def test_export_loads_in_a_fresh_process_without_the_project(exported):
     assert all(report["visible_before_block"].values())  # the project was importable, and the block hid it
     assert not any(report["visible_after_block"].values()) and not any(report["visible_at_end"].values())
     assert report["project_modules_loaded"] == []
+    assert not [m for m in report["pipeline_load_messages"] if "is not supported" in m]  # the exported code lists it
     assert all(name.startswith("transformers_modules.") for name in report["classes"].values()), report["classes"]
     base = report["base_model"]  # AutoModel resolves to the base model through auto_map, with every weight used
     assert base["class"].startswith("transformers_modules.") and base["class"].endswith(".EcoMask2FormerModel")

@@ -103,3 +103,22 @@ def test_pipeline_runs_a_utility_gate_at_the_processor_gate_beta(tmp_path, image
         segmenter(image, subtask="panoptic", threshold=0.0)
         handle.remove()
         assert chosen[-1] == (beta, [depth])
+
+
+def _unsupported(messages: list[str]) -> list[str]:
+    return [m for m in messages if "is not supported for" in m]
+
+
+def test_pipeline_load_logs_no_unsupported_model_message(model_folder, monkeypatch):
+    from transformers.models.auto.modeling_auto import MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES
+
+    from helpers.logs import transformers_messages
+
+    with transformers_messages() as messages:
+        pipeline("image-segmentation", model=str(model_folder))
+    assert not _unsupported(messages)
+    # Control: without the entry `import modeling_ecom2f` adds, transformers logs the message this test looks for.
+    monkeypatch.delitem(MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES, modeling_ecom2f.EcoMask2FormerConfig.model_type)
+    with transformers_messages() as messages:
+        pipeline("image-segmentation", model=str(model_folder))
+    assert _unsupported(messages) and "EcoMask2FormerForUniversalSegmentation" in _unsupported(messages)[0]

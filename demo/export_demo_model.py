@@ -1,0 +1,163 @@
+"""Re-export the demo's shipped model and example images from the main job's Hub export.
+
+    python examples/run_eco_m2f.py                  # the main job: writes outputs/main_job/hub_export
+    python demo/export_demo_model.py                # -> demo/model (weights, config, card) and demo/examples
+
+The model is the main job's utility-gate model on the default benchmark (a few MB). The Hub export also holds the
+model's custom code for `trust_remote_code`; the demo runs with this project installed, so the copy keeps only the
+weights, the configuration (without `auto_map`, which would point at code files it does not have), the image
+processor, the evaluation results and the trade-off plot, and writes a README and SHA256SUMS. The examples are
+validation images of the same benchmark (never trained on) at spread difficulties. Rerun both commands when the
+benchmark or the recipe changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from modeling_ecom2f.data import render_synthetic_sample
+from modeling_ecom2f.data.synthetic_config import depth_benchmark_config
+
+HERE = Path(__file__).resolve().parent
+COPIED = ("model.safetensors", "preprocessor_config.json", "ecom2f_eval_results.json", "pq_gflops_tradeoff.png")
+DIFFICULTIES = (0.05, 0.35, 0.65, 0.95)
+"""Targets for the example images' drawn difficulty (camouflage and noise grow with it)."""
+
+
+def copy_model(export: Path, out: Path) -> dict:
+    """Copy the export's files the demo needs; returns the model's config as written."""
+    missing = [name for name in ("config.json", *COPIED[:2]) if not (export / name).is_file()]
+    if missing:
+        raise SystemExit(f"{export} is not a complete Hub export (missing {missing}); run the main job first: "
+                         "python examples/run_eco_m2f.py")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    config = json.loads((export / "config.json").read_text(encoding="utf-8"))
+    config.pop("auto_map", None)
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for name in COPIED:
+        if (export / name).is_file():
+            shutil.copy2(export / name, out / name)
+    return config
+
+
+def render_examples(out: Path, *, search: int, seed: int) -> list[dict]:
+    """Write one validation image per target difficulty (the closest among the first `search` images)."""
+    config = depth_benchmark_config(seed=seed)
+    samples = [render_synthetic_sample(config=config, split="validation", index=i) for i in range(search)]
+    drawn = np.array([s.difficulty["difficulty"] for s in samples])
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    written = []
+    for target in DIFFICULTIES:
+        index = int(np.abs(drawn - target).argmin())
+        name = f"difficulty_{drawn[index]:.2f}_validation_{index:03d}.png"
+        Image.fromarray(samples[index].image).save(out / name)
+        written.append({"file": name, "index": index, "difficulty": round(float(drawn[index]), 3)})
+    return written
+
+
+def write_checksums(folder: Path) -> None:
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}"
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name not in ("SHA256SUMS", "README.md")]
+    (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def gate_decisions(model_dir: Path, examples_dir: Path, examples: list[dict]) -> list[str]:
+    """Per example image: the depth the utility gate picks as beta goes from 0 to 0.01, as readable lines."""
+    import torch
+
+    from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation, EcoMask2FormerImageProcessor
+    from modeling_ecom2f.recipe.routing import utility_depths
+
+    model = EcoMask2FormerForUniversalSegmentation.from_pretrained(model_dir).eval()
+    if not model.config.gate_trained or model.config.gate_objective != "utility":
+        return ["- the model has no trained utility gate: beta does not apply"]
+    processor = EcoMask2FormerImageProcessor.from_pretrained(model_dir)
+    images = [np.asarray(Image.open(examples_dir / e["file"]).convert("RGB")) for e in examples]
+    with torch.inference_mode():
+        predicted = model(**processor(images=images, return_tensors="pt"), output_gate_logits=True).gate_logits
+    betas = np.linspace(0.0, 0.01, 10001)
+    lines = []
+    for example, gains in zip(examples, predicted.float().numpy()):
+        depths = np.array([utility_depths(gains[None], model.config.exit_layers, b)[0] for b in betas])
+        changes = [f"exit {depths[0]} from beta 0"] + [f"exit {depths[i]} from beta {betas[i]:.5f}"
+                                                       for i in range(1, len(betas)) if depths[i] != depths[i - 1]]
+        lines.append(f"- `{example['file']}`: " + ", ".join(changes))
+    if len({line.split(": ", 1)[1] for line in lines}) == 1 and len(lines) > 1:
+        lines.append("\nThe gate decides the same for every example: on this benchmark its depth depends on beta, not "
+                     "on the image (the exits give about the same PQ, see the table above, so it learnt no per-image "
+                     "gain).")
+    return lines
+
+
+def write_readme(out: Path, *, config: dict, export: Path, examples: list[dict], gate_lines: list[str]) -> None:
+    results_file = out / "ecom2f_eval_results.json"
+    results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.is_file() else {}
+    rows = [f"| exit {e['depth']} | {e['pq']:.2f} | {e['gflops']:.4f} |" for e in results.get("exits", [])]
+    if "gate" in results:
+        gate = results["gate"]
+        rows.append(f"| utility gate at beta {config.get('gate_beta', 0):g} (mean depth {gate['mean_depth']:.2f}) | "
+                    f"{gate['pq']:.2f} | {gate['gflops']:.4f} |")
+    example_lines = [f"- `{e['file']}`: validation image {e['index']}, drawn difficulty {e['difficulty']}"
+                     for e in examples]
+    text = f"""# The demo's model: the main job's utility-gate EcoMask2Former
+
+A small gated EcoMask2Former (Swin `swin-mini` backbone, 6 deformable encoder layers with exits
+{config.get('exit_layers')}, a `{config.get('gate_objective')}` gate with `gate_pooling="{config.get('gate_pooling')}"`,
+hidden size {config.get('gate_hidden_size')}; 128x128 synthetic images, {len(config.get('id2label', {}))} classes)
+so that a fresh clone runs `python demo/app.py` with no training.
+
+How it was made: `python examples/run_eco_m2f.py` (the main job: the shipped parent fine-tuned for 100 steps, step 2,
+the utility gate of step 3, evaluation on 600 validation images), then `python demo/export_demo_model.py`, which
+copied the weights, configuration (without `auto_map`: the custom-code files of the Hub export are not kept, the demo
+imports this project), image processor, evaluation results and plot from `{export}`, rendered the example images
+(`demo/examples/`) and wrote `SHA256SUMS` (`sha256sum -c SHA256SUMS` in this folder checks them).
+
+Main job evaluation (600 validation images; GFLOPs per image at 128x128):
+
+| mode | PQ | GFLOPs |
+|---|---|---|
+{chr(10).join(rows)}
+
+What the gate decides on the example images as beta grows (measured by this script; the demo's beta slider spans
+0 to 0.01):
+
+{chr(10).join(gate_lines)}
+
+Example images (`demo/examples/`, the depth benchmark's validation split, seed 0):
+
+{chr(10).join(example_lines)}
+"""
+    (out / "README.md").write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--export", default="outputs/main_job/hub_export", help="the main job's Hub export")
+    parser.add_argument("--out", default=str(HERE / "model"))
+    parser.add_argument("--examples_out", default=str(HERE / "examples"))
+    parser.add_argument("--search", type=int, default=120, help="validation images searched for the difficulties")
+    parser.add_argument("--seed", type=int, default=0, help="the benchmark's seed (the main job's default)")
+    args = parser.parse_args()
+    export, out, examples_out = Path(args.export), Path(args.out), Path(args.examples_out)
+    config = copy_model(export, out)
+    examples = render_examples(examples_out, search=args.search, seed=args.seed)
+    write_readme(out, config=config, export=export, examples=examples,
+                 gate_lines=gate_decisions(out, examples_out, examples))
+    write_checksums(out)
+    write_checksums(examples_out)
+    print(f"model -> {out}, {len(examples)} examples -> {examples_out}")
+
+
+if __name__ == "__main__":
+    main()
