@@ -85,7 +85,10 @@ def test_gate_decides_only_when_trained(pixel_values):
 
 def test_gate_picks_per_image(pixel_values):
     torch.manual_seed(0)
-    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config(gate_trained=True)).eval()
+    # A decisive gate: the spatial mean of GroupNorm-ed maps is ~0, so mean-pooled logits at the initial scale are
+    # ~1e-9 and float rounding alone could flip a near-tied argmax; the std pooling gives logits of order 1.
+    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config(gate_trained=True, gate_pooling="mean_std")).eval()
+    torch.nn.init.normal_(model.exit_gate.classifier.weight, std=1.0, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         out = model(pixel_values=pixel_values)
         logits = model.model.compute_gate_logits(pixel_values)
@@ -94,6 +97,7 @@ def test_gate_picks_per_image(pixel_values):
     with torch.no_grad():
         for i in range(2):
             alone = model(pixel_values=pixel_values[i : i + 1])
+            assert alone.encoder_layers_used.tolist() == out.encoder_layers_used[i : i + 1].tolist()
             torch.testing.assert_close(out.masks_queries_logits[i], alone.masks_queries_logits[0], rtol=0, atol=1e-5)
 
 
