@@ -78,6 +78,16 @@ def _needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def _softmax_last(logits: torch.Tensor, needs_grad: bool) -> torch.Tensor:
+    """Softmax over the last dimension (levels x points, a dozen values). Without autograd it is computed as
+    `exp(x - max) / sum` in place: the same values up to float rounding, several times faster on CPU than
+    `torch.softmax` over such a short dimension."""
+    if needs_grad:
+        return logits.softmax(-1)
+    exp = (logits - logits.amax(-1, keepdim=True)).exp_()
+    return exp.div_(exp.sum(-1, keepdim=True))
+
+
 def resolve_msda_implementation(
     implementation: str, device: torch.device, *, head_dim: int | None = None, needs_grad: bool = False
 ) -> str:
@@ -130,12 +140,15 @@ class EcoMultiscaleDeformableAttention(Mask2FormerPixelDecoderEncoderMultiscaleD
         value = value.view(batch, sequence_length, self.n_heads, self.d_model // self.n_heads)
         offsets = self.sampling_offsets(queries).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2)
         weights = self.attention_weights(queries).view(batch, num_queries, self.n_heads, self.n_levels * self.n_points)
-        weights = weights.softmax(-1).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
-        # Offsets are in pixels of each level: normalise by (width, height).
+        needs_grad = _needs_grad(value, offsets, weights, reference_points)
+        weights = _softmax_last(weights, needs_grad).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
+        # Offsets are in pixels of each level: normalise by (width, height). The divisor is expanded to the offsets'
+        # trailing (heads, levels, points, 2) block: broadcasting a (levels, 1, 2) one is several times slower on CPU.
         normalizer = torch.tensor([[w, h] for h, w in spatial_shapes_list], dtype=queries.dtype, device=queries.device)
-        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        normalizer = normalizer[:, None, :].expand(self.n_heads, self.n_levels, self.n_points, 2).contiguous()
+        locations = torch.addcdiv(reference_points[:, :, None, :, None, :], offsets, normalizer)
         core = resolve_msda_implementation(self.implementation, queries.device, head_dim=value.shape[-1],
-                                           needs_grad=_needs_grad(value, locations, weights))
+                                           needs_grad=needs_grad)
         if core == "embedding_bag":
             output = multi_scale_deformable_attention_embedding_bag(value, spatial_shapes_list, locations, weights)
         else:

@@ -107,10 +107,14 @@ def corner_geometry(
     first = per_level([start + w + 4 for start, (_, w) in zip(starts, spatial_shapes_list)])
     local = torch.addcmul(x0 + first, y0, row_length)
     base = (torch.arange(batch, device=device)[:, None] * heads + torch.arange(heads, device=device)) * padded_tokens
-    top_left = local.long() + base.view(batch, 1, heads, 1, 1)
-    bottom_left = top_left + row_length.long()
-    # Corners stacked before the (level, point) axes: each bag `(b, q, h)` holds 4 x levels x points entries.
-    indices = torch.stack((top_left, top_left + 1, bottom_left, bottom_left + 1), dim=3)  # (B, Q, H, 4, L, P)
+    # Corners before the (level, point) axes: each bag `(b, q, h)` holds 4 x levels x points entries; written in
+    # place (no stack of four temporaries).
+    indices = torch.empty(*local.shape[:3], 4, levels, points, dtype=torch.long, device=device)  # (B, Q, H, 4, L, P)
+    top_left, top_right, bottom_left, bottom_right = indices.unbind(3)
+    torch.add(local.long(), base.view(batch, 1, heads, 1, 1), out=top_left)
+    torch.add(top_left, 1, out=top_right)
+    torch.add(top_left, row_length.long(), out=bottom_left)
+    torch.add(bottom_left, 1, out=bottom_right)
     return CornerGeometry(indices, fx, fy, x_pixel, y_pixel, (widths, heights))
 
 
@@ -118,7 +122,10 @@ def corner_weights(geometry: CornerGeometry, attention_weights: torch.Tensor) ->
     """Bilinear weight x attention weight of every corner, `(B, Q, H, 4, L, P)` in `geometry.indices` order."""
     fx, fy = geometry.fx, geometry.fy * attention_weights
     gx, gy = 1 - fx, attention_weights - fy
-    return torch.stack((gy * gx, gy * fx, fy * gx, fy * fx), dim=3)
+    weights = gy.new_empty(*fx.shape[:3], 4, *fx.shape[3:], dtype=torch.promote_types(gy.dtype, fx.dtype))
+    for corner, (a, b) in enumerate(((gy, gx), (gy, fx), (fy, gx), (fy, fx))):
+        torch.mul(a, b, out=weights[:, :, :, corner])
+    return weights
 
 
 def sample_embedding_bag(table: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
