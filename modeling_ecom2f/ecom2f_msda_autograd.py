@@ -22,6 +22,7 @@ with the reference core there (`ecom2f_msda.resolve_msda_implementation`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -131,10 +132,11 @@ def corner_weights(geometry: CornerGeometry, attention_weights: torch.Tensor) ->
 def sample_embedding_bag(table: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Sum over each bag `(b, q, h)` of corner rows of `table` times `weights` (both `(B, Q, H, 4, L, P)`):
     `(B * Q * H, head_dim)`."""
-    batch, queries, heads = indices.shape[:3]
-    bags = batch * queries * heads
+    batch, queries, heads, *bag_shape = indices.shape
+    bags, bag_size = batch * queries * heads, math.prod(bag_shape)  # explicit sizes: a batch may hold no query
     return nn.functional.embedding_bag(
-        indices.reshape(bags, -1), table, per_sample_weights=weights.reshape(bags, -1).to(table.dtype), mode="sum"
+        indices.reshape(bags, bag_size), table, per_sample_weights=weights.reshape(bags, bag_size).to(table.dtype),
+        mode="sum",
     )
 
 
@@ -147,7 +149,7 @@ def _pair_table(table: torch.Tensor) -> torch.Tensor:
     """`table` `(rows, D)` read as overlapping pairs of neighbouring rows `(rows - 1, 2 D)` (a view, no copy): row
     `r` of it holds a point's left and right corners when `r` is its top-left (or bottom-left) corner."""
     rows, head_dim = table.shape
-    return table.as_strided((rows - 1, 2 * head_dim), (head_dim, 1))
+    return table.as_strided((max(rows - 1, 0), 2 * head_dim), (head_dim, 1))
 
 
 def _corner_dots_and_scatter(
@@ -248,7 +250,7 @@ class EcoEmbeddingBagSampling(torch.autograd.Function):
         # Computed in at least float32 (as the geometry is), returned in the dtypes of the inputs.
         dtype = fx.dtype
         grad = grad_output.to(dtype).reshape(-1, head_dim)
-        bags = grad.shape[0]
+        bags, samples = grad.shape[0], fx.shape[-2] * fx.shape[-1]  # explicit: a batch may hold no query
         attention = attention.to(dtype)
         # Where the point lies within [-1, size] on both axes (False for NaN/Inf): a point further out reads only
         # zero padding, so, as in grid_sample's backward, it scatters nothing (not even a NaN weight's NaN).
@@ -256,9 +258,9 @@ class EcoEmbeddingBagSampling(torch.autograd.Function):
         scatter_weights = None
         if need_value:
             inside = (inside_x & inside_y)[:, :, :, None]  # (B, Q, H, 1, L, P), as the corners' weights
-            scatter_weights = torch.where(inside, weights.to(dtype), 0.0).view(bags, 4, -1)
-        dots, corner_grads = _corner_dots_and_scatter(table.to(dtype), pair_rows.view(bags, -1, 2), scatter_weights,
-                                                      grad, need_dots=need_locations or need_weights)
+            scatter_weights = torch.where(inside, weights.to(dtype), 0.0).view(bags, 4, samples)
+        dots, corner_grads = _corner_dots_and_scatter(table.to(dtype), pair_rows.view(bags, samples, 2),
+                                                      scatter_weights, grad, need_dots=need_locations or need_weights)
         grad_value = grad_locations = grad_weights = None
         if need_value:
             grad_value = table_gradient_to_value(corner_grads, ctx.spatial_shapes_list, batch=batch, heads=heads)

@@ -96,6 +96,18 @@ def test_gradient_of_one_input_alone(requires):
             torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
 
 
+def test_no_query_at_all():
+    """An empty batch (an early-exit loop can hand a layer no image): empty output and gradients, no error."""
+    shapes = SHAPES[2]
+    value, locations, weights = (t[:0].requires_grad_(True) for t in _inputs(1, shapes))
+    output = multi_scale_deformable_attention_embedding_bag(value, shapes, locations, weights)
+    assert output.shape == (0, 11, 32)
+    output.sum().backward()
+    assert value.grad.shape == value.shape and locations.grad.shape == locations.shape
+    with torch.no_grad():
+        assert multi_scale_deformable_attention_embedding_bag(value, shapes, locations, weights).shape == (0, 11, 32)
+
+
 @pytest.mark.parametrize("spread", [1.4, 3.0])
 def test_gradcheck_float64(spread):
     """Finite differences in float64 on tiny shapes, with points inside, on the border band and far outside."""
