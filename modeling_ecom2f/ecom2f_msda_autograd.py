@@ -203,12 +203,14 @@ def table_gradient_to_value(
     the bottom-left of `(y-1, x)`'s and the bottom-right of `(y-1, x-1)`'s (padded coordinates, so no index leaves
     the map); the zero border's own gradient (grid_sample's padding) is dropped."""
     head_dim = corner_grads.shape[-1]
-    per_map = corner_grads.view(batch, heads, -1, 4, head_dim)
+    padded_tokens = sum((h + 3) * (w + 3) for h, w in spatial_shapes_list)
+    per_map = corner_grads.view(batch, heads, padded_tokens, 4, head_dim)
     tokens = sum(h * w for h, w in spatial_shapes_list)
     grad_value = corner_grads.new_empty(batch, tokens, heads, head_dim)
     start = padded_start = 0
     for h, w in spatial_shapes_list:
-        grid = per_map[:, :, padded_start : padded_start + (h + 3) * (w + 3)].view(batch, heads, h + 3, w + 3, 4, -1)
+        grid = per_map[:, :, padded_start : padded_start + (h + 3) * (w + 3)].view(batch, heads, h + 3, w + 3, 4,
+                                                                                   head_dim)
         # the level's (B, h*w, H, D) slice of the output seen as (B, H, h, w, D), the layout of `grid`
         out = grad_value[:, start : start + h * w].view(batch, h, w, heads, head_dim).permute(0, 3, 1, 2, 4)
         torch.add(grid[:, :, 1 : h + 1, 1 : w + 1, 0], grid[:, :, 1 : h + 1, 0:w, 1], out=out)
