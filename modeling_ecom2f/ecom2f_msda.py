@@ -33,7 +33,7 @@ from .ecom2f_msda_autograd import (
 MSDA_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
 
 #: Channels per head from which `auto` also trains with the embedding-bag core on CPU. Forward + backward of the core
-#: alone, one thread (benchmarks/results/msda_core.md): with 8 channels per head the embedding-bag core is slower than
+#: alone, one thread (`benchmarks/benchmark_msda_core.py --measure train`): with 8 channels per head the embedding-bag core is slower than
 #: the reference at every measured size (about 0.7x: the reference's fused grid_sample kernels win on such narrow
 #: rows), with 16 it is faster, with 32 (Mask2Former's 256 / 8 heads) up to twice as fast.
 EMBEDDING_BAG_TRAINING_MIN_HEAD_DIM = 16
