@@ -3,8 +3,8 @@ thread) timed with two source trees, e.g. main before a change and this checkout
 
 Each tree renders the main job's data once (`--steps data`, not timed), then the runs alternate between the trees
 (`--repeats` each, the first tree first on odd rounds); a run's time is step 1's own training time
-(`train_seconds_this_run` of its summary, validation excluded) and the main job's step-1 wall time. The final
-training loss of each run is recorded too (the trees should train the same model). Python writes no bytecode into
+(`train_seconds_this_run` of its summary, validation excluded) and the main job's wall time for the step. The last
+logged training loss of each run is recorded too (the trees should train the same model). Python writes no bytecode into
 the trees. Writes `step1.json` and `step1.md` under `--out`.
 
     python benchmarks/benchmark_step1.py --trees before=/path/to/main after=. --repeats 2
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
                 wall = run_job(trees[name], work / name, "step1")
                 summary = json.loads((work / name / "step1_parent" / "train_early_exit_summary.json").read_text())
                 runs[name].append({"train_seconds": summary["train_seconds_this_run"], "job_wall_s": wall,
-                                   "final_loss": summary.get("final_loss", summary.get("last_loss"))})
+                                   "last_logs": summary.get("last_logs")})
                 print(f"round {rep + 1} {name}: {runs[name][-1]}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -73,10 +73,13 @@ def main(argv: list[str] | None = None) -> None:
              f"CPU {env['cpu_model']}, one thread per job (the main job's default), torch {env['torch']}; "
              f"{env['date_utc']}. 100 steps of batch 8 at 128x128 from the shipped parent; {args.repeats} runs per tree, "
              f"alternating. {args.note}", "",
-             "| tree | step-1 training s (each run) | median s | job wall s (each run) |", "|---|---|---|---|"]
+             "| tree | step-1 training s (each run) | median s | job wall s (each run) | last logged loss |",
+             "|---|---|---|---|---|"]
     for name, rs in runs.items():
-        lines.append(f"| {name} (`{trees[name]}`) | {', '.join(f'{r['train_seconds']:.1f}' for r in rs)} | "
-                     f"{medians[name]:.1f} | {', '.join(f'{r['job_wall_s']:.0f}' for r in rs)} |")
+        train = ", ".join(f"{r['train_seconds']:.1f}" for r in rs)
+        wall = ", ".join(f"{r['job_wall_s']:.0f}" for r in rs)
+        losses = ", ".join(str((r["last_logs"] or {}).get("loss", "-")) for r in rs)
+        lines.append(f"| {name} (`{trees[name]}`) | {train} | {medians[name]:.1f} | {wall} | {losses} |")
     lines += ["", f"{first} / {second}: {payload['speedup']:.2f}x."]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "step1.json").write_text(json.dumps(payload, indent=2) + "\n")
