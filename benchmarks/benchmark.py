@@ -3,7 +3,9 @@
 Variants (Swin-T-sized, random weights; `bench_common.swin_t_kwargs`):
 - `stock`: transformers' `Mask2FormerForUniversalSegmentation` (its grid_sample deformable attention);
 - `ecom2f`: EcoMask2Former holding the SAME weights as stock, at every exit, with the fast core (`auto`: the fused
-  embedding-bag core on CPU) and, at full depth, with the reference core too;
+  embedding-bag core on CPU) and, at full depth, with the reference core too, and with the stock decoder modules
+  (`[stock decoder]`: the masked cross-attention and mask predictor of transformers instead of the
+  `ecom2f_decoder` stand-ins), so that each gain is measured apart;
 - `proscale`: PRO-SCALE token-length configurations (1,1,1), (2,2,2), (1,1,4) with TRC+LPE at full depth;
 - `combined`: PRO-SCALE (3,3,3)+TRC+LPE with early exit at every exit (its last exit is the (3,3,3) model), fast
   core, and at full depth the reference core too.
@@ -19,8 +21,10 @@ allocator's peak on CUDA). Batch 1 for every variant; batch 4 for `--batch4` var
     python benchmarks/benchmark.py                      # the full run (about 35 minutes on 2 CPU cores)
     python benchmarks/benchmark.py --device cuda        # the same on a GPU
     python benchmarks/benchmark.py --sizes 800 --batch4 none --compile none   # batch-1 eager only
+    python benchmarks/benchmark.py --variants stock ecom2f@6 --name full_depth  # a subset, to full_depth.*
 
-Writes `benchmark.json`, `benchmark.md` and `benchmark.png` under `--out`. Not a test.
+Writes `benchmark.json`, `benchmark.md` and `benchmark.png` under `--out` (`--name` replaces `benchmark`). Not a
+test.
 """
 
 from __future__ import annotations
@@ -39,7 +43,11 @@ import bench_common as common  # noqa: E402
 import benchmark_report as report  # noqa: E402
 import torch  # noqa: E402
 
+from torch import nn  # noqa: E402
+from transformers.models.mask2former.modeling_mask2former import Mask2FormerMaskPredictor  # noqa: E402
+
 from modeling_ecom2f import EcoMask2FormerConfig, EcoMask2FormerForUniversalSegmentation  # noqa: E402
+from modeling_ecom2f.ecom2f_decoder import EcoMaskedCrossAttention, EcoMaskPredictor  # noqa: E402
 from modeling_ecom2f.ecom2f_flops import count_gflops  # noqa: E402
 
 PROSCALE_STAGES = [(1, 1, 1), (2, 2, 2), (1, 1, 4)]
@@ -55,13 +63,15 @@ class Variant:
     depth: int
     core: str  # deformable attention core: reference | fast
     stages: tuple[int, ...] | None = None
+    decoder: str = "fast"  # transformer decoder modules: fast (ecom2f_decoder stand-ins) | stock
 
     @property
     def name(self) -> str:
         if self.family == "stock":
             return "stock"
         core = "" if self.core == "fast" else f"[{self.core}]"
-        return f"{self.model}@{self.depth}{core}"
+        decoder = "" if self.decoder == "fast" else f"[{self.decoder} decoder]"
+        return f"{self.model}@{self.depth}{core}{decoder}"
 
 
 def build_models(*, seed: int) -> tuple[dict[str, torch.nn.Module], list[Variant]]:
@@ -70,6 +80,8 @@ def build_models(*, seed: int) -> tuple[dict[str, torch.nn.Module], list[Variant
     variants = [Variant("stock", "stock", stock.config.encoder_layers, "reference")]
     variants += [Variant("ecom2f", "ecom2f", k, "fast") for k in eco.config.exit_layers]
     variants.append(Variant("ecom2f", "ecom2f", eco.config.encoder_layers, "reference"))
+    variants.append(Variant("ecom2f", "ecom2f", eco.config.encoder_layers, "fast", decoder="stock"))
+    variants.append(Variant("ecom2f", "ecom2f", eco.config.encoder_layers, "reference", decoder="stock"))
     options = {"token_recalibration": True, "light_pixel_embedding": True}
     for stages in [*PROSCALE_STAGES, COMBINED_STAGES]:
         torch.manual_seed(seed)
@@ -99,11 +111,19 @@ def select(variants: list[Variant], names: list[str]) -> list[Variant]:
     return [known[n] for n in names]
 
 
-def set_core(model: torch.nn.Module, core: str) -> None:
-    """Select the sampling core of every ecom2f deformable attention (`fast` = the config's `auto`)."""
+def set_core(model: torch.nn.Module, core: str, decoder: str = "fast") -> None:
+    """Select the sampling core of every ecom2f deformable attention (`fast` = the config's `auto`) and the decoder
+    modules (`fast`: the ecom2f stand-ins; `stock`: transformers' classes, swapped back in place)."""
     for module in model.modules():
         if hasattr(module, "implementation"):
             module.implementation = "auto" if core == "fast" else core
+    if not isinstance(model, EcoMask2FormerForUniversalSegmentation):
+        return
+    transformer_decoder = model.model.transformer_module.decoder
+    stock = decoder == "stock"
+    for layer in transformer_decoder.layers:
+        layer.cross_attn.__class__ = nn.MultiheadAttention if stock else EcoMaskedCrossAttention
+    transformer_decoder.mask_predictor.__class__ = Mask2FormerMaskPredictor if stock else EcoMaskPredictor
 
 
 def forward_fn(models: dict, variant: Variant, callables: dict | None = None):
@@ -185,7 +205,7 @@ def measure(models: dict, variants: list[Variant], *, size: int, batch: int, dev
             order = variants[rep % len(variants):] + variants[: rep % len(variants)]
             this_round = {}
             for v in order:
-                set_core(models[v.model], v.core)
+                set_core(models[v.model], v.core, v.decoder)
                 this_round[v] = time_forward(fns[v], x, device, timer)
             if rep >= warmup:
                 for v, r in this_round.items():
@@ -195,7 +215,7 @@ def measure(models: dict, variants: list[Variant], *, size: int, batch: int, dev
                   + f" | load {os.getloadavg()[0]:.2f}", flush=True)
         memory = {}
         for v in variants:  # eager only: a dispatch-mode tracker around a compiled graph would not measure it
-            set_core(models[v.model], v.core)
+            set_core(models[v.model], v.core, v.decoder)
             memory[v] = None if compiled else peak_memory_mib(models[v.model], fns[v], x, device)
     if timer is not None:
         timer.remove()
@@ -238,7 +258,7 @@ def compile_models(models: dict, variants: list[Variant], *, size: int, device: 
     compiled, info = {}, {}
     x = torch.randn(1, 3, size, size).to(device)
     for v in variants:
-        set_core(models[v.model], v.core)
+        set_core(models[v.model], v.core, v.decoder)
         start = time.perf_counter()
         try:
             fn = torch.compile(models[v.model], dynamic=False)
@@ -257,12 +277,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 800])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=["all"], help="variants timed at batch 1 (default: all)")
     parser.add_argument("--batch4", nargs="+", default=DEFAULT_BATCH4, help="variants timed at batch 4 (all|none)")
     parser.add_argument("--compile", nargs="+", default=DEFAULT_COMPILE, help="variants timed compiled (all|none)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default="benchmark", help="file stem of the results")
+    parser.add_argument("--note", default="", help="recorded with the results (e.g. what else ran on the machine)")
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be at least 5 (median and spread)")
@@ -271,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     models, variants = build_models(seed=args.seed)
     models = {k: m.to(device) for k, m in models.items()}
     batch4, to_compile = select(variants, args.batch4), select(variants, args.compile)
+    variants = select(variants, args.variants)
+    used = {v.model for v in [*variants, *batch4, *to_compile]} | {"stock", "ecom2f"}
+    models = {k: m for k, m in models.items() if k in used}
     meta = {"env": common.environment(torch.get_num_threads()), "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "command": " ".join(["benchmarks/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -301,10 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     payload = {"meta": meta, "output_check": checks, "gflops": gflops, "compile": compile_info, "results": rows,
                "acceptance": report.acceptance(rows, checks)}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmark.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    report.write_markdown(args.out / "benchmark.md", payload)
-    report.plot(args.out / "benchmark.png", payload)
-    print((args.out / "benchmark.md").read_text(), flush=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    report.write_markdown(args.out / f"{args.name}.md", payload)
+    report.plot(args.out / f"{args.name}.png", payload)
+    print((args.out / f"{args.name}.md").read_text(), flush=True)
 
 
 if __name__ == "__main__":

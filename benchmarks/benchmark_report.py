@@ -60,7 +60,9 @@ def write_markdown(path: Path, payload: dict) -> None:
         f"{meta['warmup']} warm-up round(s), eager variants interleaved round-robin (compiled ones timed alone after their compile). GFLOPs per image, fvcore convention "
         "(1 multiply-add = 1 FLOP, deformable sampling not counted). `fast` = the `auto` core (fused embedding-bag "
         "sampling on CPU); `[reference]` = transformers' grid_sample core, the one stock runs. Encoder = the "
-        "deformable encoder module alone. Peak MiB = peak live tensor memory of one forward, weights included (MemTracker on CPU, allocator on CUDA).", "",
+        "deformable encoder module alone. `[stock decoder]` = transformers' masked cross-attention and mask predictor "
+        "instead of ecom2f's stand-ins (`ecom2f_decoder`). Peak MiB = peak live tensor memory of one forward, weights "
+        "included (MemTracker on CPU, allocator on CUDA). " + (meta.get("note") or ""), "",
         "## Acceptance (full-depth ecom2f, fast core, vs stock; batch 1, eager)", "",
     ]
     for size, a in payload["acceptance"].items():
@@ -103,7 +105,8 @@ def plot(path: Path, payload: dict) -> None:
         for row_index, (key, ylabel) in enumerate((("latency", "latency ms (median, IQR)"), ("gflops", "GFLOPs"))):
             ax = axes[row_index, col]
             for family, marker in (("ecom2f", "o"), ("combined", "s"), ("proscale", "^")):
-                pts = sorted((r for r in here if r["family"] == family and r["core"] == "fast"), key=lambda r: r["depth"])
+                pts = sorted((r for r in here if r["family"] == family and r["core"] == "fast"
+                              and r.get("decoder", "fast") == "fast"), key=lambda r: r["depth"])
                 if not pts:
                     continue
                 depth = [r["depth"] for r in pts]
@@ -116,7 +119,8 @@ def plot(path: Path, payload: dict) -> None:
                     ax.plot(depth, [r["gflops_per_image"]["total"] for r in pts], marker=marker,
                             ls="-" if family != "proscale" else "", label=f"{family} total")
             for r in here:
-                if r["core"] == "reference" and r["family"] != "stock" and key == "latency":
+                if (r["core"] == "reference" and r["family"] != "stock" and key == "latency"
+                        and r.get("decoder", "fast") == "fast"):
                     ax.plot([r["depth"]], [r["latency"]["median_ms"]], "kx", ms=9)
             ref = stock["latency"]["median_ms"] if key == "latency" else stock["gflops_per_image"]["total"]
             ax.axhline(ref, color="k", ls="--", label="stock Mask2Former")

@@ -49,7 +49,8 @@ class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
     deformable_attention_implementation (`str`, *optional*, defaults to `"auto"`):
         Sampling core of the encoder's deformable attention (the decoder keeps the stock one): `"reference"`
         (per-level `grid_sample`), `"embedding_bag"` (one fused gather-and-sum, equal within float rounding) or
-        `"auto"` (`embedding_bag` on CPU, the reference elsewhere).
+        `"auto"` (`embedding_bag` on CPU, except in training with fewer than 16 channels per head; the reference
+        elsewhere).
     token_scaling_layers (`list[int]`, *optional*):
         PRO-SCALE stages, one per encoder level, coarse to fine: the first `p1` layers see only the coarsest level,
         the next `p2` also the second coarsest, ..., the last stage all levels. Must sum to `encoder_layers` and end

@@ -177,7 +177,7 @@ class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
     deformable_attention_implementation (`str`, *optional*, defaults to `"auto"`):
         Sampling core of the encoder's deformable attention: `"reference"` (transformers' per-level `grid_sample`),
         `"embedding_bag"` (one fused gather-and-sum over all levels, equal within float rounding), or `"auto"`
-        (`embedding_bag` on CPU, the reference elsewhere).
+        (`embedding_bag` on CPU, except in training with fewer than 16 channels per head; the reference elsewhere).
     encoder_n_points (`int`, *optional*, defaults to 4):
         Sampling points per head and level in the deformable attention (stock Mask2Former: 4).
     token_scaling_layers (`list[int]`, *optional*):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .ecom2f_decoder import EcoMaskedCrossAttention
 from .ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention
 from .ecom2f_pixel_decoder import EcoMask2FormerEncoderTokens
 
@@ -34,11 +35,13 @@ LOGIT_NAMES = ["class_queries_logits", "masks_queries_logits"]
 def export_mode(model: nn.Module, *, attn_implementation: str | None = "eager") -> Iterator[nn.Module]:
     """Temporarily put `model` in eval mode with the reference deformable-attention core; restore all on exit.
 
-    `attn_implementation` replaces `"sdpa"` in every sub-config (the Swin backbone) meanwhile: torch 2.14's ONNX
-    decomposition of CPU sdpa fails on a view, `"eager"` exports. `None` leaves attention alone.
+    `attn_implementation` replaces `"sdpa"` in every sub-config (the Swin backbone) meanwhile, and the decoder's
+    cross-attention takes the stock (unfused) path: torch 2.14's ONNX decomposition of CPU sdpa fails on a view,
+    `"eager"` exports. `None` leaves attention alone.
     """
     msda = [m for m in model.modules() if isinstance(m, EcoMask2FormerMultiscaleDeformableAttention)]
     cores = [(m, m.implementation) for m in msda]
+    cross = [m for m in model.modules() if isinstance(m, EcoMaskedCrossAttention) and attn_implementation]
     configs = {id(c): c for m in model.modules() if hasattr(c := getattr(m, "config", None), "_attn_implementation")}
     attn = [(c, c._attn_implementation) for c in configs.values() if attn_implementation and
             c._attn_implementation == "sdpa"]
@@ -49,12 +52,16 @@ def export_mode(model: nn.Module, *, attn_implementation: str | None = "eager") 
             module.implementation = EXPORT_MSDA_IMPLEMENTATION
         for config, _ in attn:
             config._attn_implementation = attn_implementation
+        for module in cross:
+            module.fused = False
         yield model
     finally:
         for module, implementation in cores:
             module.implementation = implementation
         for config, implementation in attn:
             config._attn_implementation = implementation
+        for module in cross:
+            del module.fused  # back to the class default
         model.train(was_training)
 
 

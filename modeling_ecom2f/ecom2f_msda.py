@@ -4,8 +4,10 @@
 in one pass over all levels: the four bilinear corners of every sampling point become row indices into a
 zero-bordered value table and their bilinear x attention weights become `per_sample_weights` of
 `F.embedding_bag(mode="sum")`, so the weighted gather-and-sum runs in one fused kernel without materialising the
-sampled values. The zero border stands for grid_sample's `padding_mode="zeros"`. `auto` picks `embedding_bag` on CPU (measured faster
-there, see benchmarks/) and the reference elsewhere.
+sampled values. The zero border stands for grid_sample's `padding_mode="zeros"`; its backward is hand-written
+(`ecom2f_msda_autograd`). `auto` picks, from measurements (benchmarks/benchmark_msda_core.py), `embedding_bag` on
+CPU for inference, and for training when heads have at least `EMBEDDING_BAG_TRAINING_MIN_HEAD_DIM` channels; the
+reference on CPU for training with narrower heads and on every other device.
 """
 
 from __future__ import annotations
@@ -20,28 +22,21 @@ from transformers.models.mask2former.modeling_mask2former import (
     multi_scale_deformable_attention,
 )
 
+from .ecom2f_msda_autograd import (
+    EcoEmbeddingBagSampling,
+    corner_geometry,
+    corner_weights,
+    sample_embedding_bag,
+    zero_padded_table,
+)
+
 MSDA_IMPLEMENTATIONS = ("auto", "reference", "embedding_bag")
 
-
-def _zero_padded_table(
-    value: torch.Tensor, spatial_shapes_list: list[tuple[int, int]]
-) -> tuple[torch.Tensor, list[int], int]:
-    """The value maps with a zero border (1 pixel top/left, 2 bottom/right) as embedding rows `(b, head, token)`.
-
-    Returns the table `(batch * heads * padded_tokens, head_dim)`, each level's first padded token and
-    `padded_tokens`.
-    """
-    batch, _, heads, head_dim = value.shape
-    padded_sizes = [(h + 3) * (w + 3) for h, w in spatial_shapes_list]
-    table = value.new_zeros(batch, heads, sum(padded_sizes), head_dim)
-    starts, start, padded_start = [], 0, 0
-    for (h, w), padded_size in zip(spatial_shapes_list, padded_sizes):
-        level = value[:, start : start + h * w].permute(0, 2, 1, 3).reshape(batch, heads, h, w, head_dim)
-        window = table[:, :, padded_start : padded_start + padded_size].view(batch, heads, h + 3, w + 3, head_dim)
-        window[:, :, 1 : h + 1, 1 : w + 1] = level
-        starts.append(padded_start)
-        start, padded_start = start + h * w, padded_start + padded_size
-    return table.view(-1, head_dim), starts, padded_start
+#: Channels per head from which `auto` also trains with the embedding-bag core on CPU. Forward + backward of the core
+#: alone, one thread (`benchmarks/benchmark_msda_core.py --measure train`): with 8 channels per head the embedding-bag core is slower than
+#: the reference at every measured size (about 0.7x: the reference's fused grid_sample kernels win on such narrow
+#: rows), with 16 it is faster, with 32 (Mask2Former's 256 / 8 heads) up to twice as fast.
+EMBEDDING_BAG_TRAINING_MIN_HEAD_DIM = 16
 
 
 def multi_scale_deformable_attention_embedding_bag(
@@ -50,13 +45,12 @@ def multi_scale_deformable_attention_embedding_bag(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Deformable attention core, equal to the reference up to float rounding.
+    """Deformable attention core, equal to the reference up to float rounding (values and gradients).
 
-    Every level gets a zero border (`_zero_padded_table`) and pixel coordinates are clamped to `[-1, size]`: inside
-    that range the four bilinear corners are rows of the padded table and the zeros stand for grid_sample's
-    `padding_mode="zeros"`; a point further out is clamped onto the border, where the corner weights put it entirely
-    on zero rows, so it reads 0 as in the reference. No inside masks, no per-corner bounds checks. A NaN or infinite
-    location or weight gives NaN for its (query, head), as the reference does, and touches no other query or image.
+    Every level gets a zero border and pixel coordinates are clamped to `[-1, size]` (`corner_geometry`): no inside
+    masks, no per-corner bounds checks. A NaN or infinite location or weight gives NaN for its (query, head), as the
+    reference does, and touches no other query or image. When a gradient is needed the call goes through
+    `EcoEmbeddingBagSampling` (hand-written backward); otherwise the same forward runs without autograd.
 
     Args:
         value: `(batch, tokens, heads, head_dim)`, levels concatenated in `spatial_shapes_list` order.
@@ -68,59 +62,44 @@ def multi_scale_deformable_attention_embedding_bag(
         `(batch, queries, heads * head_dim)`.
     """
     batch, _, heads, head_dim = value.shape
-    _, queries, _, levels, points, _ = sampling_locations.shape
-    device = sampling_locations.device
-    # Coordinates and row indices in at least float32: half precision cannot hold row numbers above 2048 (bf16: 256).
-    dtype = torch.promote_types(sampling_locations.dtype, torch.float32)
-    sampling_locations = sampling_locations.to(dtype)
-    table, starts, padded_tokens = _zero_padded_table(value, spatial_shapes_list)
-
-    def per_level(values: list[int]) -> torch.Tensor:
-        # (levels, points), contiguous: on CPU broadcasting a whole (L, P) block is several times faster than (L, 1)
-        return torch.tensor(values, dtype=dtype, device=device).view(levels, 1).expand(levels, points).contiguous()
-
-    widths = per_level([w for _, w in spatial_shapes_list])
-    heights = per_level([h for h, _ in spatial_shapes_list])
-    row_length = per_level([w + 3 for _, w in spatial_shapes_list])
-    # grid_sample with align_corners=False: pixel coordinate = normalised * size - 0.5.
-    half = torch.tensor(-0.5, dtype=dtype, device=device)
-    x_pixel = torch.addcmul(half, sampling_locations[..., 0], widths)  # (B, Q, H, L, P)
-    y_pixel = torch.addcmul(half, sampling_locations[..., 1], heights)
-    # A NaN coordinate goes to the far (size) border like +Inf, -Inf to -1: every row index stays inside the table,
-    # never an out-of-range gather (NaN used to become int64-min).
-    minus_one, far = torch.tensor(-1.0, dtype=dtype, device=device), torch.finfo(dtype).max
-    x = torch.clamp(x_pixel.nan_to_num(nan=far), min=minus_one, max=widths)
-    y = torch.clamp(y_pixel.nan_to_num(nan=far), min=minus_one, max=heights)
-    x0, y0 = x.floor(), y.floor()
-    # The reference's grid_sample returns NaN for a (query, head) with a NaN/Inf location: `pixel * 0` is NaN there and
-    # 0 elsewhere, so adding it to the bilinear fractions makes that bag's per-sample weights NaN, and nothing else.
-    zero = torch.zeros((), dtype=dtype, device=device)
-    fx, fy = torch.addcmul(x - x0, x_pixel, zero), torch.addcmul(y - y0, y_pixel, zero)
-    # Padded row of the top-left corner: level start + (y0 + 1) * (w + 3) + (x0 + 1); exact integers in float.
-    first = per_level([start + w + 4 for start, (_, w) in zip(starts, spatial_shapes_list)])
-    local = torch.addcmul(x0 + first, y0, row_length)
-    base = (torch.arange(batch, device=device)[:, None] * heads + torch.arange(heads, device=device)) * padded_tokens
-    top_left = local.long() + base.view(batch, 1, heads, 1, 1)
-    bottom_left = top_left + row_length.long()
-    # Corners stacked before the (level, point) axes: each bag `(b, q, h)` holds 4 x levels x points entries.
-    indices = torch.stack((top_left, top_left + 1, bottom_left, bottom_left + 1), dim=3)  # (B, Q, H, 4, L, P)
-    gx = 1 - fx
-    fy = fy * attention_weights
-    gy = attention_weights - fy
-    weights = torch.stack((gy * gx, gy * fx, fy * gx, fy * fx), dim=3)
-    bags, bag_size = batch * queries * heads, 4 * levels * points
-    output = nn.functional.embedding_bag(
-        indices.view(bags, bag_size), table, per_sample_weights=weights.view(bags, bag_size).to(table.dtype),
-        mode="sum",
-    )
+    queries = sampling_locations.shape[1]
+    shapes = list(spatial_shapes_list)
+    # Under torch.compile the plain ops are traced (autograd through embedding_bag), as before the custom backward.
+    if _needs_grad(value, sampling_locations, attention_weights) and not torch.compiler.is_compiling():
+        output = EcoEmbeddingBagSampling.apply(value, sampling_locations, attention_weights, shapes)
+    else:
+        table, starts, padded_tokens = zero_padded_table(value, shapes)
+        geometry = corner_geometry(sampling_locations, shapes, heads=heads, starts=starts, padded_tokens=padded_tokens)
+        output = sample_embedding_bag(table, geometry.indices, corner_weights(geometry, attention_weights))
     return output.view(batch, queries, heads * head_dim)
 
 
-def resolve_msda_implementation(implementation: str, device: torch.device) -> str:
-    """`auto` -> the core measured fastest for the device; other names pass through."""
-    if implementation == "auto":
-        return "embedding_bag" if device.type == "cpu" else "reference"
-    return implementation
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _softmax_last(logits: torch.Tensor, needs_grad: bool) -> torch.Tensor:
+    """Softmax over the last dimension (levels x points, a dozen values). Without autograd it is computed as
+    `exp(x - max) / sum` in place: the same values up to float rounding, several times faster on CPU than
+    `torch.softmax` over such a short dimension."""
+    if needs_grad:
+        return logits.softmax(-1)
+    exp = (logits - logits.amax(-1, keepdim=True)).exp_()
+    return exp.div_(exp.sum(-1, keepdim=True))
+
+
+def resolve_msda_implementation(
+    implementation: str, device: torch.device, *, head_dim: int | None = None, needs_grad: bool = False
+) -> str:
+    """`auto` -> the core measured fastest for the device, the pass (`needs_grad`: a backward will follow) and the
+    channels per head (`head_dim`; None: wide enough); other names pass through."""
+    if implementation != "auto":
+        return implementation
+    if device.type != "cpu":
+        return "reference"
+    if needs_grad and head_dim is not None and head_dim < EMBEDDING_BAG_TRAINING_MIN_HEAD_DIM:
+        return "reference"
+    return "embedding_bag"
 
 
 class EcoMultiscaleDeformableAttention(Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention):
@@ -161,11 +140,15 @@ class EcoMultiscaleDeformableAttention(Mask2FormerPixelDecoderEncoderMultiscaleD
         value = value.view(batch, sequence_length, self.n_heads, self.d_model // self.n_heads)
         offsets = self.sampling_offsets(queries).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2)
         weights = self.attention_weights(queries).view(batch, num_queries, self.n_heads, self.n_levels * self.n_points)
-        weights = weights.softmax(-1).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
-        # Offsets are in pixels of each level: normalise by (width, height).
+        needs_grad = _needs_grad(value, offsets, weights, reference_points)
+        weights = _softmax_last(weights, needs_grad).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
+        # Offsets are in pixels of each level: normalise by (width, height). The divisor is expanded to the offsets'
+        # trailing (heads, levels, points, 2) block: broadcasting a (levels, 1, 2) one is several times slower on CPU.
         normalizer = torch.tensor([[w, h] for h, w in spatial_shapes_list], dtype=queries.dtype, device=queries.device)
-        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        core = resolve_msda_implementation(self.implementation, queries.device)
+        normalizer = normalizer[:, None, :].expand(self.n_heads, self.n_levels, self.n_points, 2).contiguous()
+        locations = torch.addcdiv(reference_points[:, :, None, :, None, :], offsets, normalizer)
+        core = resolve_msda_implementation(self.implementation, queries.device, head_dim=value.shape[-1],
+                                           needs_grad=needs_grad)
         if core == "embedding_bag":
             output = multi_scale_deformable_attention_embedding_bag(value, spatial_shapes_list, locations, weights)
         else:

@@ -1,4 +1,5 @@
-"""The embedding-bag deformable attention core equals transformers' grid_sample reference (values and gradients)."""
+"""The embedding-bag deformable attention core equals transformers' grid_sample reference (values and gradients:
+the hand-written backward of `ecom2f_msda_autograd`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from transformers.models.mask2former.modeling_mask2former import multi_scale_def
 
 from helpers.models import tiny_eco_config
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
-from modeling_ecom2f.ecom2f_msda import multi_scale_deformable_attention_embedding_bag, resolve_msda_implementation
+from modeling_ecom2f.ecom2f_msda import (
+    EMBEDDING_BAG_TRAINING_MIN_HEAD_DIM,
+    multi_scale_deformable_attention_embedding_bag,
+    resolve_msda_implementation,
+)
 
 SHAPES = {
     1: [(5, 7)],
@@ -60,15 +65,89 @@ def test_half_precision_locations_address_the_right_rows():
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
 
 
-def test_gradients_equal_reference():
+def _gradients(core, inputs, shapes, *, requires=(True, True, True)):
+    value, locations, weights = (t.clone().requires_grad_(r) for t, r in zip(inputs, requires))
+    output = core(value, shapes, locations, weights)
+    (output * torch.linspace(-1, 1, output.shape[-1])).sum().backward()
+    return [t.grad for t in (value, locations, weights)]
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("spread", [1.4, 6.0])  # 6.0: most points far outside every level
+def test_gradients_equal_reference(levels, batch, spread):
+    """The hand-written backward gives the reference core's gradients (value, locations, weights)."""
+    inputs = _inputs(batch, SHAPES[levels], seed=4, spread=spread)
+    expected = _gradients(multi_scale_deformable_attention, inputs, SHAPES[levels])
+    got = _gradients(multi_scale_deformable_attention_embedding_bag, inputs, SHAPES[levels])
+    for name, e, g in zip(("value", "locations", "weights"), expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item(), msg=name)
+
+
+@pytest.mark.parametrize("requires", [(True, False, False), (False, True, False), (False, False, True)])
+def test_gradient_of_one_input_alone(requires):
+    shapes = SHAPES[2]
+    inputs = _inputs(2, shapes, seed=5)
+    expected = _gradients(multi_scale_deformable_attention, inputs, shapes, requires=requires)
+    got = _gradients(multi_scale_deformable_attention_embedding_bag, inputs, shapes, requires=requires)
+    for r, e, g in zip(requires, expected, got):
+        assert (g is None) == (not r)
+        if r:
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
+
+
+def test_no_query_at_all():
+    """An empty batch (an early-exit loop can hand a layer no image): empty output and gradients, no error."""
+    shapes = SHAPES[2]
+    value, locations, weights = (t[:0].requires_grad_(True) for t in _inputs(1, shapes))
+    output = multi_scale_deformable_attention_embedding_bag(value, shapes, locations, weights)
+    assert output.shape == (0, 11, 32)
+    output.sum().backward()
+    assert value.grad.shape == value.shape and locations.grad.shape == locations.shape
+    with torch.no_grad():
+        assert multi_scale_deformable_attention_embedding_bag(value, shapes, locations, weights).shape == (0, 11, 32)
+
+
+@pytest.mark.parametrize("spread", [1.4, 3.0])
+def test_gradcheck_float64(spread):
+    """Finite differences in float64 on tiny shapes, with points inside, on the border band and far outside."""
+    shapes = [(3, 4), (2, 3)]
+    inputs = _inputs(2, shapes, heads=2, head_dim=3, points=2, seed=6, spread=spread)
+    value, locations, weights = (t.double().requires_grad_(True) for t in inputs)
+    assert torch.autograd.gradcheck(
+        lambda v, loc, w: multi_scale_deformable_attention_embedding_bag(v, shapes, loc, w),
+        (value, locations, weights), eps=1e-6, atol=1e-6,
+    )
+
+
+def test_gradients_under_autocast_keep_input_dtypes():
+    """bf16 inputs (autocast): gradients come back in the inputs' dtypes, close to the float32 reference's at the
+    same (bf16-rounded) inputs."""
     shapes = SHAPES[3]
-    grads = []
-    for core in (multi_scale_deformable_attention, multi_scale_deformable_attention_embedding_bag):
-        value, locations, weights = (t.clone().requires_grad_(True) for t in _inputs(2, shapes, seed=4))
-        (core(value, shapes, locations, weights) * torch.linspace(-1, 1, 32)).sum().backward()
-        grads.append((value.grad, locations.grad, weights.grad))
-    for expected, got in zip(*grads):
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    half = [t.to(torch.bfloat16) for t in _inputs(2, shapes, seed=8)]
+    expected = _gradients(multi_scale_deformable_attention, [t.float() for t in half], shapes)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = _gradients(multi_scale_deformable_attention_embedding_bag, half, shapes)
+    for e, g in zip(expected, got):
+        assert g.dtype == torch.bfloat16
+        torch.testing.assert_close(g.float(), e, rtol=2e-2, atol=2e-2 * e.abs().max().item())
+
+
+def test_training_step_gradients_agree_across_cores(pixel_values):
+    """The whole tiny model, loss on every output: each parameter's gradient is the same with either core."""
+    grads = {}
+    for core in ("reference", "embedding_bag"):
+        torch.manual_seed(0)
+        model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config(deformable_attention_implementation=core))
+        out = model.train()(pixel_values=pixel_values, num_encoder_layers=model.config.encoder_layers)
+        (out.masks_queries_logits.square().mean() + out.class_queries_logits.square().mean()).backward()
+        grads[core] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads["reference"].keys() == grads["embedding_bag"].keys()
+    encoder = [n for n in grads["reference"] if ".encoder." in n and "sampling_offsets" in n]
+    assert encoder and all(grads["reference"][n].abs().max() > 0 for n in encoder)  # the core's gradients flow
+    for name, expected in grads["reference"].items():
+        torch.testing.assert_close(grads["embedding_bag"][name], expected, rtol=1e-4,
+                                   atol=1e-5 + 1e-4 * expected.abs().max().item(), msg=name)
 
 
 def test_model_outputs_agree_across_cores(pixel_values):
@@ -85,9 +164,36 @@ def test_model_outputs_agree_across_cores(pixel_values):
 
 
 def test_auto_resolution():
-    assert resolve_msda_implementation("auto", torch.device("cpu")) == "embedding_bag"
+    cpu = torch.device("cpu")
+    assert resolve_msda_implementation("auto", cpu) == "embedding_bag"
     assert resolve_msda_implementation("auto", torch.device("cuda")) == "reference"
-    assert resolve_msda_implementation("reference", torch.device("cpu")) == "reference"
+    assert resolve_msda_implementation("reference", cpu) == "reference"
+    # Training on CPU: the embedding-bag core from EMBEDDING_BAG_TRAINING_MIN_HEAD_DIM channels per head (measured).
+    narrow, wide = EMBEDDING_BAG_TRAINING_MIN_HEAD_DIM // 2, EMBEDDING_BAG_TRAINING_MIN_HEAD_DIM
+    assert resolve_msda_implementation("auto", cpu, head_dim=narrow, needs_grad=True) == "reference"
+    assert resolve_msda_implementation("auto", cpu, head_dim=wide, needs_grad=True) == "embedding_bag"
+    assert resolve_msda_implementation("auto", cpu, head_dim=narrow, needs_grad=False) == "embedding_bag"
+    assert resolve_msda_implementation("embedding_bag", cpu, head_dim=narrow, needs_grad=True) == "embedding_bag"
+
+
+def test_auto_core_follows_the_pass(monkeypatch):
+    """The module asks for the core with its head width and whether a backward will follow."""
+    import modeling_ecom2f.ecom2f_msda as msda
+
+    seen = []
+    original = msda.resolve_msda_implementation
+    monkeypatch.setattr(msda, "resolve_msda_implementation",
+                        lambda *a, **k: seen.append((k["head_dim"], k["needs_grad"])) or original(*a, **k))
+    torch.manual_seed(0)
+    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config())
+    pixel_values = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model.eval()(pixel_values=pixel_values)
+    assert seen and not any(grad for _, grad in seen)
+    seen.clear()
+    model.train()(pixel_values=pixel_values).class_queries_logits.sum().backward()
+    head_dim = model.config.feature_size // model.config.num_attention_heads
+    assert seen and all(grad and dim == head_dim for dim, grad in seen)
 
 
 # Non-finite input (issue 15): the fast core must agree with the reference per (query, head) and never index out of
@@ -144,20 +250,22 @@ def test_non_finite_locations_under_autocast(dtype, fault):
     _assert_same_per_query_head(got, expected, heads=4, rtol=2e-2, atol=2e-2)
 
 
-def test_non_finite_locations_gradients_leave_other_images_alone():
-    """NaN locations in image 0: image 1's gradients (value, locations, weights) equal the reference's."""
-    shapes = SHAPES[2]
-    grads = []
-    for core in (multi_scale_deformable_attention, multi_scale_deformable_attention_embedding_bag):
-        value, locations, weights = _inputs(2, shapes, seed=13)
-        locations, weights = _corrupt(locations, weights, float("nan"), "locations")
-        value, locations, weights = (t.requires_grad_(True) for t in (value, locations, weights))
-        output = core(value, shapes, locations, weights)
-        (output[1] * torch.linspace(-1, 1, 32)).sum().backward()
-        grads.append((value.grad, locations.grad, weights.grad))
-    for expected, got in zip(*grads):
-        assert torch.isfinite(got[1]).all()
-        torch.testing.assert_close(got[1], expected[1], rtol=1e-4, atol=1e-4 * expected[1].abs().max().item())
+@pytest.mark.parametrize("levels", [1, 3])
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("target", ["locations", "weights"])
+def test_non_finite_input_gradients_match_reference(levels, fault, target):
+    """Faults in image 0: every gradient (value, locations, weights) is non-finite exactly where the reference's is,
+    equal to it elsewhere, and image 1's gradients are all finite."""
+    shapes = SHAPES[levels]
+    value, locations, weights = _inputs(2, shapes, seed=13)
+    locations, weights = _corrupt(locations, weights, FAULTS[fault], target)
+    expected = _gradients(multi_scale_deformable_attention, (value, locations, weights), shapes)
+    got = _gradients(multi_scale_deformable_attention_embedding_bag, (value, locations, weights), shapes)
+    for name, e, g in zip(("value", "locations", "weights"), expected, got):
+        finite = torch.isfinite(e)
+        assert torch.equal(torch.isfinite(g), finite), name
+        assert finite[1].all(), name
+        torch.testing.assert_close(g[finite], e[finite], rtol=1e-4, atol=1e-4 * e[finite].abs().max().item(), msg=name)
 
 
 def test_nan_image_does_not_change_the_other_image_of_the_batch():
