@@ -1,0 +1,189 @@
+"""Maze rooms: a segmentation task whose per-pixel answer is a number of hops away from the evidence.
+
+An `n x n` maze is a random spanning tree of the cell grid (Kruskal: shuffled edges joined by union-find, which gives
+shorter corridors than a depth-first maze). Cutting `rooms - 1` tree edges splits it into rooms. Every wall is drawn
+alike, so a room boundary looks like any internal wall. One whole cell per room is painted in the room's class colour
+(the marker); every free pixel of the room belongs to that class, walls are void. To read a pixel's class a model has
+to follow open passages from the pixel to its room's marker: a flood fill over a branching tree (no pointer-doubling
+shortcut). Markers are placed, among `marker_trials` random placements, where a guess of the nearest marker that
+ignores walls is worst, so a spatial guess does not solve the task.
+
+Recorded for analysis only (no model input uses them): per pixel, the hop distance (cells along open passages) from
+the pixel's cell to its room's marker; per image `hops` (the largest such distance), `mean_hops`, `rooms`, `cells`
+(maze side) and `nearest_marker_accuracy` (free cells the wall-blind nearest-marker guess gets right).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Marker colours, one per class (RGB); free cells are light grey, walls dark.
+MARKER_COLORS = ((220, 40, 40), (40, 170, 40), (40, 70, 220), (225, 190, 30), (170, 50, 190), (30, 180, 190))
+FREE_COLOR = (200, 200, 200)
+WALL_COLOR = (35, 35, 35)
+VOID = 255
+
+
+@dataclass(frozen=True, kw_only=True)
+class MazeRoomsConfig:
+    """Knobs of the maze-rooms images.
+
+    Args:
+        size: image side in pixels.
+        min_cells, max_cells: maze side in cells, drawn per image.
+        min_rooms, max_rooms: rooms per image (each a distinct class; at most `num_classes`).
+        num_classes: marker classes.
+        wall: wall thickness in pixels.
+        min_room_cells: smallest room, in cells.
+        marker_trials: random marker placements tried; the one the nearest-marker guess gets most wrong is kept.
+    """
+
+    size: int = 128
+    min_cells: int = 5
+    max_cells: int = 7
+    min_rooms: int = 2
+    max_rooms: int = 4
+    num_classes: int = 4
+    wall: int = 3
+    min_room_cells: int = 3
+    marker_trials: int = 16
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.min_cells <= self.max_cells:
+            raise ValueError(f"min_cells/max_cells: need 2 <= min_cells <= max_cells, got {self.min_cells}, {self.max_cells}")
+        if not 1 <= self.min_rooms <= self.max_rooms <= min(self.num_classes, len(MARKER_COLORS)):
+            raise ValueError(f"max_rooms: need 1 <= min_rooms <= max_rooms <= num_classes <= {len(MARKER_COLORS)}, "
+                             f"got {self.min_rooms}, {self.max_rooms}, {self.num_classes}")
+        if self.max_rooms * self.min_room_cells > self.min_cells ** 2:
+            raise ValueError("min_room_cells: max_rooms rooms of min_room_cells cells do not fit the smallest maze")
+        if self.wall < 1 or (self.size - self.wall) // self.max_cells <= self.wall + 1:
+            raise ValueError(f"wall: cells of the largest maze would have no interior (size {self.size}, "
+                             f"wall {self.wall}, max_cells {self.max_cells})")
+        if self.marker_trials < 1:
+            raise ValueError(f"marker_trials: must be >= 1, got {self.marker_trials}")
+
+
+def _find(parent: list[int], a: int) -> int:
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+def _components(num_cells: int, edges: list[tuple[int, int]]) -> np.ndarray:
+    parent = list(range(num_cells))
+    for a, b in edges:
+        parent[_find(parent, a)] = _find(parent, b)
+    roots = [_find(parent, a) for a in range(num_cells)]
+    _, labels = np.unique(roots, return_inverse=True)
+    return labels
+
+
+def kruskal_tree(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Edges `(a, b)` (cell ids `row * n + col`) of a random spanning tree of the `n x n` grid."""
+    edges = [(r * n + c, r * n + c + 1) for r in range(n) for c in range(n - 1)]
+    edges += [(r * n + c, (r + 1) * n + c) for r in range(n - 1) for c in range(n)]
+    parent = list(range(n * n))
+    tree = []
+    for index in rng.permutation(len(edges)):
+        a, b = edges[index]
+        ra, rb = _find(parent, a), _find(parent, b)
+        if ra != rb:
+            parent[ra] = rb
+            tree.append((a, b))
+    return tree
+
+
+def hop_distances(num_cells: int, edges: list[tuple[int, int]], sources: list[int]) -> np.ndarray:
+    """Breadth-first distance (in edges) from the nearest of `sources` to every cell; -1 where unreachable."""
+    neighbours: list[list[int]] = [[] for _ in range(num_cells)]
+    for a, b in edges:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    distance = np.full(num_cells, -1, dtype=np.int64)
+    queue = deque(sources)
+    distance[sources] = 0
+    while queue:
+        a = queue.popleft()
+        for b in neighbours[a]:
+            if distance[b] < 0:
+                distance[b] = distance[a] + 1
+                queue.append(b)
+    return distance
+
+
+def _split_rooms(n: int, tree: list[tuple[int, int]], rooms: int, min_cells: int, rng: np.random.Generator):
+    for _ in range(200):
+        cut = set(rng.choice(len(tree), size=rooms - 1, replace=False).tolist()) if rooms > 1 else set()
+        kept = [e for i, e in enumerate(tree) if i not in cut]
+        labels = _components(n * n, kept)
+        if np.bincount(labels).min() >= min_cells:
+            return kept, labels
+    raise RuntimeError(f"could not split a {n}x{n} maze into {rooms} rooms of >= {min_cells} cells")
+
+
+def _nearest_marker_accuracy(n: int, room: np.ndarray, markers: list[int]) -> float:
+    rows, cols = np.divmod(np.arange(n * n), n)
+    marker_rows, marker_cols = np.divmod(np.asarray(markers), n)
+    dist = (rows[:, None] - marker_rows[None]) ** 2 + (cols[:, None] - marker_cols[None]) ** 2  # (cells, rooms)
+    return float((dist.argmin(axis=1) == room).mean())
+
+
+def render_maze_rooms(config: MazeRoomsConfig, rng: np.random.Generator) -> dict:
+    """One maze-rooms image.
+
+    Returns:
+        `image` `(size, size, 3)` uint8, `semantic` `(size, size)` uint8 (marker class, 255 on walls and margins),
+        `pixel_hops` `(size, size)` int16 (hop distance of the pixel's cell from its marker, -1 on void) and
+        `difficulty` (the per-image columns of the module docstring).
+    """
+    n = int(rng.integers(config.min_cells, config.max_cells + 1))
+    rooms = int(rng.integers(config.min_rooms, config.max_rooms + 1))
+    tree = kruskal_tree(n, rng)
+    kept, room = _split_rooms(n, tree, rooms, config.min_room_cells, rng)
+    best = None
+    for _ in range(config.marker_trials):
+        markers = [int(rng.choice(np.flatnonzero(room == r))) for r in range(rooms)]
+        accuracy = _nearest_marker_accuracy(n, room, markers)
+        if best is None or accuracy < best[0]:
+            best = (accuracy, markers)
+    nearest_accuracy, markers = best
+    classes = rng.choice(config.num_classes, size=rooms, replace=False)
+    hops = hop_distances(n * n, kept, markers)
+
+    size, wall = config.size, config.wall
+    pitch = (size - wall) // n
+    offset = (size - (n * pitch + wall)) // 2
+    image = np.empty((size, size, 3), dtype=np.uint8)
+    image[:] = WALL_COLOR
+    semantic = np.full((size, size), VOID, dtype=np.uint8)
+    pixel_hops = np.full((size, size), -1, dtype=np.int16)
+
+    def paint(rows: slice, cols: slice, cell: int, color) -> None:
+        image[rows, cols] = color
+        semantic[rows, cols] = classes[room[cell]]
+        pixel_hops[rows, cols] = max(int(pixel_hops[rows, cols].max()), int(hops[cell]))
+
+    for cell in range(n * n):
+        r, c = divmod(cell, n)
+        top, left = offset + r * pitch + wall, offset + c * pitch + wall
+        color = MARKER_COLORS[classes[room[cell]]] if cell in markers else FREE_COLOR
+        paint(slice(top, top + pitch - wall), slice(left, left + pitch - wall), cell, color)
+    for a, b in kept:  # open passages: the wall between two cells of one room becomes free
+        (ra, ca), (rb, cb) = divmod(a, n), divmod(b, n)
+        top, left = offset + ra * pitch + wall, offset + ca * pitch + wall
+        if ra == rb:  # horizontal neighbours: open the vertical wall at the right of `a`
+            rows, cols = slice(top, top + pitch - wall), slice(left + pitch - wall, left + pitch)
+        else:
+            rows, cols = slice(top + pitch - wall, top + pitch), slice(left, left + pitch - wall)
+        far = a if hops[a] >= hops[b] else b
+        paint(rows, cols, far, FREE_COLOR)
+    difficulty = {"hops": int(hops.max()), "mean_hops": float(hops.mean()), "rooms": rooms, "cells": n,
+                  "nearest_marker_accuracy": nearest_accuracy}
+    return {"image": image, "semantic": semantic, "pixel_hops": pixel_hops, "difficulty": difficulty}
+
+
+__all__ = ["MazeRoomsConfig", "hop_distances", "kruskal_tree", "render_maze_rooms"]
