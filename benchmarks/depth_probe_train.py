@@ -95,12 +95,13 @@ def _schedule(config: ProbeTrainConfig):
 
 
 def train_probe(*, probe: nn.Module, inputs: ProbeInputs, labels: np.ndarray, config: ProbeTrainConfig,
-                run_dir: Path, progress=None) -> dict:
+                run_dir: Path, progress=None, stop_at: int | None = None) -> dict:
     """Train (or resume) the probe; returns `{"steps": ..., "final_losses": [...per exit]}`.
 
     Args:
         labels: `(N, H, W)` uint8 semantic labels (255 = void); the loss is taken at 1/4 resolution (nearest).
         run_dir: holds `checkpoint.pt` (written every `checkpoint_every` steps and at the end) and `train_log.jsonl`.
+        stop_at: stop (with a checkpoint) after this step, as an interrupted run would; `None`: `config.steps`.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,8 @@ def train_probe(*, probe: nn.Module, inputs: ProbeInputs, labels: np.ndarray, co
     bar = None if progress is None else progress(total=config.steps, initial=step, desc="probe training")
     running = None
     with open(run_dir / "train_log.jsonl", "a") as log:
-        while step < config.steps:
+        last = config.steps if stop_at is None else min(stop_at, config.steps)
+        while step < last:
             indices = np.random.default_rng([config.seed, step]).choice(len(labels), config.batch_size, replace=False)
             logits = probe(inputs.maps(indices))
             target = quarter[indices]
@@ -157,7 +159,7 @@ def train_probe(*, probe: nn.Module, inputs: ProbeInputs, labels: np.ndarray, co
             if step % 50 == 0 or step == config.steps:
                 log.write(json.dumps({"step": step, "losses": [round(float(v), 5) for v in running]}) + "\n")
                 log.flush()
-            if step % config.checkpoint_every == 0 or step == config.steps:
+            if step % config.checkpoint_every == 0 or step == last:
                 save(step)
     if bar is not None:
         bar.close()
