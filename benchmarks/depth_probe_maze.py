@@ -39,6 +39,8 @@ class MazeRoomsConfig:
         wall: wall thickness in pixels.
         min_room_cells: smallest room, in cells.
         marker_trials: random marker placements tried; the one the nearest-marker guess gets most wrong is kept.
+        cell_pitch: cell size in pixels (walls included), the maze placed on a grid of that pitch (e.g. 16: one
+            cell per 1/16 token); `None`: the largest pitch that fits the image.
     """
 
     size: int = 128
@@ -50,6 +52,7 @@ class MazeRoomsConfig:
     wall: int = 3
     min_room_cells: int = 3
     marker_trials: int = 16
+    cell_pitch: int | None = None
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_cells <= self.max_cells:
@@ -62,6 +65,10 @@ class MazeRoomsConfig:
         if self.wall < 1 or (self.size - self.wall) // self.max_cells <= self.wall + 1:
             raise ValueError(f"wall: cells of the largest maze would have no interior (size {self.size}, "
                              f"wall {self.wall}, max_cells {self.max_cells})")
+        if self.cell_pitch is not None and (self.cell_pitch <= self.wall + 1
+                                            or self.max_cells * self.cell_pitch + self.wall > self.size):
+            raise ValueError(f"cell_pitch: {self.max_cells} cells of {self.cell_pitch} px and a {self.wall} px wall "
+                             f"do not fit {self.size} px, or the cells have no interior")
         if self.marker_trials < 1:
             raise ValueError(f"marker_trials: must be >= 1, got {self.marker_trials}")
 
@@ -155,8 +162,12 @@ def render_maze_rooms(config: MazeRoomsConfig, rng: np.random.Generator) -> dict
     hops = hop_distances(n * n, kept, markers)
 
     size, wall = config.size, config.wall
-    pitch = (size - wall) // n
-    offset = (size - (n * pitch + wall)) // 2
+    if config.cell_pitch is None:
+        pitch = (size - wall) // n
+        offset = (size - (n * pitch + wall)) // 2
+    else:  # on the pitch grid: cell borders fall on token borders of stride `pitch`
+        pitch = config.cell_pitch
+        offset = pitch * ((size // pitch - n) // 2)
     image = np.empty((size, size, 3), dtype=np.uint8)
     image[:] = WALL_COLOR
     semantic = np.full((size, size), VOID, dtype=np.uint8)
