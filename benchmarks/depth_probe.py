@@ -13,7 +13,7 @@ image source (`depth_probe_data`: the project's shapes generator or maze rooms),
   recipe does, or of a separate `gate` split), at several encoder budgets, against the fixed-exit envelope and
   their random-routing control with bootstrap standard errors.
 
-Writes `results.json`, `results.md` and plots into `--run_dir`; training is resumable (`checkpoint.pt`) and does
+Writes `results.json`, `results.md` and `results.png` (with `--tag T`: `resultsT.*`) into `--run_dir`; training is resumable (`checkpoint.pt`) and does
 a fixed number of seeded steps.
 
     python benchmarks/depth_probe.py --source shapes --backbone efficientnet_lite0 --run_dir /tmp/probe_shapes
@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--gates", nargs="+", default=["mean", "mean_std", "mean_std:32"],
                           help="gate variants POOLING[:HIDDEN]")
     analysis.add_argument("--resamples", type=int, default=1000)
+    analysis.add_argument("--gate_level", type=int, default=0, choices=(0, 1, 2),
+                          help="encoder level the gate pools (0 = 1/32, the paper's; 1 = 1/16; 2 = 1/8)")
+    analysis.add_argument("--tag", default="", help="suffix of the result files (results{tag}.json/.md/.png)")
     analysis.add_argument("--difficulty_key", help="per-image column for the gain quintiles (default: the first)")
     return parser
 
@@ -165,12 +168,13 @@ def run(args: argparse.Namespace) -> dict:
         inputs = inputs or ProbeInputs(images=arrays.images, backbone=backbone, frozen=frozen, progress=bar)
         return evaluate_probe(probe=probe, inputs=inputs, labels=arrays.labels,
                               pixel_difficulty=arrays.pixel_difficulty, num_classes=num_classes,
+                              gate_level=args.gate_level,
                               progress=lambda it: tqdm(it, desc=f"evaluation ({name})"))
 
     val_eval = evaluate(validation, None, "validation")
     gate_eval = evaluate(gate_split, train_inputs if gate_split is train else None, "gate images")
     val_quality, gate_quality = per_image_miou(val_eval.confusion), per_image_miou(gate_eval.confusion)
-    np.savez_compressed(args.run_dir / "per_image.npz", validation_quality=val_quality, gate_quality=gate_quality,
+    np.savez_compressed(args.run_dir / f"per_image{args.tag}.npz", validation_quality=val_quality, gate_quality=gate_quality,
                         validation_gate_maps=val_eval.gate_maps,
                         **{f"difficulty__{k}": v for k, v in validation.difficulty.items()})
     columns = list(args.gate_exits)  # exit k is column k (column 0 = the 0-layer control)
@@ -186,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
     pixel_accuracy = accuracy_by_pixel_difficulty(val_eval.pixel_correct, val_eval.pixel_total)
     result = {
         "settings": {**{k: getattr(args, k) for k in RUN_KEYS}, "gate_exits": columns, "budgets": args.budgets,
-                     "resamples": args.resamples, "threads": args.threads},
+                     "resamples": args.resamples, "threads": args.threads, "gate_level": args.gate_level},
         "training": {**training, "config": asdict(config), "seconds": round(trained_seconds, 1)},
         "class_names": train.class_names,
         "exits": list(range(args.layers + 1)),
@@ -203,8 +207,8 @@ def run(args: argparse.Namespace) -> dict:
         "seconds": round(time.perf_counter() - start, 1),
     }
     result["go"] = go_decision(result)
-    (args.run_dir / "results.json").write_text(json.dumps(result, indent=2))
-    write_report(result, validation=validation, val_quality=val_quality, run_dir=args.run_dir)
+    (args.run_dir / f"results{args.tag}.json").write_text(json.dumps(result, indent=2))
+    write_report(result, validation=validation, val_quality=val_quality, run_dir=args.run_dir, tag=args.tag)
     return result
 
 

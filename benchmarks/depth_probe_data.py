@@ -4,7 +4,8 @@ Two sources, each image a pure function of `(source, knobs, seed, split, index)`
 
 - `shapes`: this project's synthetic generator (`modeling_ecom2f.data.render_synthetic_sample`, the depth-benchmark
   settings unless overridden), semantic labels of its things and stuff; per-image difficulty = its
-  `DIFFICULTY_COLUMNS`; no per-pixel difficulty.
+  `DIFFICULTY_COLUMNS`; no per-pixel difficulty. The extra knob `difficulty_modes` (a list of `[low, high]`
+  ranges) makes the difficulty multi-modal: image `i` draws its difficulty from range `i % len(modes)`.
 - `maze`: maze rooms (`depth_probe_maze`), per-pixel hop distance and per-image hop statistics.
 
 Difficulty is for analysis only: the probe and the gate never read it.
@@ -59,14 +60,19 @@ class ProbeArrays:
                        class_names=[str(c) for c in data["class_names"]])
 
 
-def _shapes_config(size: int, seed: int, overrides: dict):
-    return depth_benchmark_config(height=size, width=size, seed=seed, **overrides)
+def _shapes_configs(size: int, seed: int, overrides: dict) -> list:
+    overrides = dict(overrides)
+    modes = overrides.pop("difficulty_modes", None)
+    if modes is None:
+        return [depth_benchmark_config(height=size, width=size, seed=seed, **overrides)]
+    return [depth_benchmark_config(height=size, width=size, seed=seed, difficulty_range=tuple(m), **overrides)
+            for m in modes]
 
 
 def class_names(source: str, *, size: int = 128, overrides: dict | None = None) -> list[str]:
     """The semantic classes of a source."""
     if source == "shapes":
-        return list(_shapes_config(size, 0, overrides or {}).id2label.values())
+        return list(_shapes_configs(size, 0, overrides or {})[0].id2label.values())
     if source == "maze":
         return [f"room_{i}" for i in range(MazeRoomsConfig(size=size, **(overrides or {})).num_classes)]
     raise ValueError(f"source: must be one of {SOURCES}, got {source!r}")
@@ -92,10 +98,10 @@ def make_arrays(*, source: str, split: str, count: int, size: int = 128, seed: i
     indices = range(count) if progress is None else progress(range(count))
     if source == "shapes":
         # The generator has train/validation streams; the gate split reads validation images past 10**6.
-        config = _shapes_config(size, seed, overrides)
+        configs = _shapes_configs(size, seed, overrides)
         stream, base = {"train": ("train", 0), "gate": ("validation", 10**6), "validation": ("validation", 0)}[split]
         for i in indices:
-            sample = render_synthetic_sample(config=config, split=stream, index=base + i)
+            sample = render_synthetic_sample(config=configs[i % len(configs)], split=stream, index=base + i)
             images[i] = sample.image
             labels[i] = np.where(sample.semantic == 255, 255, sample.semantic).astype(np.uint8)
             for name in DIFFICULTY_COLUMNS:

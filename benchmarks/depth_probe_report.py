@@ -15,7 +15,7 @@ def markdown(result: dict) -> str:
     s = result["settings"]
     columns = s["gate_exits"]
     lines = [f"## Depth probe: {s['source']} ({s['backbone']}, {s['layers']} layers, d={s['d_model']}, "
-             f"{s['points']} points, {s['steps']} steps)", "",
+             f"{s['points']} points, {s['steps']} steps; gate level {s.get('gate_level', 0)})", "",
              f"Settings: `{ {k: v for k, v in s.items()} }`", "",
              f"Training {result['training']['seconds']:.0f} s, whole run {result['seconds']:.0f} s "
              f"({s['threads']} thread).", "",
@@ -120,13 +120,13 @@ def figure(result: dict, *, difficulty: np.ndarray, difficulty_name: str, val_qu
     plt.close(fig)
 
 
-def write_report(result: dict, *, validation, val_quality: np.ndarray, run_dir: Path) -> None:
-    """`results.md` and `results.png` in `run_dir`."""
+def write_report(result: dict, *, validation, val_quality: np.ndarray, run_dir: Path, tag: str = "") -> None:
+    """`results{tag}.md` and `results{tag}.png` in `run_dir`."""
     name = result["gain"].get("by_quantile", {}).get("column") or next(iter(validation.difficulty), None)
     difficulty = validation.difficulty[name] if name else np.zeros(len(val_quality))
-    (Path(run_dir) / "results.md").write_text(markdown(result))
+    (Path(run_dir) / f"results{tag}.md").write_text(markdown(result))
     figure(result, difficulty=difficulty, difficulty_name=name or "none", val_quality=val_quality,
-           path=Path(run_dir) / "results.png")
+           path=Path(run_dir) / f"results{tag}.png")
 
 
 __all__ = ["figure", "markdown", "write_report"]

@@ -259,3 +259,17 @@ def test_efficientnet_pyramid_is_frozen_imagenet_features():
     with torch.no_grad():
         maps = backbone(torch.rand(1, 3, 64, 64) * 255)
     assert [tuple(m.shape[1:]) for m in maps] == [(24, 16, 16), (40, 8, 8), (112, 4, 4), (320, 2, 2)]
+
+
+def test_shapes_difficulty_modes_alternate_and_images_are_seeded():
+    from depth_probe_data import make_arrays
+
+    arrays = make_arrays(source="shapes", split="gate", count=4, size=64,
+                         overrides={"difficulty_modes": [[0.0, 0.0], [1.0, 1.0]], "min_object_size": 8})
+    assert arrays.difficulty["difficulty"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    again = make_arrays(source="shapes", split="gate", count=4, size=64,
+                        overrides={"difficulty_modes": [[0.0, 0.0], [1.0, 1.0]], "min_object_size": 8})
+    validation = make_arrays(source="shapes", split="validation", count=4, size=64,
+                             overrides={"difficulty_modes": [[0.0, 0.0], [1.0, 1.0]], "min_object_size": 8})
+    assert np.array_equal(arrays.images, again.images)
+    assert not np.array_equal(arrays.images, validation.images)  # the gate split is its own stream
