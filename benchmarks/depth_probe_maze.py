@@ -123,13 +123,16 @@ def hop_distances(num_cells: int, edges: list[tuple[int, int]], sources: list[in
 
 
 def _split_rooms(n: int, tree: list[tuple[int, int]], rooms: int, min_cells: int, rng: np.random.Generator):
-    for _ in range(200):
-        cut = set(rng.choice(len(tree), size=rooms - 1, replace=False).tolist()) if rooms > 1 else set()
-        kept = [e for i, e in enumerate(tree) if i not in cut]
-        labels = _components(n * n, kept)
-        if np.bincount(labels).min() >= min_cells:
-            return kept, labels
-    raise RuntimeError(f"could not split a {n}x{n} maze into {rooms} rooms of >= {min_cells} cells")
+    """Cut `rooms - 1` tree edges one by one, each drawn among the edges whose cut leaves every room with at least
+    `min_cells` cells."""
+    kept = list(tree)
+    for _ in range(rooms - 1):
+        allowed = [i for i in range(len(kept))
+                   if np.bincount(_components(n * n, kept[:i] + kept[i + 1:])).min() >= min_cells]
+        if not allowed:
+            raise RuntimeError(f"could not split a {n}x{n} maze into {rooms} rooms of >= {min_cells} cells")
+        kept.pop(int(rng.choice(allowed)))
+    return kept, _components(n * n, kept)
 
 
 def _nearest_marker_accuracy(n: int, room: np.ndarray, markers: list[int]) -> float:
