@@ -152,8 +152,13 @@ def render_maze_rooms(config: MazeRoomsConfig, rng: np.random.Generator) -> dict
     """
     n = int(rng.integers(config.min_cells, config.max_cells + 1))
     rooms = int(rng.integers(config.min_rooms, config.max_rooms + 1))
-    tree = kruskal_tree(n, rng)
-    kept, room = _split_rooms(n, tree, rooms, config.min_room_cells, rng)
+    for attempt in range(100):  # a greedy split can corner itself in a small maze: then draw another maze
+        try:
+            kept, room = _split_rooms(n, kruskal_tree(n, rng), rooms, config.min_room_cells, rng)
+            break
+        except RuntimeError:
+            if attempt == 99:
+                raise
     best = None
     for _ in range(config.marker_trials):
         markers = [int(rng.choice(np.flatnonzero(room == r))) for r in range(rooms)]
