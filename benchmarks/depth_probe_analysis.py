@@ -62,8 +62,8 @@ def gain_statistics(gain: np.ndarray, difficulty: dict[str, np.ndarray], *, quan
              "share_positive": float((gain > 0).mean()), "median": float(np.median(gain)), "spearman": {}}
     for name, column in difficulty.items():
         column = np.asarray(column, dtype=np.float64)
-        rho = spearmanr(column, gain).statistic if np.ptp(column) > 0 and np.ptp(gain) > 0 else float("nan")
-        stats["spearman"][name] = float(rho)
+        constant = np.ptp(column) == 0 or np.ptp(gain) == 0  # no rank correlation is defined
+        stats["spearman"][name] = None if constant else float(spearmanr(column, gain).statistic)
     by = by or next(iter(difficulty), None)
     if by is not None:
         order = np.argsort(np.asarray(difficulty[by]), kind="stable")

@@ -96,10 +96,10 @@ def evaluate_gate(*, train_maps: np.ndarray, train_quality: np.ndarray, eval_map
             "budgets": rows, "passing_budgets": int(sum(r["passes"] for r in rows))}
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     from scipy.stats import spearmanr
 
-    return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else float("nan")
+    return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else None
 
 
 __all__ = ["evaluate_gate", "predict", "train_utility_gate"]

@@ -11,6 +11,10 @@ def _points(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
 def markdown(result: dict) -> str:
     s = result["settings"]
     columns = s["gate_exits"]
@@ -26,7 +30,7 @@ def markdown(result: dict) -> str:
     lines += ["", f"Per-image gain ({g['definition']}), points: mean {100 * g['mean']:+.2f}, std "
               f"{100 * g['std']:.2f}, median {100 * g['median']:+.2f}, share > 0 {g['share_positive']:.2f}.", "",
               "Spearman of the gain with each difficulty column: "
-              + ", ".join(f"{k} {v:+.2f}" for k, v in g["spearman"].items()) + "."]
+              + ", ".join(f"{k} {v:+.2f}" for k, v in g["spearman"].items() if v is not None) + "."]
     if "by_quantile" in g:
         q = g["by_quantile"]
         lines += ["", f"Mean gain by {q['column']} quintile (easiest to hardest): "
@@ -53,7 +57,7 @@ def markdown(result: dict) -> str:
         lines += ["", f"Utility gate ({name}): fit on {gate['gate']['fit_images']} images, beta calibrated on "
                   f"{gate['gate']['calibration_images']}; MSE of predicted gains on validation "
                   f"{gate['eval_mse']:.5f} (a constant: {gate['eval_constant_mse']:.5f}); Spearman of predicted and "
-                  f"true gain of the deepest exit {gate['eval_spearman_predicted_vs_true_gain']:+.2f}.", "",
+                  f"true gain of the deepest exit {_signed(gate['eval_spearman_predicted_vs_true_gain'])}.", "",
                   "| budget | beta | mean depth | quality | envelope | random | over envelope (se) | over random (se) |"
                   " passes |", "|---|---|---|---|---|---|---|---|---|"]
         for row in gate["budgets"]:
@@ -99,7 +103,7 @@ def figure(result: dict, *, difficulty: np.ndarray, difficulty_name: str, val_qu
     gain = 100 * (val_quality[:, columns[-1]] - val_quality[:, columns[0]])
     axes[2].scatter(difficulty, gain, s=6, alpha=0.5)
     axes[2].axhline(0, color="grey", lw=0.8)
-    rho = result["gain"]["spearman"].get(difficulty_name, float("nan"))
+    rho = result["gain"]["spearman"].get(difficulty_name) or float("nan")
     axes[2].set(xlabel=difficulty_name, ylabel=f"gain exit {columns[-1]} - {columns[0]} (points)",
                 title=f"per-image gain vs difficulty (Spearman {rho:+.2f})")
     fixed = 100 * np.asarray(result["mean_image_miou"])[columns]

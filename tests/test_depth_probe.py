@@ -96,7 +96,7 @@ def test_gain_statistics_spearman_and_quintiles():
     gain = difficulty ** 2 / 100  # monotone in difficulty
     stats = analysis.gain_statistics(gain, {"d": difficulty, "flat": np.ones(10)}, quantiles=5)
     assert stats["spearman"]["d"] == pytest.approx(1.0)
-    assert np.isnan(stats["spearman"]["flat"])
+    assert stats["spearman"]["flat"] is None  # constant column: no rank correlation
     assert stats["by_quantile"]["mean_gain"] == pytest.approx([0.005, 0.065, 0.205, 0.425, 0.725])
     assert stats["share_positive"] == pytest.approx(0.9)
 
