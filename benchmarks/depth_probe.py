@@ -39,6 +39,7 @@ import torch  # noqa: E402
 from depth_probe_analysis import (  # noqa: E402
     accuracy_by_pixel_difficulty,
     dataset_miou,
+    difficulty_routing,
     gain_statistics,
     oracle_table,
     per_image_miou,
@@ -203,6 +204,7 @@ def run(args: argparse.Namespace) -> dict:
         "gain": {"definition": f"per-image mIoU at exit {columns[-1]} minus exit {columns[0]}",
                  **gain_statistics(gain, validation.difficulty, by=args.difficulty_key)},
         "oracle": oracle_table(val_quality[:, columns], columns, betas),
+        "difficulty_routing": _difficulty_routing(val_quality[:, columns], columns, validation.difficulty, args),
         "gates": gates,
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -210,6 +212,16 @@ def run(args: argparse.Namespace) -> dict:
     (args.run_dir / f"results{args.tag}.json").write_text(json.dumps(result, indent=2))
     write_report(result, validation=validation, val_quality=val_quality, run_dir=args.run_dir, tag=args.tag)
     return result
+
+
+def _difficulty_routing(quality: np.ndarray, columns: list[int], difficulty: dict, args) -> dict | None:
+    name = args.difficulty_key or next(iter(difficulty), None)
+    if name is None:
+        return None
+    result = difficulty_routing(quality, columns, difficulty[name], resamples=min(args.resamples, 300),
+                                seed=args.seed)
+    return {"column": name, "best": result["best"], "hard_images": result["hard_images"],
+            "passing_pairs": int(sum(r["passes"] for r in result["pairs"]))}
 
 
 def go_decision(result: dict) -> dict:

@@ -16,6 +16,7 @@ term (fixed-exit means, frontier, the routing's quality and cost, the random con
 
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import numpy as np
@@ -121,11 +122,26 @@ def oracle_table(quality: np.ndarray, costs: Sequence[float], betas: Sequence[fl
             for beta in betas]
 
 
+def difficulty_routing(quality: np.ndarray, costs: Sequence[float], difficulty: np.ndarray, *,
+                       resamples: int = 1000, seed: int = 0) -> dict:
+    """What a gate that knew the difficulty could reach: images split at the median difficulty, the easier half
+    routed to exit `a`, the harder to exit `b >= a`; every pair with its bootstrap gains. A diagnostic bound (the
+    real gate never sees the difficulty): if even this does not beat the envelope, the gains differ in size, not in
+    the shape of their curves over depth."""
+    hard = np.asarray(difficulty) > np.median(difficulty)
+    rows = []
+    for a, b in itertools.combinations_with_replacement(range(quality.shape[1]), 2):
+        result = bootstrap_routing(quality, np.where(hard, b, a), costs, resamples=resamples, seed=seed)
+        rows.append({"easy_exit": float(costs[a]), "hard_exit": float(costs[b]), **result, "passes": passes(result)})
+    best = max(rows, key=lambda r: r["gain_over_frontier"] - 2 * r["gain_over_frontier_se"])
+    return {"pairs": rows, "best": best, "hard_images": int(hard.sum())}
+
+
 def passes(result: dict) -> bool:
     """Whether a routing beats both the frontier and its random control by more than two standard errors."""
     return (result["gain_over_frontier"] > 2 * result["gain_over_frontier_se"]
             and result["gain_over_random"] > 2 * result["gain_over_random_se"])
 
 
-__all__ = ["accuracy_by_pixel_difficulty", "bootstrap_routing", "dataset_miou", "expected_random_quality",
+__all__ = ["accuracy_by_pixel_difficulty", "bootstrap_routing", "dataset_miou", "difficulty_routing", "expected_random_quality",
            "gain_statistics", "oracle_choice", "oracle_table", "passes", "per_image_miou", "routed", "routing_gains"]

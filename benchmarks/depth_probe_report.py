@@ -53,6 +53,14 @@ def markdown(result: dict) -> str:
         lines.append(f"| {row['beta']:g} | {row['mean_cost']:.2f} | {_points(row['quality'])} | "
                      f"{_points(row['frontier'])} | {_points(row['random'])} | {100 * row['gain_over_frontier']:+.2f}"
                      f" | {100 * row['gain_over_random']:+.2f} |")
+    known = result.get("difficulty_routing")
+    if known:
+        b = known["best"]
+        lines += ["", f"A gate that knew `{known['column']}` (diagnostic bound, not a real gate): the harder half "
+                  f"({known['hard_images']} images) at exit {b['hard_exit']:g}, the easier at exit {b['easy_exit']:g} "
+                  f"(the best pair): mean depth {b['mean_cost']:.2f}, {100 * b['gain_over_frontier']:+.2f} "
+                  f"({100 * b['gain_over_frontier_se']:.2f}) over the envelope, {100 * b['gain_over_random']:+.2f} "
+                  f"({100 * b['gain_over_random_se']:.2f}) over random; {known['passing_pairs']} exit pairs pass."]
     for name, gate in result["gates"].items():
         lines += ["", f"Utility gate ({name}): fit on {gate['gate']['fit_images']} images, beta calibrated on "
                   f"{gate['gate']['calibration_images']}; MSE of predicted gains on validation "

@@ -273,3 +273,14 @@ def test_shapes_difficulty_modes_alternate_and_images_are_seeded():
                              overrides={"difficulty_modes": [[0.0, 0.0], [1.0, 1.0]], "min_object_size": 8})
     assert np.array_equal(arrays.images, again.images)
     assert not np.array_equal(arrays.images, validation.images)  # the gate split is its own stream
+
+
+def test_difficulty_routing_finds_the_pair_that_follows_the_curves():
+    # easy images saturate at exit 2, hard ones gain 0.3 only at exit 6: routing easy->2, hard->6 beats the chord
+    difficulty = np.repeat([0.0, 1.0], 50)
+    quality = np.where(difficulty[:, None] > 0.5, [[0.5, 0.5, 0.8]], [[0.9, 0.9, 0.9]])
+    result = analysis.difficulty_routing(quality, [2, 4, 6], difficulty, resamples=50)
+    best = result["best"]
+    assert (best["easy_exit"], best["hard_exit"]) == (2.0, 6.0) and result["hard_images"] == 50
+    # fixed exits: (2, 0.7), (4, 0.7), (6, 0.85); routed: 0.85 at cost 4, where the envelope is 0.775
+    assert best["gain_over_frontier"] == pytest.approx(0.075)
