@@ -192,7 +192,7 @@ def render_maze_rooms(config: MazeRoomsConfig, rng: np.random.Generator) -> dict
         color = MARKER_COLORS[classes[room[cell]]] if cell in markers else FREE_COLOR
         paint(slice(top, top + pitch - wall), slice(left, left + pitch - wall), cell, color)
     for a, b in kept:  # open passages: the wall between two cells of one room becomes free
-        (ra, ca), (rb, cb) = divmod(a, n), divmod(b, n)
+        (ra, ca), (rb, _) = divmod(a, n), divmod(b, n)  # b is right of or below a
         top, left = offset + ra * pitch + wall, offset + ca * pitch + wall
         if ra == rb:  # horizontal neighbours: open the vertical wall at the right of `a`
             rows, cols = slice(top, top + pitch - wall), slice(left + pitch - wall, left + pitch)
