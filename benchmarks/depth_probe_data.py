@@ -6,7 +6,7 @@ Two sources, each image a pure function of `(source, knobs, seed, split, index)`
   settings unless overridden), semantic labels of its things and stuff; per-image difficulty = its
   `DIFFICULTY_COLUMNS`; no per-pixel difficulty. The extra knob `difficulty_modes` (a list of `[low, high]`
   ranges) makes the difficulty multi-modal: image `i` draws its difficulty from range `i % len(modes)`.
-- `maze`: maze rooms (`depth_probe_maze`), per-pixel hop distance and per-image hop statistics.
+- `maze`: maze rooms (`modeling_ecom2f.data.maze_rooms`; walls void here, stuff in its panoptic form), per-pixel hop distance and per-image hop statistics.
 
 Difficulty is for analysis only: the probe and the gate never read it.
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from depth_probe_maze import MazeRoomsConfig, render_maze_rooms
 
+from modeling_ecom2f.data.maze_rooms import MazeRoomsConfig, render_maze_rooms
 from modeling_ecom2f.data.synthetic import DIFFICULTY_COLUMNS, render_synthetic_sample
 from modeling_ecom2f.data.synthetic_config import depth_benchmark_config
 

@@ -19,9 +19,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import depth_probe  # noqa: E402
 import depth_probe_analysis as analysis  # noqa: E402
 from depth_probe_gate import evaluate_gate  # noqa: E402
-from depth_probe_maze import MazeRoomsConfig, hop_distances, kruskal_tree, render_maze_rooms  # noqa: E402
 from depth_probe_model import DepthProbe, ShallowConvBackbone  # noqa: E402
 from depth_probe_train import ProbeInputs, ProbeTrainConfig, exit_weights, train_probe  # noqa: E402
+
+from modeling_ecom2f.data.maze_rooms import MazeRoomsConfig, hop_distances, kruskal_tree, render_maze_rooms  # noqa: E402
 
 
 # ----- analysis on constructed inputs -----
@@ -284,3 +285,29 @@ def test_difficulty_routing_finds_the_pair_that_follows_the_curves():
     assert (best["easy_exit"], best["hard_exit"]) == (2.0, 6.0) and result["hard_images"] == 50
     # fixed exits: (2, 0.7), (4, 0.7), (6, 0.85); routed: 0.85 at cost 4, where the envelope is 0.775
     assert best["gain_over_frontier"] == pytest.approx(0.075)
+
+
+def test_maze_rooms_panoptic_dataset_has_the_standard_columns_and_valid_annotations():
+    from modeling_ecom2f.data.maze_rooms import MAZE_DIFFICULTY_COLUMNS, make_maze_rooms_panoptic_dataset
+    from modeling_ecom2f.data.maze_rooms import render_maze_rooms_sample
+    from modeling_ecom2f.data.panoptic_format import validate_panoptic
+
+    config = MazeRoomsConfig(size=96, min_cells=5, max_cells=5, cell_pitch=16, num_train_images=2,
+                             num_validation_images=1)
+    splits, label_info = make_maze_rooms_panoptic_dataset(config=config)
+    assert list(splits["train"].column_names) == ["image", "annotation", "segments_info", "image_id",
+                                                  *MAZE_DIFFICULTY_COLUMNS]
+    assert label_info.thing_ids == (0, 1, 2, 3) and label_info.id2label[4] == "wall"
+    sample = render_maze_rooms_sample(config=config, split="validation", index=0)
+    validate_panoptic(sample.panoptic_ids, sample.segments_info, image_id=sample.image_id)
+    rooms = [s for s in sample.segments_info if s["category_id"] in label_info.thing_ids]
+    assert len(rooms) == sample.difficulty["rooms"] and sample.difficulty["difficulty"] == sample.difficulty["hops"]
+    assert (sample.semantic < 5).all()  # every pixel is a room or wall: nothing void
+    from modeling_ecom2f.data.panoptic_format import annotation_to_ids
+
+    row = splits["train"][0]  # the stored annotation decodes to the rendered segment ids
+    rendered = render_maze_rooms_sample(config=config, split="train", index=0)
+    assert np.array_equal(annotation_to_ids(row["annotation"], image_id=row["image_id"]), rendered.panoptic_ids)
+    assert row["segments_info"] == rendered.segments_info
+    with pytest.raises(ValueError, match="num_train_images"):
+        MazeRoomsConfig(num_train_images=-1)

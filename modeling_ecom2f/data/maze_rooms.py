@@ -11,14 +11,21 @@ ignores walls is worst, so a spatial guess does not solve the task.
 Recorded for analysis only (no model input uses them): per pixel, the hop distance (cells along open passages) from
 the pixel's cell to its room's marker; per image `hops` (the largest such distance), `mean_hops`, `rooms`, `cells`
 (maze side) and `nearest_marker_accuracy` (free cells the wall-blind nearest-marker guess gets right).
+
+`render_maze_rooms` draws one image from a generator; `maze_rooms_dataset` wraps it in the project's panoptic
+format (rooms are thing instances of their marker's class, walls are stuff).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
+
+from .labels import SegmentationLabelInfo
+from .panoptic_format import build_segments_info, encode_png, panoptic_features, panoptic_ids_to_rgb, panoptic_to_semantic
+from .synthetic import SyntheticSample
 
 #: Marker colours, one per class (RGB); free cells are light grey, walls dark.
 MARKER_COLORS = ((220, 40, 40), (40, 170, 40), (40, 70, 220), (225, 190, 30), (170, 50, 190), (30, 180, 190))
@@ -41,6 +48,8 @@ class MazeRoomsConfig:
         marker_trials: random marker placements tried; the one the nearest-marker guess gets most wrong is kept.
         cell_pitch: cell size in pixels (walls included), the maze placed on a grid of that pitch (e.g. 16: one
             cell per 1/16 token); `None`: the largest pitch that fits the image.
+        num_train_images, num_validation_images: rows of the panoptic data set's splits.
+        seed: master seed; image `i` of a split uses `numpy.random.default_rng([seed, split, i])`.
     """
 
     size: int = 128
@@ -53,6 +62,9 @@ class MazeRoomsConfig:
     min_room_cells: int = 3
     marker_trials: int = 16
     cell_pitch: int | None = None
+    num_train_images: int = 1500
+    num_validation_images: int = 600
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_cells <= self.max_cells:
@@ -69,6 +81,9 @@ class MazeRoomsConfig:
                                             or self.max_cells * self.cell_pitch + self.wall > self.size):
             raise ValueError(f"cell_pitch: {self.max_cells} cells of {self.cell_pitch} px and a {self.wall} px wall "
                              f"do not fit {self.size} px, or the cells have no interior")
+        for name in ("num_train_images", "num_validation_images", "seed"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be an int >= 0, got {getattr(self, name)!r}")
         if self.marker_trials < 1:
             raise ValueError(f"marker_trials: must be >= 1, got {self.marker_trials}")
 
@@ -205,4 +220,75 @@ def render_maze_rooms(config: MazeRoomsConfig, rng: np.random.Generator) -> dict
     return {"image": image, "semantic": semantic, "pixel_hops": pixel_hops, "difficulty": difficulty}
 
 
-__all__ = ["MazeRoomsConfig", "hop_distances", "kruskal_tree", "render_maze_rooms"]
+#: Per-image difficulty columns of the maze-rooms data set (name -> datasets dtype); `difficulty` = `hops`.
+MAZE_DIFFICULTY_COLUMNS: dict[str, str] = {"difficulty": "float32", "hops": "int32", "mean_hops": "float32",
+                                           "rooms": "int32", "cells": "int32", "nearest_marker_accuracy": "float32"}
+_SPLIT_CODES = {"train": 0, "validation": 1}
+
+
+def maze_benchmark_config(**overrides) -> MazeRoomsConfig:
+    """The settings that met the depth-benchmark pilot's go criterion (docs/depth_benchmark_pilot.md, route 2b):
+    128 px, 4-6 cells on a 16-px grid (one cell per 1/16 token), 1-4 rooms (a one-room maze is solved by its colour,
+    the others need the flood fill), 1500 training and 600 validation images."""
+    values = dict(size=128, min_cells=4, max_cells=6, min_rooms=1, max_rooms=4, cell_pitch=16)
+    values.update(overrides)
+    return MazeRoomsConfig(**values)
+
+
+def maze_label_info(config: MazeRoomsConfig) -> SegmentationLabelInfo:
+    """Marker classes `0..num_classes-1` are things (`room_0`, ...); class `num_classes` is the stuff `wall`."""
+    names = {i: f"room_{i}" for i in range(config.num_classes)} | {config.num_classes: "wall"}
+    return SegmentationLabelInfo(id2label=names, thing_ids=tuple(range(config.num_classes)), name="ecom2f-maze-rooms")
+
+
+def render_maze_rooms_sample(*, config: MazeRoomsConfig, split: str, index: int) -> SyntheticSample:
+    """Image `index` of `split` in the panoptic format: each room a thing instance of its marker's class, walls and
+    margins one `wall` stuff segment; depends only on `(config, split, index)`."""
+    if split not in _SPLIT_CODES:
+        raise ValueError(f"split: must be one of {sorted(_SPLIT_CODES)}, got {split!r}")
+    drawn = render_maze_rooms(config, np.random.default_rng([config.seed, _SPLIT_CODES[split], int(index)]))
+    semantic = drawn["semantic"].astype(np.int64)
+    wall_id = config.num_classes + 1
+    # rooms have distinct classes, so the class identifies the room: segment id = class + 1
+    ids = np.where(semantic == VOID, wall_id, semantic + 1)
+    segments = [(int(c) + 1, int(c), 0) for c in np.unique(semantic) if c != VOID] + [(wall_id, config.num_classes, 0)]
+    segments_info = build_segments_info(ids, segments)
+    difficulty = dict(drawn["difficulty"], difficulty=float(drawn["difficulty"]["hops"]))
+    return SyntheticSample(image=drawn["image"], panoptic_ids=ids, segments_info=segments_info,
+                           semantic=panoptic_to_semantic(ids, segments_info),
+                           instance_ids=np.where(semantic == VOID, 0, ids), difficulty=difficulty,
+                           image_id=f"maze-{split}-{int(index):06d}")
+
+
+def make_maze_rooms_panoptic_dataset(*, config: MazeRoomsConfig | None = None):
+    """The maze-rooms data set as a `datasets.DatasetDict` (`train`, `validation`) with the standard columns
+    (`image`, `annotation`, `segments_info`, `image_id`) plus `MAZE_DIFFICULTY_COLUMNS`; returns
+    `(dataset_dict, label_info)`."""
+    from datasets import Dataset, DatasetDict, Value
+
+    config = config or MazeRoomsConfig()
+    label_info = maze_label_info(config)
+    features = panoptic_features({name: Value(dtype) for name, dtype in MAZE_DIFFICULTY_COLUMNS.items()})
+    splits = {}
+    for split, count in (("train", config.num_train_images), ("validation", config.num_validation_images)):
+        columns: dict[str, list] = {name: [] for name in features}
+        for index in range(count):
+            sample = render_maze_rooms_sample(config=config, split=split, index=index)
+            columns["image"].append({"bytes": encode_png(sample.image), "path": None})
+            columns["annotation"].append({"bytes": encode_png(panoptic_ids_to_rgb(sample.panoptic_ids)), "path": None})
+            columns["segments_info"].append(sample.segments_info)
+            columns["image_id"].append(sample.image_id)
+            for name in MAZE_DIFFICULTY_COLUMNS:
+                columns[name].append(sample.difficulty[name])
+        splits[split] = label_info.attach_to(Dataset.from_dict(columns, features=features))
+    return DatasetDict(splits), label_info
+
+
+def config_to_dict(config: MazeRoomsConfig) -> dict:
+    """Plain-dict form (JSON-serialisable)."""
+    return {f.name: getattr(config, f.name) for f in fields(config)}
+
+
+__all__ = ["MAZE_DIFFICULTY_COLUMNS", "MazeRoomsConfig", "config_to_dict", "hop_distances", "kruskal_tree",
+           "make_maze_rooms_panoptic_dataset", "maze_benchmark_config", "maze_label_info", "render_maze_rooms",
+           "render_maze_rooms_sample"]
