@@ -24,8 +24,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .labels import SegmentationLabelInfo
-from .panoptic_format import build_segments_info, encode_png, panoptic_features, panoptic_ids_to_rgb, panoptic_to_semantic
-from .synthetic import SyntheticSample
+from .panoptic_format import build_segments_info, panoptic_features, panoptic_to_semantic
+from .synthetic import SyntheticSample, rendered_dataset_dict
 
 #: Marker colours, one per class (RGB); free cells are light grey, walls dark.
 MARKER_COLORS = ((220, 40, 40), (40, 170, 40), (40, 70, 220), (225, 190, 30), (170, 50, 190), (30, 180, 190))
@@ -264,24 +264,14 @@ def make_maze_rooms_panoptic_dataset(*, config: MazeRoomsConfig | None = None):
     """The maze-rooms data set as a `datasets.DatasetDict` (`train`, `validation`) with the standard columns
     (`image`, `annotation`, `segments_info`, `image_id`) plus `MAZE_DIFFICULTY_COLUMNS`; returns
     `(dataset_dict, label_info)`."""
-    from datasets import Dataset, DatasetDict, Value
+    from datasets import Value
 
     config = config or MazeRoomsConfig()
     label_info = maze_label_info(config)
     features = panoptic_features({name: Value(dtype) for name, dtype in MAZE_DIFFICULTY_COLUMNS.items()})
-    splits = {}
-    for split, count in (("train", config.num_train_images), ("validation", config.num_validation_images)):
-        columns: dict[str, list] = {name: [] for name in features}
-        for index in range(count):
-            sample = render_maze_rooms_sample(config=config, split=split, index=index)
-            columns["image"].append({"bytes": encode_png(sample.image), "path": None})
-            columns["annotation"].append({"bytes": encode_png(panoptic_ids_to_rgb(sample.panoptic_ids)), "path": None})
-            columns["segments_info"].append(sample.segments_info)
-            columns["image_id"].append(sample.image_id)
-            for name in MAZE_DIFFICULTY_COLUMNS:
-                columns[name].append(sample.difficulty[name])
-        splits[split] = label_info.attach_to(Dataset.from_dict(columns, features=features))
-    return DatasetDict(splits), label_info
+    counts = {"train": config.num_train_images, "validation": config.num_validation_images}
+    render = lambda split, index: render_maze_rooms_sample(config=config, split=split, index=index)  # noqa: E731
+    return rendered_dataset_dict(render, counts=counts, features=features, label_info=label_info), label_info
 
 
 def config_to_dict(config: MazeRoomsConfig) -> dict:
