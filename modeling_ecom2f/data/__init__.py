@@ -14,6 +14,13 @@ from .collate import EcoMask2FormerCollator, decode_row, make_collate_fn, panopt
 from .errors import SegmentationDataError
 from .labels import SegmentationLabelInfo
 from .mapped import ANNOTATION_FORMATS, load_mapped_dataset
+from .maze_rooms import (
+    MAZE_DIFFICULTY_COLUMNS,
+    MazeRoomsConfig,
+    make_maze_rooms_panoptic_dataset,
+    maze_benchmark_config,
+    render_maze_rooms_sample,
+)
 from .panoptic_format import (
     panoptic_features,
     panoptic_ids_to_rgb,
@@ -36,6 +43,8 @@ __all__ = [
     "CITYSCAPES_CLASSES",
     "DIFFICULTY_COLUMNS",
     "EcoMask2FormerCollator",
+    "MAZE_DIFFICULTY_COLUMNS",
+    "MazeRoomsConfig",
     "EcoMask2FormerTrainAugmentation",
     "STUFF_TEXTURES",
     "SegmentationDataError",
@@ -55,13 +64,16 @@ __all__ = [
     "load_coco_panoptic",
     "load_mapped_dataset",
     "make_collate_fn",
+    "make_maze_rooms_panoptic_dataset",
     "make_synthetic_panoptic_dataset",
+    "maze_benchmark_config",
     "panoptic_features",
     "panoptic_ids_to_rgb",
     "panoptic_reference",
     "panoptic_to_instance_masks",
     "panoptic_to_semantic",
     "read_ade20k_instance_mapping",
+    "render_maze_rooms_sample",
     "render_synthetic_sample",
     "rgb_to_panoptic_ids",
     "semantic_reference",

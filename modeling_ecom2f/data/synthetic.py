@@ -26,7 +26,8 @@ from .panoptic_format import (
 from .synthetic_config import SyntheticPanopticConfig
 from .synthetic_drawing import STUFF_BASE_COLORS, THING_BASE_COLORS, shape_mask, stuff_layout, stuff_texture
 
-__all__ = ["SyntheticSample", "DIFFICULTY_COLUMNS", "render_synthetic_sample", "make_synthetic_panoptic_dataset"]
+__all__ = ["SyntheticSample", "DIFFICULTY_COLUMNS", "render_synthetic_sample", "make_synthetic_panoptic_dataset",
+           "rendered_dataset_dict"]
 
 _SPLIT_CODES = {"train": 0, "validation": 1}
 
@@ -242,21 +243,32 @@ def make_synthetic_panoptic_dataset(
     Returns:
         ``(dataset_dict, label_info)``; the label metadata is also in each split's ``info.description``.
     """
-    from datasets import Dataset, DatasetDict, Value
+    from datasets import Value
 
     config = config or SyntheticPanopticConfig()
     label_info = SegmentationLabelInfo(id2label=config.id2label, thing_ids=config.thing_ids, name="ecom2f-synthetic")
+    counts = {"train": config.num_train_images, "validation": config.num_validation_images}
     features = panoptic_features({name: Value(dtype) for name, dtype in DIFFICULTY_COLUMNS.items()})
+    render = lambda split, index: render_synthetic_sample(config=config, split=split, index=index)  # noqa: E731
+    return rendered_dataset_dict(render, counts=counts, features=features, label_info=label_info), label_info
+
+
+def rendered_dataset_dict(render, *, counts: dict[str, int], features, label_info: SegmentationLabelInfo):
+    """A ``DatasetDict`` of rendered samples: ``render(split, index) -> SyntheticSample`` for ``index < counts[split]``;
+    the standard columns as PNG bytes plus every extra column of ``features`` read from ``sample.difficulty``."""
+    from datasets import Dataset, DatasetDict
+
+    extra = [name for name in features if name not in ("image", "annotation", "segments_info", "image_id")]
     splits = {}
-    for split, count in (("train", config.num_train_images), ("validation", config.num_validation_images)):
+    for split, count in counts.items():
         columns: dict[str, list] = {name: [] for name in features}
         for index in range(count):
-            sample = render_synthetic_sample(config=config, split=split, index=index)
+            sample = render(split, index)
             columns["image"].append({"bytes": encode_png(sample.image), "path": None})
             columns["annotation"].append({"bytes": encode_png(panoptic_ids_to_rgb(sample.panoptic_ids)), "path": None})
             columns["segments_info"].append(sample.segments_info)
             columns["image_id"].append(sample.image_id)
-            for name in DIFFICULTY_COLUMNS:
+            for name in extra:
                 columns[name].append(sample.difficulty[name])
         splits[split] = label_info.attach_to(Dataset.from_dict(columns, features=features))
-    return DatasetDict(splits), label_info
+    return DatasetDict(splits)
