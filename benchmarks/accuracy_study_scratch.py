@@ -140,5 +140,25 @@ def read_training_log(path: Path) -> list[dict]:
     return out
 
 
-def config_of(folder: Path) -> dict:
-    return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+#: The files of a shipped model folder that `SHA256SUMS` lists (as `examples/parents/depth_benchmark/`).
+SHIPPED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+
+
+def ship_model(run: Path, log: Path, dest: Path) -> dict[str, str]:
+    """Copy a finished step-1 run's model into `dest` (the files of `SHIPPED_FILES`), its training curve from its
+    progress-bar output `log` into `training_log.tsv`, and their digests into `SHA256SUMS`; the README is written by
+    hand. Returns file name -> SHA-256."""
+    import hashlib
+    import shutil
+
+    summary = json.loads((run / "train_early_exit_summary.json").read_text(encoding="utf-8"))
+    if not summary.get("finished"):
+        raise SystemExit(f"{run} has not finished its training (completed {summary.get('completed_steps')} steps)")
+    dest.mkdir(parents=True, exist_ok=True)
+    digests = {}
+    for name in SHIPPED_FILES:
+        shutil.copyfile(run / name, dest / name)
+        digests[name] = hashlib.sha256((dest / name).read_bytes()).hexdigest()
+    write_training_log(training_log_rows(log.read_text(encoding="utf-8", errors="replace")), dest / "training_log.tsv")
+    (dest / "SHA256SUMS").write_text("".join(f"{d}  {n}\n" for n, d in digests.items()), encoding="utf-8")
+    return digests

@@ -119,6 +119,28 @@ def test_training_log_is_read_from_the_progress_bar_and_round_trips(tmp_path):
     assert shipped[-1]["step"] == 5000 and len(shipped) == 100
 
 
+def test_a_finished_run_is_shipped_with_its_curve_and_digests_that_verify(tmp_path):
+    from modeling_ecom2f.recipe.pipeline import verify_parent
+    from modeling_ecom2f.recipe.runtime import RecipeError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in accuracy_study_scratch.SHIPPED_FILES:
+        (run / name).write_text(f"contents of {name}")
+    (run / "train_early_exit_summary.json").write_text(json.dumps({"finished": False, "completed_steps": 3}))
+    log = tmp_path / "log"
+    log.write_text("x |  50/100 [00:10<00:10, 1.0s/it, loss=12.5, lr=0.0005, depth=9]\r")
+    with pytest.raises(SystemExit, match="has not finished"):
+        accuracy_study_scratch.ship_model(run, log, tmp_path / "shipped")
+    (run / "train_early_exit_summary.json").write_text(json.dumps({"finished": True}))
+    digests = accuracy_study_scratch.ship_model(run, log, tmp_path / "shipped")
+    assert verify_parent(tmp_path / "shipped") == digests
+    assert accuracy_study_scratch.read_training_log(tmp_path / "shipped" / "training_log.tsv")[0]["loss"] == 12.5
+    (tmp_path / "shipped" / "model.safetensors").write_text("changed")
+    with pytest.raises(RecipeError, match="does not match"):
+        verify_parent(tmp_path / "shipped")
+
+
 def _row(name: str, depth, pq: float, training: str | None, family: str = "stock") -> dict:
     row = {"name": name, "family": family, "depth": depth, "mode": f"depth_{depth}", "pq": pq,
            "pixel_decoder_gflops_ratio": 1.0 if family == "stock" else 0.48, "latency_ratio": 0.8}
