@@ -168,21 +168,23 @@ def write_outputs(result: dict, curves: dict, folders: list[Path]) -> None:
     lines = ["# PRO-SCALE from scratch: where the gap to the parent comes from", "", result["description"], ""]
     if result["full_runs"]:
         lines += ["## Full runs (5000 steps) at full depth, 500 validation images", "",
-                  "| model | PQ | PQ things | PQ stuff | mIoU | mask AP |", "|---|---|---|---|---|---|"]
+                  "| model | PQ | PQ things | PQ stuff | mIoU | mask AP | AP small | AP medium |",
+                  "|---|---|---|---|---|---|---|---|"]
     for name, r in result["full_runs"].items():
         lines.append(f"| {name} | {r['pq']:.2f} | {r['pq_things']:.2f} | {r['pq_stuff']:.2f} | {r['miou']:.2f} | "
-                     f"{r['mask_ap']:.2f} |")
+                     f"{r['mask_ap']:.2f} | {r['mask_ap_small']:.2f} | {r['mask_ap_medium']:.2f} |")
     steps = result["probe_steps"]
     lines += ["", f"## From-scratch ablations after the first {steps} steps of the same schedule", "",
-              "| probe | what it isolates | PQ | PQ things | PQ stuff | mIoU | mask AP | loss at step (unweighted) |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| probe | what it isolates | PQ | PQ things | PQ stuff | mIoU | mask AP | AP small | AP medium | "
+              "loss at that step (unweighted) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["probes"].items():
         lines.append(f"| {name} | {r['label']} | {r['pq']:.2f} | {r['pq_things']:.2f} | {r['pq_stuff']:.2f} | "
-                     f"{r['miou']:.2f} | {r['mask_ap']:.2f} | {r['loss']:.2f} |")
+                     f"{r['miou']:.2f} | {r['mask_ap']:.2f} | {r['mask_ap_small']:.2f} | {r['mask_ap_medium']:.2f} | "
+                     f"{'-' if r['loss'] is None else format(r['loss'], '.2f')} |")
     classes = result["per_class"]
     if classes:
         models = list(next(iter(classes.values()))["pq"])
-        lines += ["", "## Per-class PQ (full runs, full depth)", "",
+        lines += ["", "## Per-class PQ (full depth)", "",
                   "| class | kind | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
         for label, c in classes.items():
             lines.append(f"| {label} | {c['kind']} | " + " | ".join(
@@ -208,9 +210,12 @@ def write_outputs(result: dict, curves: dict, folders: list[Path]) -> None:
 
 # --------------------------------------------------------------------------------------------------------- main
 def figures(mode: dict) -> dict:
-    ap = (mode.get("mask_ap") or {}).get("AP")
-    return {k: round(100 * mode[k], 2) for k in ("pq", "pq_things", "pq_stuff", "miou")} | {
-        "mask_ap": None if ap is None else round(100 * ap, 2)}
+    """PQ (all, things, stuff), mIoU and mask AP (all, small and medium objects: COCO's area ranges) in percent."""
+    ap = mode.get("mask_ap") or {}
+    out = {k: round(100 * mode[k], 2) for k in ("pq", "pq_things", "pq_stuff", "miou")}
+    for key, name in (("AP", "mask_ap"), ("APs", "mask_ap_small"), ("APm", "mask_ap_medium")):
+        out[name] = None if ap.get(key) is None else round(100 * ap[key], 2)
+    return out
 
 
 def per_class_table(evaluations: dict[str, dict], id2label: dict, thing_ids: set[int]) -> dict:
@@ -234,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     parent_data = Path(args.parent_data) if args.parent_data else study / "parent_data"
     probes_dir = Path(args.probes_dir) if args.probes_dir else out
     probes = [p for p in PROBES if args.probes is None or p.name in args.probes]
-    results, curves = {}, {}
+    results, curves, evaluations = {}, {}, {}
     for probe in tqdm(probes, desc="probes", unit="probe"):
         run = probes_dir / probe.name
         train_probe(probe, run, parent_data, args.steps)
@@ -244,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
         config = json.loads((model / "config.json").read_text(encoding="utf-8"))
         points = curve(run / "train.log", mean_exit_weight(config)) if (run / "train.log").is_file() else []
         curves[f"probe: {probe.label}"] = points
+        evaluations[f"{probe.name} @{args.steps}"] = mode
         results[probe.name] = {"label": probe.label, **figures(mode), "loss": dict(points).get(args.steps),
                                "command": " ".join(["python examples/train_benchmark_parent.py", *probe.argv,
                                                     "--stop_after_steps", str(args.steps)])}
@@ -253,22 +259,22 @@ def main(argv: list[str] | None = None) -> dict:
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             curves[f"{name} (5000 steps, exits {config['exit_layers'][0]}..{config['exit_layers'][-1]})"] = curve(
                 folder / "training_log.tsv", mean_exit_weight(config))
-    full, evaluations = {}, {}
+    full, finals = {}, {}
     for name in ("parent", "proscale_333_trc_lpe", "combined_333_trc_lpe"):
         file = study / name / "evaluation" / "evaluation.json"
         if file.is_file():
             modes = json.loads(file.read_text(encoding="utf-8"))["modes"]
             deepest = max((m for m in modes if m.startswith("depth_")), key=lambda m: int(m.split("_")[1]))
             full[f"{name} ({deepest.replace('_', ' ')})"] = figures(modes[deepest])
-            evaluations[name] = modes[deepest]
+            finals[f"{name} @5000"] = modes[deepest]
     config = json.loads((PARENT / "config.json").read_text(encoding="utf-8"))
     from modeling_ecom2f.recipe.data import load_split
 
     _, label_info = load_split(step1_args([], data, out), "validation")
     result = {"description": __doc__.split("\n\n")[1].replace("\n", " "), "probe_steps": args.steps,
               "full_runs": full, "probes": results,
-              "per_class": per_class_table(evaluations, config["id2label"], set(label_info.thing_ids))
-              if evaluations else {}}
+              "per_class": per_class_table({**finals, **evaluations}, config["id2label"], set(label_info.thing_ids))
+              if finals or evaluations else {}}
     write_outputs(result, curves, [out] + ([Path(args.docs_dir)] if args.docs_dir else []))
     print((out / "accuracy_study_gap.md").read_text(encoding="utf-8"))
     return result
