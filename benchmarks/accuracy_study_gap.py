@@ -52,6 +52,8 @@ class Probe:
 STAGED = ("--encoder_layers", "9", "--token_scaling_layers", "3", "3", "3")
 PROBES = (
     Probe("stock_full", ("--exit_layers", "6", "--eval_depths", "6"), "stock, 6 layers at full depth"),
+    Probe("stock_3layers", ("--encoder_layers", "3", "--exit_layers", "3", "--eval_depths", "3"),
+          "stock, 3 layers (as many all-level layers as (3,3,3))"),
     Probe("stock_lpe", ("--light_pixel_embedding", "--exit_layers", "6", "--eval_depths", "6"),
           "stock + LPE (no staging, no TRC)"),
     Probe("333_trc_conv", (*STAGED, "--token_recalibration", "--exit_layers", "9", "--eval_depths", "9"),
