@@ -38,6 +38,12 @@ def shipped_folder(variant: Variant, preset: Preset) -> Path | None:
     return folder
 
 
+def repo_relative(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it (the published files name no checkout)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def train_argv(variant: Variant, preset: Preset, *, train: Path, data: Path) -> list[str]:
     """The arguments of `examples/train_benchmark_parent.py` for `variant` (the tiny preset shrinks the run)."""
     extra = TINY_SCRATCH_ARGV if preset.parent is None else []
@@ -59,7 +65,8 @@ def train_from_scratch(variant: Variant, preset: Preset, root: Path, stage, *, r
     else:
         shipped = shipped_folder(variant, preset)
         if shipped is not None:
-            return shipped, {"train_command": shipped_command(shipped), "train_folder": str(shipped), "shipped": True}
+            return shipped, {"train_command": shipped_command(shipped), "train_folder": repo_relative(shipped),
+                             "shipped": True}
         train, data = root / variant.name / "train", root / "parent_data"
     if preset.parent is None:
         data = root / "data"  # the smoke run trains on the study's own tiny images

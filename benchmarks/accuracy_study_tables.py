@@ -215,7 +215,9 @@ def write_plot(path: Path, result: dict) -> None:
                        color=color, edgecolor="black", linewidth=0.5, zorder=3, label=f"{label} gate (betas)")
     ax.set_xlabel("pixel-decoder GFLOPs / stock (Swin-T, 1024x1024)")
     ax.set_ylabel(f"PQ ({result['validation_images']} validation images)")
-    ax.set_title("Quality vs pixel-decoder cost")
+    trainings = {training_of(r) for r in rows}
+    ax.set_title("Quality vs pixel-decoder cost" + (" (hollow: fine-tuned from the parent; squares: from scratch)"
+                                                    if len(trainings) > 1 else ""), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
