@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--docs_dir", default="docs", help="'' disables")
     parser.add_argument("--steps", type=int, default=1000, help="steps of the 5000-step schedule per ablation")
     parser.add_argument("--probes", nargs="*", default=None, help="subset of the probe names")
+    parser.add_argument("--full_probes", nargs="*", default=[],
+                        help="probes also trained to the end of the schedule and evaluated there (a full run each)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -96,20 +98,22 @@ def step1_args(argv: list[str], data: Path, output: Path) -> argparse.Namespace:
          *train_benchmark_parent.PARENT_ARGS, *argv])
 
 
-def train_probe(probe: Probe, folder: Path, data: Path, steps: int) -> None:
-    """The parent's command with the probe's flags, stopped after `steps` steps (skipped when the checkpoint
-    exists; resumed from the last checkpoint otherwise)."""
+def train_probe(probe: Probe, folder: Path, data: Path, steps: int | None) -> None:
+    """The parent's command with the probe's flags, stopped after `steps` steps (None: the whole schedule), skipped
+    when that checkpoint (or the trained model) exists and resumed from the last checkpoint otherwise."""
     import train_benchmark_parent
 
-    if (folder / "checkpoints" / f"step_{steps:06d}").is_dir():
+    done = folder / "model.safetensors" if steps is None else folder / "checkpoints" / f"step_{steps:06d}"
+    if done.exists() or (folder / "model.safetensors").is_file():
         return
     import contextlib
 
     resume = ["--resume_from_checkpoint", "latest"] if (folder / "checkpoints").is_dir() else []
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.log", "a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
-        train_benchmark_parent.main(["--output_dir", str(folder), "--data_dir", str(data), *probe.argv,
-                                     "--stop_after_steps", str(steps), *resume])  # its progress bar: the curve
+        stop = [] if steps is None else ["--stop_after_steps", str(steps)]
+        train_benchmark_parent.main(["--output_dir", str(folder), "--data_dir", str(data), *probe.argv, *stop,
+                                     *resume])  # its progress bar: the curve
 
 
 def checkpoint_model(probe: Probe, checkpoint: Path, out: Path, data: Path) -> Path:
@@ -169,7 +173,7 @@ def write_outputs(result: dict, curves: dict, folders: list[Path]) -> None:
 
     lines = ["# PRO-SCALE from scratch: where the gap to the parent comes from", "", result["description"], ""]
     if result["full_runs"]:
-        lines += ["## Full runs (5000 steps) at full depth, 500 validation images", "",
+        lines += ["## Full runs (the whole 5000-step schedule) at full depth, 500 validation images", "",
                   "| model | PQ | PQ things | PQ stuff | mIoU | mask AP | AP small | AP medium |",
                   "|---|---|---|---|---|---|---|---|"]
     for name, r in result["full_runs"].items():
@@ -269,6 +273,14 @@ def main(argv: list[str] | None = None) -> dict:
             deepest = max((m for m in modes if m.startswith("depth_")), key=lambda m: int(m.split("_")[1]))
             full[f"{name} ({deepest.replace('_', ' ')})"] = figures(modes[deepest])
             finals[f"{name} @5000"] = modes[deepest]
+    for probe in (p for p in PROBES if p.name in args.full_probes):
+        run = probes_dir / probe.name
+        train_probe(probe, run, parent_data, None)  # the whole schedule: the run's own trained model
+        mode = evaluate_probe(run, out / probe.name / "evaluation_full", data, probe.depth, args.seed)
+        full[f"probe {probe.name}: {probe.label} (depth {probe.depth})"] = figures(mode)
+        finals[f"{probe.name} @5000"] = mode
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        curves[f"probe: {probe.label}"] = curve(run / "train.log", mean_exit_weight(config))
     config = json.loads((PARENT / "config.json").read_text(encoding="utf-8"))
     from modeling_ecom2f.recipe.data import load_split
 
