@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
         mode = evaluate_probe(model, out / probe.name / "evaluation", data, probe.depth, args.seed)
         config = json.loads((model / "config.json").read_text(encoding="utf-8"))
         points = curve(run / "train.log", mean_exit_weight(config)) if (run / "train.log").is_file() else []
+        points = [(step, loss) for step, loss in points if step <= args.steps]  # a full probe's rest: below
         curves[f"probe: {probe.label}"] = points
         evaluations[f"{probe.name} @{args.steps}"] = mode
         results[probe.name] = {"label": probe.label, **figures(mode), "loss": dict(points).get(args.steps),

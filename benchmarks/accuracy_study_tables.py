@@ -8,7 +8,7 @@ from pathlib import Path
 from modeling_ecom2f.recipe.routing import frontier_quality
 
 #: Pixel-decoder budgets (fraction of stock's GFLOPs, Swin-T at 1024x1024) of the recommendation table.
-BUDGETS = (1.0, 0.75, 0.6, 0.5, 0.4)
+BUDGETS = (1.0, 0.75, 0.6, 0.5, 0.4, 0.1)
 REFERENCE_PROSCALE = "proscale_333_trc_lpe"
 TRAININGS = ("fine_tuned", "from_scratch")
 #: What a row's `training` means, for the tables.
