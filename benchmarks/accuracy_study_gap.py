@@ -58,6 +58,9 @@ PROBES = (
           "stock + LPE (no staging, no TRC)"),
     Probe("333_trc_conv", (*STAGED, "--token_recalibration", "--exit_layers", "9", "--eval_depths", "9"),
           "(3,3,3)+TRC, conv FPN (no LPE)"),
+    Probe("111_trc_conv", ("--encoder_layers", "3", "--token_scaling_layers", "1", "1", "1", "--token_recalibration",
+                           "--exit_layers", "3", "--eval_depths", "3"),
+          "(1,1,1)+TRC, conv FPN (no LPE): 0.47x pixel decoder"),
     Probe("333_lpe", (*STAGED, "--light_pixel_embedding", "--exit_layers", "9", "--eval_depths", "9"),
           "(3,3,3)+LPE (no TRC)"),
     Probe("proscale_333_trc_lpe", (*STAGED, "--token_recalibration", "--light_pixel_embedding", "--exit_layers", "9",
@@ -171,7 +174,8 @@ def write_outputs(result: dict, curves: dict, folders: list[Path]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = ["# PRO-SCALE from scratch: where the gap to the parent comes from", "", result["description"], ""]
+    lines = ["# PRO-SCALE from scratch: where the gap to the parent comes from", "", f"Command: `{result['command']}`.",
+             "", result["description"], ""]
     if result["full_runs"]:
         lines += ["## Full runs (the whole 5000-step schedule) at full depth, 500 validation images", "",
                   "| model | PQ | PQ things | PQ stuff | mIoU | mask AP | AP small | AP medium |",
@@ -286,7 +290,9 @@ def main(argv: list[str] | None = None) -> dict:
     from modeling_ecom2f.recipe.data import load_split
 
     _, label_info = load_split(step1_args([], data, out), "validation")
-    result = {"description": __doc__.split("\n\n")[1].replace("\n", " "), "probe_steps": args.steps,
+    given = sys.argv[1:] if argv is None else argv
+    result = {"command": " ".join(["python benchmarks/accuracy_study_gap.py", *given]),
+              "description": __doc__.split("\n\n")[1].replace("\n", " "), "probe_steps": args.steps,
               "full_runs": full, "probes": results,
               "per_class": per_class_table({**finals, **evaluations}, config["id2label"], set(label_info.thing_ids))
               if finals or evaluations else {}}

@@ -141,6 +141,26 @@ def test_a_finished_run_is_shipped_with_its_curve_and_digests_that_verify(tmp_pa
         verify_parent(tmp_path / "shipped")
 
 
+def test_gap_probes_are_valid_commands_and_curves_are_unweighted(tmp_path):
+    import accuracy_study_gap as gap
+
+    assert len({p.name for p in gap.PROBES}) == len(gap.PROBES)
+    for probe in gap.PROBES:
+        args = gap.step1_args(list(probe.argv), tmp_path, tmp_path)
+        assert args.max_train_steps == 5000 and args.learning_rate == 5e-4  # the parent's schedule
+        assert args.exit_layers == [probe.depth] and args.eval_depths == [probe.depth]
+        assert args.encoder_layers == (sum(args.token_scaling_layers) if args.token_scaling_layers else args.encoder_layers)
+    assert gap.mean_exit_weight({"exit_layers": [2, 3, 4, 5, 6]}) == 4.0
+    assert gap.mean_exit_weight({"exit_layers": [9], "exit_loss_weighting": "uniform"}) == 1.0
+    log = tmp_path / "train.log"
+    log.write_text("x |  50/5000 [00:10<00:10, 1.0s/it, loss=90.0, lr=0.0001, depth=9]\r")
+    assert gap.curve(log, 9.0) == [(50, 10.0)]
+    table = gap.per_class_table({"a": {"per_class": {"0": {"pq": 0.5}}}, "b": {"per_class": {}}},
+                                {"0": "circle", "1": "sky"}, {0})
+    assert table == {"circle": {"kind": "thing", "pq": {"a": 50.0, "b": None}},
+                     "sky": {"kind": "stuff", "pq": {"a": None, "b": None}}}
+
+
 def _row(name: str, depth, pq: float, training: str | None, family: str = "stock") -> dict:
     row = {"name": name, "family": family, "depth": depth, "mode": f"depth_{depth}", "pq": pq,
            "pixel_decoder_gflops_ratio": 1.0 if family == "stock" else 0.48, "latency_ratio": 0.8}
