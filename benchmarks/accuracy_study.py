@@ -2,8 +2,9 @@
 setting) and the combined model, all trained the same way on the same data and evaluated on the same validation
 images.
 
-Every variant starts from the shipped parent (`examples/parents/depth_benchmark/`, an EcoMask2Former trained with
-this project's step-1 script) and is fine-tuned with the same data, schedule, seed and batch size:
+Mode `fine_tuned` (the default): every variant starts from the shipped parent (`examples/parents/depth_benchmark/`,
+an EcoMask2Former trained with this project's step-1 script) and is fine-tuned with the same data, schedule, seed and
+batch size:
 
 - `stock`: full depth only (`exit_layers=[6]`): mathematically the stock Mask2Former;
 - `eco`: ECO-M2F step 1 (a depth sampled from exits 2..6 each step, loss weighted by depth), then step 2 (derived
@@ -14,10 +15,19 @@ this project's step-1 script) and is fine-tuned with the same data, schedule, se
 PRO-SCALE (3,3,3) has 9 encoder layers where the parent has 6: its layers are warm-started from the parent's (layer
 `i` of `L` takes parent layer `floor(i * 6 / L)`; a layer that sees fewer levels takes the parent's sampling offsets
 and attention weights of the coarsest levels), so every variant starts from the same weights where shapes allow; TRC
-and LPE start from their own initialisation. Every step does a fixed amount of work, so the quality figures do not
-depend on the machine's speed (latency ratios do, measured interleaved in one process at the end).
+and LPE start from their own initialisation.
+
+Mode `from_scratch`: PRO-SCALE (3,3,3)+TRC+LPE and the combined model trained from scratch by exactly the command of
+the shipped parent (`examples/train_benchmark_parent.py`, only the encoder flags differ; see
+`accuracy_study_scratch.py`), evaluated with the shipped parent at full depth on the same validation images; the
+combined model then runs steps 2-3 like the fine-tuned gated variants. Its rows are merged into the same
+`accuracy_study.{json,md,png}` (every row says its `training`); the other mode's rows are kept as they are.
+
+Every step does a fixed amount of work, so the quality figures do not depend on the machine's speed (latency ratios
+do, measured interleaved in one process at the end, against the stock transformers Mask2Former of the same run).
 
     python benchmarks/accuracy_study.py                      # the committed study (docs/accuracy_study.*)
+    python benchmarks/accuracy_study.py --mode from_scratch  # + the from-scratch rows (shipped weights if present)
     python benchmarks/accuracy_study.py --preset tiny --output_dir /tmp/study --docs_dir ''   # a smoke run
 
 Variants run as subprocesses (`--jobs` at a time, one CPU thread each); a rerun skips finished stages.
@@ -32,110 +42,56 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-@dataclass(frozen=True)
-class Variant:
-    """One trained configuration. `exits`: the depths step 1 samples (one entry: fixed full depth); `gate`: run steps
-    2-3 and evaluate the utility gate."""
-
-    name: str
-    family: str
-    stages: tuple[int, ...] | None = None
-    token_recalibration: bool = False
-    light_pixel_embedding: bool = False
-    exits: tuple[int, ...] | None = None
-    gate: bool = False
-
-    @property
-    def encoder_layers(self) -> int:
-        return sum(self.stages) if self.stages else 6
-
-    def overrides(self, parent_layers: int) -> dict:
-        layers = sum(self.stages) if self.stages else parent_layers
-        out = {"exit_layers": list(self.exits or (layers,))}
-        if self.stages:
-            out.update(token_scaling_layers=list(self.stages), encoder_layers=layers,
-                       token_recalibration=self.token_recalibration, light_pixel_embedding=self.light_pixel_embedding)
-        return out
-
-
-VARIANTS = (  # the gated ones first: they have the most stages to run
-    Variant("combined_333_trc_lpe", "combined", (3, 3, 3), True, True, exits=(3, 4, 5, 6, 7, 8, 9), gate=True),
-    Variant("eco", "eco", exits=(2, 3, 4, 5, 6), gate=True),
-    Variant("stock", "stock"),
-    Variant("proscale_333_trc_lpe", "proscale", (3, 3, 3), True, True),
-    Variant("proscale_333_lpe", "proscale", (3, 3, 3), False, True),
-    Variant("proscale_333_trc", "proscale", (3, 3, 3), True, False),
-    Variant("proscale_114_trc_lpe", "proscale", (1, 1, 4), True, True),
+from accuracy_study_variants import (  # noqa: E402  (the benchmarks folder is on the path above)
+    GATE_BETAS,
+    MODES,
+    PRESETS,
+    TARGET_ENCODER_FRACTION,
+    Preset,
+    Variant,
+    baseline_name,
+    variant_pool,
 )
-
-
-@dataclass(frozen=True)
-class Preset:
-    image_size: int
-    train_images: int
-    validation_images: int
-    steps: int
-    batch_size: int
-    learning_rate: float
-    gate_images: int
-    parent: str | None
-    latency_repeats: int
-    flops_size: int
-
-
-PARENT = REPO / "examples" / "parents" / "depth_benchmark"
-PRESETS = {
-    "default": Preset(image_size=128, train_images=2000, validation_images=500, steps=1000, batch_size=8,
-                      learning_rate=1e-4, gate_images=600, parent=str(PARENT), latency_repeats=20, flops_size=1024),
-    # Seconds: a smoke run (64x64 images, a fresh 3-layer parent, two steps per variant).
-    "tiny": Preset(image_size=64, train_images=12, validation_images=6, steps=2, batch_size=4, learning_rate=1e-3,
-                   gate_images=8, parent=None, latency_repeats=2, flops_size=64),
-}
-TINY_VARIANTS = (
-    Variant("stock", "stock"),
-    Variant("eco", "eco", exits=(2, 3), gate=True),
-    Variant("proscale_111_trc_lpe", "proscale", (1, 1, 1), True, True),
-    Variant("combined_111_trc_lpe", "combined", (1, 1, 1), True, True, exits=(2, 3), gate=True),
-)
-#: Betas at which the gates are evaluated besides the calibrated one (quality fraction per encoder layer).
-GATE_BETAS = (0.0, 0.001, 0.003, 0.01)
-TARGET_ENCODER_FRACTION = 0.7
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    parser.add_argument("--output_dir", default="outputs/accuracy_study")
+    parser.add_argument("--mode", choices=MODES, default="fine_tuned",
+                        help="fine_tuned: from the shipped parent; from_scratch: the parent's own command and schedule")
+    parser.add_argument("--output_dir", default=None,
+                        help="default: outputs/accuracy_study (outputs/accuracy_study_scratch for from_scratch)")
     parser.add_argument("--docs_dir", default=None,
                         help="also write accuracy_study.{md,json} and accuracy_study.png here (default: docs for the "
-                             "default preset; '' disables)")
+                             "default preset; '' disables); rows of the other mode already there are kept")
     parser.add_argument("--variants", nargs="*", default=None, help="subset of the variant names (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="variants trained at the same time (one thread each)")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's fine-tuning steps")
+    parser.add_argument("--scratch_runs_dir", default=None,
+                        help="from_scratch: train (or resume, or reuse) each variant in DIR/<name> with the data in "
+                             "DIR/parent_data instead of using the shipped weights")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser
 
 
-def variant_named(name: str, *, preset: str) -> Variant:
+def variant_named(name: str, *, preset: str, mode: str = "fine_tuned") -> Variant:
     """The variant `name` of the preset's own list (the tiny preset's variants share names with the default's)."""
-    pool = {v.name: v for v in (TINY_VARIANTS if preset == "tiny" else VARIANTS)}
+    pool = {v.name: v for v in variant_pool(preset=preset, mode=mode)}
     if name not in pool:
         raise SystemExit(f"unknown variant {name!r} for preset {preset!r}; choose from {sorted(pool)}")
     return pool[name]
 
 
 def variants_of(args) -> list[Variant]:
-    pool = TINY_VARIANTS if args.preset == "tiny" else VARIANTS
+    pool = variant_pool(preset=args.preset, mode=args.mode)
     if not args.variants:
         return list(pool)
     known = {v.name: v for v in pool}
@@ -143,8 +99,9 @@ def variants_of(args) -> list[Variant]:
     if unknown:
         raise SystemExit(f"--variants: unknown {unknown}; choose from {sorted(known)}")
     chosen = [known[n] for n in args.variants]
-    if "stock" not in args.variants:
-        chosen.append(known["stock"])  # every ratio is against stock
+    base = baseline_name(pool)
+    if base not in args.variants:
+        chosen.append(known[base])  # every ratio is against the stock-architecture variant
     return chosen
 
 
@@ -245,25 +202,41 @@ def make_tiny_parent(folder: Path, label_info, seed: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- a variant
-def run_variant(variant: Variant, preset: Preset, root: Path, seed: int) -> dict:
-    """Train, (derive + gate,) evaluate one variant; every stage whose output exists is skipped. Returns its record
-    (also `<variant>/variant.json`)."""
+def fine_tune(variant: Variant, preset: Preset, root: Path, seed: int, stage) -> tuple[Path, dict]:
+    """Step 1 of a fine-tuned variant from its warm-started copy of the parent; returns its folder and provenance."""
+    from modeling_ecom2f.recipe.arguments import build_train_early_exit_parser
+    from modeling_ecom2f.recipe.early_exit import train_early_exit
+
+    data, folder = root / "data", root / variant.name
+    init = initial_model(variant, preset, folder / "init", data, seed)
+    train = folder / "train"
+    stage("train", train / "model.safetensors", lambda: train_early_exit(build_train_early_exit_parser().parse_args(
+        common_argv(preset, data, seed) + [
+            "--model_name_or_path", str(init), "--output_dir", str(train), "--per_device_train_batch_size",
+            str(preset.batch_size), "--learning_rate", str(preset.learning_rate), "--max_train_steps",
+            str(preset.steps), "--checkpointing_steps", str(max(1, preset.steps // 3)), "--logging_steps", "50",
+            "--eval_depths"] + (["--resume_from_checkpoint", "latest"] if (train / "checkpoints").is_dir() else []))))
+    return train, {"train_folder": str(train)}
+
+
+def run_variant(variant: Variant, preset: Preset, root: Path, seed: int, *, runs_dir: Path | None = None) -> dict:
+    """Train (fine-tune, or from scratch by the parent's command), (derive + gate,) evaluate one variant; every stage
+    whose output exists is skipped. Returns its record (also `<variant>/variant.json`)."""
     import torch
 
     from modeling_ecom2f.recipe.arguments import (
         build_derive_exit_dataset_parser,
         build_evaluate_parser,
-        build_train_early_exit_parser,
         build_train_gate_parser,
     )
     from modeling_ecom2f.recipe.derived import derive_exit_dataset
-    from modeling_ecom2f.recipe.early_exit import train_early_exit
     from modeling_ecom2f.recipe.evaluate_job import evaluate_model
     from modeling_ecom2f.recipe.gate_training import train_gate
 
     torch.set_num_threads(1)
     data = root / "data"
     folder = root / variant.name
+    folder.mkdir(parents=True, exist_ok=True)
     common = common_argv(preset, data, seed)
     timings: dict[str, float] = {}
 
@@ -275,14 +248,15 @@ def run_variant(variant: Variant, preset: Preset, root: Path, seed: int) -> dict
         timings[name] = round(time.perf_counter() - start, 1)
         print(f"[accuracy_study] {variant.name}: {name} done in {timings[name]:.0f} s", flush=True)
 
-    init = initial_model(variant, preset, folder / "init", data, seed)
-    train = folder / "train"
-    stage("train", train / "model.safetensors", lambda: train_early_exit(build_train_early_exit_parser().parse_args(
-        common + ["--model_name_or_path", str(init), "--output_dir", str(train), "--per_device_train_batch_size",
-                  str(preset.batch_size), "--learning_rate", str(preset.learning_rate), "--max_train_steps",
-                  str(preset.steps), "--checkpointing_steps", str(max(1, preset.steps // 3)), "--logging_steps", "50",
-                  "--eval_depths"] + (["--resume_from_checkpoint", "latest"] if (train / "checkpoints").is_dir() else []))))
+    if variant.training == "from_scratch":
+        from accuracy_study_scratch import train_from_scratch
+
+        train, provenance = train_from_scratch(variant, preset, root, stage, runs_dir=runs_dir)
+    else:
+        train, provenance = fine_tune(variant, preset, root, seed, stage)
     eval_argv = common + ["--model_name_or_path", str(train), "--output_dir", str(folder / "evaluation"), "--no_gate"]
+    eval_argv += ["--depths", *map(str, variant.depths)] if variant.depths else []
+    model_folder = train
     if variant.gate:
         derived, gate = folder / "derived", folder / "gate_utility"
         stage("derive", derived / "derived_info.json", lambda: derive_exit_dataset(
@@ -297,6 +271,7 @@ def run_variant(variant: Variant, preset: Preset, root: Path, seed: int) -> dict
         calibrated = json.loads((gate / "config.json").read_text(encoding="utf-8"))["gate_beta"]
         betas = sorted({*GATE_BETAS, round(calibrated, 6)})
         eval_argv += ["--gate_models", str(gate), "--gate_betas", *map(str, betas)]
+        model_folder = gate  # the step-1 weights plus the trained utility gate
     else:
         calibrated = None
         eval_argv += ["--no_random_routing"]
@@ -304,8 +279,8 @@ def run_variant(variant: Variant, preset: Preset, root: Path, seed: int) -> dict
           lambda: evaluate_model(build_evaluate_parser().parse_args(eval_argv)))
     record_file = folder / "variant.json"
     previous = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
-    record = {"variant": asdict(variant), "calibrated_beta": calibrated,
-              "timings_s": {**previous.get("timings_s", {}), **timings}}
+    record = {"variant": asdict(variant), "calibrated_beta": calibrated, "model_folder": str(model_folder),
+              **provenance, "timings_s": {**previous.get("timings_s", {}), **timings}}
     record_file.write_text(json.dumps(record, indent=2), encoding="utf-8")
     return record
 
@@ -323,8 +298,10 @@ def run_workers(variants: list[Variant], args, root: Path) -> None:
             while pending and len(running) < max(1, args.jobs):
                 variant = pending.pop(0)
                 log = open(root / f"{variant.name}.log", "a", encoding="utf-8")
-                argv = [sys.executable, __file__, "--worker", variant.name, "--preset", args.preset, "--output_dir",
-                        str(root), "--seed", str(args.seed)] + (["--steps", str(args.steps)] if args.steps else [])
+                argv = [sys.executable, __file__, "--worker", variant.name, "--preset", args.preset, "--mode",
+                        args.mode, "--output_dir", str(root), "--seed", str(args.seed)]
+                argv += ["--steps", str(args.steps)] if args.steps else []
+                argv += ["--scratch_runs_dir", args.scratch_runs_dir] if args.scratch_runs_dir else []
                 running.append((variant, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log))
             time.sleep(1.0)
             for item in list(running):
@@ -346,10 +323,12 @@ def main(argv: list[str] | None = None) -> dict | None:
     preset = PRESETS[args.preset]
     if args.steps:
         preset = Preset(**{**asdict(preset), "steps": args.steps})
-    root = Path(args.output_dir)
+    root = Path(args.output_dir or ("outputs/accuracy_study_scratch" if args.mode == "from_scratch"
+                                    else "outputs/accuracy_study"))
+    runs_dir = Path(args.scratch_runs_dir) if args.scratch_runs_dir else None
     if args.worker:
-        variant = variant_named(args.worker, preset=args.preset)
-        run_variant(variant, preset, root, args.seed)
+        variant = variant_named(args.worker, preset=args.preset, mode=args.mode)
+        run_variant(variant, preset, root, args.seed, runs_dir=runs_dir)
         return None
     start = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
@@ -362,7 +341,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     given = sys.argv[1:] if argv is None else argv
     command = " ".join(["python benchmarks/accuracy_study.py", *given])
     return measure_and_report(variants=variants, preset=preset, root=root, docs_dir=Path(docs) if docs else None,
-                              command=command, start=start, seed=args.seed)
+                              command=command, start=start, seed=args.seed, training=args.mode)
 
 
 if __name__ == "__main__":

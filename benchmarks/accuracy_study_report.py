@@ -7,8 +7,11 @@
   the stock transformers Mask2Former of the same size. A gate's GFLOPs are the mean over validation images of its
   chosen exit's GFLOPs (its depth histogram), plus the gate.
 - Latency: CPU, one thread, batch 1 at the training size; the stock transformers Mask2Former holding the trained
-  stock variant's weights and every (variant, exit) timed interleaved round-robin in this process, median of the
-  repeats. A gate's latency is its depth histogram applied to the measured exits (not timed as a whole).
+  stock variant's weights (from scratch: the shipped parent's) and every (variant, exit) timed interleaved
+  round-robin in this process, median of the repeats. A gate's latency is its depth histogram applied to the
+  measured exits (not timed as a whole).
+- The rows of one run (one `training` mode) are merged into the JSON already in an output folder: rows of the other
+  mode are kept exactly as written (nothing of theirs is re-measured), rows of this mode are replaced.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import torch
 from bench_common import stock_twin
 
 
-def variant_depths(model) -> list[int]:
-    return list(model.config.exit_layers)
+def variant_depths(variant, model) -> list[int]:
+    """The fixed depths of a variant that are measured: its own `depths`, else every exit of the trained model."""
+    return list(variant.depths or model.config.exit_layers)
 
 
 #: Fields of a trained config that the Swin-T twin of a variant copies (its encoder structure and exits).
@@ -64,7 +68,7 @@ def gflops_tables(variants, models: dict, stock, *, image_size: int, flops_size:
         model = models[variant.name]
         big = swin_t_model(model, seed=seed)
         out[variant.name] = {"trained": {}, "swin_t": {}}
-        for depth in variant_depths(model):
+        for depth in variant_depths(variant, model):
             out[variant.name]["trained"][depth] = count_gflops(model, small, num_encoder_layers=depth).as_dict()
             out[variant.name]["swin_t"][depth] = count_gflops(big, large, num_encoder_layers=depth).as_dict()
         if variant.gate:
@@ -79,7 +83,7 @@ def latencies(variants, models: dict, stock, *, image_size: int, repeats: int, s
     torch.set_num_threads(1)
     x = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
     runs = [("stock_transformers", None, stock)] + [
-        (v.name, depth, models[v.name]) for v in variants for depth in variant_depths(models[v.name])]
+        (v.name, depth, models[v.name]) for v in variants for depth in variant_depths(v, models[v.name])]
     times: dict[tuple, list[float]] = {(name, depth): [] for name, depth, _ in runs}
     with torch.inference_mode():
         for round_index in range(warmup + repeats):
@@ -112,7 +116,7 @@ def rows_of(variant, evaluation: dict, flops: dict, latency: dict, stock_latency
         "total_small": {d: g["total"] for d, g in own["trained"].items()},
         "latency": {d: latency[(variant.name, d)] for d in own["swin_t"]},
     }
-    base = {"name": variant.name, "family": variant.family,
+    base = {"name": variant.name, "family": variant.family, "training": variant.training,
             "token_scaling_layers": list(variant.stages) if variant.stages else None,
             "token_recalibration": variant.token_recalibration,
             "light_pixel_embedding": variant.light_pixel_embedding}
@@ -155,49 +159,64 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
-def measure_and_report(*, variants, preset, root: Path, docs_dir: Path | None, command: str, start: float,
-                       seed: int) -> dict:
-    from accuracy_study_tables import (
-        add_frontier_gains,
-        checks,
-        recommendations,
-        write_markdown,
-        write_plot,
-    )
-
+def trained_models(variants, root: Path) -> dict:
+    """Each variant's evaluated model (a gated variant: its step-3 folder, the step-1 weights plus the trained utility
+    gate), as its `variant.json` records it."""
     from modeling_ecom2f.recipe.modeling import load_trained_model
 
-    # a gated variant: its step-3 folder (the step-1 weights plus the trained utility gate)
-    models = {v.name: load_trained_model(root / v.name / ("gate_utility" if v.gate else "train")) for v in variants}
-    stock = stock_twin(models["stock"])  # the stock transformers model: GFLOPs and latency reference
+    models = {}
+    for v in variants:
+        record = json.loads((root / v.name / "variant.json").read_text(encoding="utf-8"))
+        folder = record.get("model_folder") or root / v.name / ("gate_utility" if v.gate else "train")
+        models[v.name] = load_trained_model(Path(folder))
+    return models
+
+
+def measure_and_report(*, variants, preset, root: Path, docs_dir: Path | None, command: str, start: float,
+                       seed: int, training: str = "fine_tuned") -> dict:
+    from accuracy_study_tables import add_frontier_gains, merge_result, write_markdown, write_plot
+    from accuracy_study_variants import baseline_name
+
+    models = trained_models(variants, root)
+    stock = stock_twin(models[baseline_name(variants)])  # the stock transformers model: GFLOPs and latency reference
     flops = gflops_tables(variants, models, stock, image_size=preset.image_size, flops_size=preset.flops_size,
                           seed=seed)
     latency = latencies(variants, models, stock, image_size=preset.image_size, repeats=preset.latency_repeats,
                         seed=seed)
     stock_latency = latency[("stock_transformers", None)]
-    rows, timings = [], {}
+    rows, timings, provenance = [], {}, {}
     for variant in variants:
         evaluation = json.loads((root / variant.name / "evaluation" / "evaluation.json").read_text(encoding="utf-8"))
         record = json.loads((root / variant.name / "variant.json").read_text(encoding="utf-8"))
         timings[variant.name] = record["timings_s"]
+        provenance[variant.name] = {k: record[k] for k in ("train_command", "train_folder", "shipped") if k in record}
         rows += rows_of(variant, evaluation, flops, latency, stock_latency, record["calibrated_beta"])
     add_frontier_gains(rows)
     validation = json.loads((root / variants[0].name / "evaluation" / "evaluation.json").read_text(
         encoding="utf-8"))["modes"]
-    result = {
+    run = {
         "command": command, "wall_seconds": round(time.perf_counter() - start, 1),
         "validation_images": next(iter(validation.values()))["num_images"],
-        "variants": rows, "checks": checks(rows), "recommendations": recommendations(rows),
         "setup": {"preset": {k: v for k, v in preset.__dict__.items()}, "seed": seed, "machine": machine(),
+                  "training": training, "baseline": baseline_name(variants),
                   "stock_latency_ms": round(stock_latency, 2), "latency": "CPU, 1 thread, batch 1, "
                   f"{preset.image_size}x{preset.image_size}, median of {preset.latency_repeats} interleaved runs",
                   "gflops_reference": {"swin_t_size": preset.flops_size, **flops["stock_ref"]["swin_t"]},
                   "stage_seconds": timings},
     }
+    if training == "from_scratch":
+        from accuracy_study_scratch import recipe_record
+
+        run["setup"].update(models=provenance, recipe=recipe_record(preset))
+    result = None
     for folder in filter(None, (root, docs_dir)):
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "accuracy_study.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-        write_markdown(folder / "accuracy_study.md", result)
-        write_plot(folder / "accuracy_study.png", result)
+        path = folder / "accuracy_study.json"
+        existing = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        merged = merge_result(existing, training=training, run=run, rows=rows)
+        path.write_text(json.dumps(merged, indent=2), encoding="utf-8")
+        write_markdown(folder / "accuracy_study.md", merged)
+        write_plot(folder / "accuracy_study.png", merged)
+        result = merged if result is None or folder == docs_dir else result
     print((root / "accuracy_study.md").read_text(encoding="utf-8"), flush=True)
     return result

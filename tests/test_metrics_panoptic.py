@@ -11,7 +11,12 @@ from helpers.data import STUFF, THINGS, perturbed_prediction, random_reference, 
 from torchmetrics.detection import PanopticQuality
 
 from modeling_ecom2f.data import SegmentationDataError
-from modeling_ecom2f.metrics import PanopticQualityAccumulator, panoptic_quality, per_image_panoptic_quality
+from modeling_ecom2f.metrics import (
+    PanopticQualityAccumulator,
+    panoptic_per_class_from_counts,
+    panoptic_quality,
+    per_image_panoptic_quality,
+)
 
 KW = dict(thing_ids=THINGS, stuff_ids=STUFF)
 
@@ -190,6 +195,13 @@ def test_per_image_counts_sum_to_the_dataset_counts():
         assert per_image.false_negatives[:, k].sum() == stats["fn"]
         assert per_image.iou_sum[:, k].sum() == pytest.approx(stats["iou_sum"])
     assert np.all((per_image.pq >= 0) & (per_image.pq <= 1))
+    # the per-class figures of summed per-image counts (what the recipe's evaluation reports) are the data set's
+    summed = np.stack([per_image.true_positives.sum(0), per_image.false_positives.sum(0),
+                       per_image.false_negatives.sum(0), per_image.iou_sum.sum(0)])
+    from_counts = panoptic_per_class_from_counts(summed, cats)
+    assert from_counts.keys() == dataset.per_class.keys()
+    for c, stats in dataset.per_class.items():
+        assert from_counts[c] == pytest.approx(stats)
     # each per-image PQ equals the data-set PQ of that image alone
     for i in (0, 5, 9):
         assert per_image.pq[i] == pytest.approx(panoptic_quality([preds[i]], [refs[i]], **KW).pq)

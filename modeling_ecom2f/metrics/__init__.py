@@ -15,6 +15,7 @@ from .panoptic_quality import (
     PanopticQualityResult,
     PerImagePanopticQuality,
     panoptic_from_counts,
+    panoptic_per_class_from_counts,
     panoptic_quality,
     per_image_panoptic_quality,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "miou_from_counts",
     "panoptic_quality",
     "panoptic_from_counts",
+    "panoptic_per_class_from_counts",
     "per_image_panoptic_quality",
     "run_coco_eval",
     "to_segment_table",

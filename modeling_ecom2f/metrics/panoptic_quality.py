@@ -142,6 +142,19 @@ def panoptic_from_counts(counts: np.ndarray, category_ids: Sequence[int], thing_
     return _group_means(pq, sq, rq, present, is_thing)
 
 
+def panoptic_per_class_from_counts(counts: np.ndarray, category_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+    """Per-category ``{"pq", "sq", "rq", "tp", "fp", "fn", "iou_sum"}`` from summed counts `(4, C)` (the layout of
+    `panoptic_from_counts`), for the categories present in prediction or ground truth."""
+    tp, fp, fn, iou = np.asarray(counts, dtype=np.float64)
+    pq, sq, rq, present = _category_scores(tp, fp, fn, iou)
+    return {
+        int(c): {"pq": float(pq[i]), "sq": float(sq[i]), "rq": float(rq[i]), "tp": int(tp[i]), "fp": int(fp[i]),
+                 "fn": int(fn[i]), "iou_sum": float(iou[i])}
+        for i, c in enumerate(category_ids)
+        if present[i]
+    }
+
+
 class PanopticQualityAccumulator:
     """Streaming PQ: ``update`` with batches, then ``compute`` (data set) or ``per_image`` (every image so far).
 
@@ -208,19 +221,8 @@ class PanopticQualityAccumulator:
         pq, sq, rq, present = _category_scores(self._tp, self._fp, self._fn, self._iou)
         scalars = _group_means(pq, sq, rq, present, self._is_thing)
         groups = {"_things": present & self._is_thing, "_stuff": present & ~self._is_thing}
-        per_class = {
-            int(c): {
-                "pq": float(pq[i]),
-                "sq": float(sq[i]),
-                "rq": float(rq[i]),
-                "tp": int(self._tp[i]),
-                "fp": int(self._fp[i]),
-                "fn": int(self._fn[i]),
-                "iou_sum": float(self._iou[i]),
-            }
-            for i, c in enumerate(self.category_ids)
-            if present[i]
-        }
+        per_class = panoptic_per_class_from_counts(np.stack([self._tp, self._fp, self._fn, self._iou]),
+                                                   self.category_ids)
         return PanopticQualityResult(
             **scalars,
             num_categories=int(present.sum()),

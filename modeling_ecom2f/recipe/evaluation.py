@@ -34,6 +34,7 @@ from ..metrics import (
     mean_iou,
     miou_from_counts,
     panoptic_from_counts,
+    panoptic_per_class_from_counts,
     per_image_panoptic_quality,
 )
 from .faults import check_finite_outputs
@@ -199,6 +200,8 @@ def summarize_mode(acc: ModeAccumulator, *, category_ids, thing_ids, exit_layers
         raise RecipeError("no image was evaluated")
     depths = np.array([r["depth"] for r in rows])
     result = panoptic_from_counts(acc.counts, category_ids, thing_ids)
+    # per category id: PQ, SQ, RQ and the summed counts (what a per-class comparison of two models needs)
+    result["per_class"] = {str(c): v for c, v in panoptic_per_class_from_counts(acc.counts, category_ids).items()}
     if acc.confusion is not None:
         result["miou"] = miou_from_counts(*intersection_and_union(acc.confusion))
     if acc.coco:
