@@ -181,39 +181,52 @@ def tradeoff_plot(rows: list[dict], path: Path, *, title: str) -> Path:
                      ylabel="PQ", title=title, legend_loc="below")
 
 
-def per_image_plot(series: dict, path: Path, *, difficulty_label: str, title: str, bins: int = 5) -> Path:
-    """Two panels against the difficulty: the per-image PQ gain of full depth over the shallowest (points, with the
-    mean per difficulty quintile) and each gate mode's mean chosen depth per difficulty quintile."""
+def _groups(level: np.ndarray, bins: int) -> list[np.ndarray]:
+    """Image groups along a column: one per value for a column of few values (e.g. rooms), else `bins` quantiles."""
+    values = np.unique(level)
+    if len(values) <= 2 * bins:
+        return [np.flatnonzero(level == value) for value in values]
+    return np.array_split(np.argsort(level, kind="stable"), bins)
+
+
+def per_image_plot(series: dict[str, dict], path: Path, *, title: str, bins: int = 5) -> Path:
+    """One row of two panels per column (`series`: column label -> `main_job_statistics.per_image_series`): the
+    per-image PQ gain of full depth over the shallowest (points, with its mean per group of images) and each gate
+    mode's mean chosen depth per group (groups: one per value of a column of few values, else quintiles)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    level, gain = series["difficulty"], series["gain"]
-    groups = np.array_split(np.argsort(level, kind="stable"), bins)
-    centres = [float(level[g].mean()) for g in groups]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120)
-    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, size=level.shape) * (np.ptp(level) / 20 or 1.0)
-    left.scatter(level + jitter, gain, s=6, alpha=0.35, color="tab:blue", label="one validation image")
-    left.errorbar(centres, [gain[g].mean() for g in groups],
-                  yerr=[gain[g].std(ddof=1) / np.sqrt(max(len(g), 1)) if len(g) > 1 else 0.0 for g in groups],
-                  fmt="o-", color="tab:red", label="mean per difficulty quintile (+- SE)")
-    left.axhline(0.0, color="0.5", linewidth=0.8)
-    left.set_xlabel(difficulty_label)
-    left.set_ylabel(f"per-image PQ gain, {series['full']} - {series['shallow']} (points)")
-    left.grid(alpha=0.3)
-    left.legend(fontsize=8)
-    seen: dict[tuple, str] = {}  # gate modes that route every image alike are drawn once
-    for name, depths in series["gate_depths"].items():
-        key = tuple(depths.tolist())
-        if key in seen:
-            continue
-        seen[key] = name
-        right.plot(centres, [depths[g].mean() for g in groups], "o-", markersize=4, label=name)
-    right.set_xlabel(difficulty_label)
-    right.set_ylabel("mean chosen encoder depth")
-    right.grid(alpha=0.3)
-    right.legend(fontsize=7, ncol=2)
+    fig, axes = plt.subplots(len(series), 2, figsize=(13, 4.6 * len(series)), dpi=110, squeeze=False)
+    for (label, one), (left, right) in zip(series.items(), axes):
+        level, gain = one["difficulty"], one["gain"]
+        groups = _groups(level, bins)
+        centres = [float(level[g].mean()) for g in groups]
+        jitter = np.random.default_rng(0).uniform(-0.15, 0.15, size=level.shape) * (np.ptp(level) / 20 or 1.0)
+        left.scatter(level + jitter, gain, s=6, alpha=0.35, color="tab:blue", label="one validation image")
+        left.errorbar(centres, [gain[g].mean() for g in groups],
+                      yerr=[gain[g].std(ddof=1) / np.sqrt(len(g)) if len(g) > 1 else 0.0 for g in groups],
+                      fmt="o-", color="tab:red", label="mean per group of images (+- SE)")
+        left.axhline(0.0, color="0.5", linewidth=0.8)
+        left.set_xlabel(label)
+        left.set_ylabel(f"per-image PQ gain, {one['full']} - {one['shallow']} (points)")
+        left.grid(alpha=0.3)
+        left.legend(fontsize=8)
+        seen: set[tuple] = set()  # gate modes that route every image alike are drawn once
+        gates = list(one["gate_depths"].items())
+        colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(gates), 1)))
+        for (name, depths), colour in zip(gates, colours):
+            if tuple(depths.tolist()) in seen:
+                continue
+            seen.add(tuple(depths.tolist()))
+            utility = "utility" in name
+            right.plot(centres, [depths[g].mean() for g in groups], "o-" if utility else "s--", markersize=4,
+                       color=colour if utility else "tab:red", label=name)
+        right.set_xlabel(label)
+        right.set_ylabel("mean chosen encoder depth")
+        right.grid(alpha=0.3)
+        right.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,14 +235,14 @@ def per_image_plot(series: dict, path: Path, *, difficulty_label: str, title: st
     return path
 
 
-def validation_difficulty(data_dir: Path) -> np.ndarray | None:
-    """The `difficulty` column of the job's validation split (by row), or None when the data has none."""
+def validation_columns(data_dir: Path, names) -> dict[str, np.ndarray]:
+    """The per-image columns `names` of the job's validation split (by row) that it has; empty without data."""
     import datasets
 
     if not (Path(data_dir) / "dataset_dict.json").is_file():
-        return None
+        return {}
     split = datasets.load_from_disk(str(data_dir))["validation"]
-    return np.asarray(split["difficulty"], dtype=np.float64) if "difficulty" in split.column_names else None
+    return {name: np.asarray(split[name], dtype=np.float64) for name in names if name in split.column_names}
 
 
 def per_image_analysis(paths, rows: list[dict], benchmark: dict, *, resamples: int,
@@ -240,13 +253,23 @@ def per_image_analysis(paths, rows: list[dict], benchmark: dict, *, resamples: i
         return None, {}
     per_image = json.loads(per_image_file.read_text(encoding="utf-8"))
     errors = bootstrap_gains(load_per_exit_counts(counts_file), per_image, rows, resamples=resamples)
-    difficulty = validation_difficulty(paths.data)
-    if difficulty is None:
+    extra = tuple(benchmark.get("analysis_columns", ()))
+    columns = validation_columns(paths.data, ("difficulty",) + extra)
+    if "difficulty" not in columns:
         return None, errors
-    stats = difficulty_statistics(per_image, rows, difficulty, difficulty_name=benchmark["difficulty"])
-    per_image_plot(per_image_series(per_image, rows, difficulty), paths.root / f"per_image_difficulty{suffix}.png",
-                   difficulty_label=benchmark["difficulty"].split(":")[0],
-                   title=f"{benchmark['title']}: per-image gain of depth and each gate's depth against difficulty")
+    stats = difficulty_statistics(per_image, rows, columns["difficulty"], difficulty_name=benchmark["difficulty"])
+    stats["other_columns"] = {}
+    for name in extra:
+        if name in columns:
+            other = difficulty_statistics(per_image, rows, columns[name], difficulty_name=name)
+            stats["other_columns"][name] = {k: other[k] for k in ("spearman_gain_vs_difficulty",
+                                                                  "spearman_gate_depth_vs_difficulty")}
+    label = benchmark["difficulty"].split(":")[0]
+    series = {label: per_image_series(per_image, rows, columns["difficulty"])}
+    series.update({name: per_image_series(per_image, rows, columns[name]) for name in extra if name in columns})
+    per_image_plot(series, paths.root / f"per_image_difficulty{suffix}.png",
+                   title=f"{benchmark['title']}: per-image gain of depth and each gate's depth against difficulty "
+                         "(analysis only: no model or gate input reads it)")
     return stats, errors
 
 
@@ -315,6 +338,12 @@ def publish_results(summary: dict, *, paths, args: argparse.Namespace) -> None:
                   "| gate mode | Spearman of its chosen depth with the difficulty |", "|---|---|"]
         lines += [f"| {name} | {'n/a (constant)' if value is None else format(value, '+.3f')} |"
                   for name, value in per_image["spearman_gate_depth_vs_difficulty"].items()]
+        for name, other in per_image.get("other_columns", {}).items():
+            rho = other["spearman_gain_vs_difficulty"]
+            lines += ["", f"Against `{name}` (another column the generator records): Spearman of the gain "
+                          f"{'n/a' if rho is None else format(rho, '+.3f')}; of each gate's depth: " + ", ".join(
+                              f"{mode} {'n/a' if v is None else format(v, '+.3f')}"
+                              for mode, v in other["spearman_gate_depth_vs_difficulty"].items()) + "."]
         lines += ["", f"![per image](per_image_difficulty{suffix}.png)", ""]
     lines += ["## All metrics", "", results_table(report), ""]
     text = "\n".join(lines)

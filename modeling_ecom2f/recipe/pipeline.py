@@ -50,6 +50,7 @@ class Benchmark:
     difficulty: str
     parent: Path
     step1_args: tuple[str, ...] = ()
+    analysis_columns: tuple[str, ...] = ()  # more per-image columns the report relates the gain and gates to
 
 
 BENCHMARKS = {
@@ -59,7 +60,8 @@ BENCHMARKS = {
     # no augmentation: a scale jitter moves the cells off the token grid and a crop can cut a room's marker out
     "maze": Benchmark(name="maze", title="the maze-rooms benchmark",
                       difficulty="hops: the largest hop distance (cells along open passages) from a free cell to its "
-                                 "room's marker", parent=PARENTS_DIR / "maze_rooms", step1_args=("--no_augmentation",)),
+                                 "room's marker", parent=PARENTS_DIR / "maze_rooms", step1_args=("--no_augmentation",),
+                      analysis_columns=("rooms",)),
 }
 #: The benchmark of `python examples/run_eco_m2f.py` and of the committed `docs/results_main_job.*`.
 DEFAULT_BENCHMARK = "shapes"
@@ -406,6 +408,7 @@ def benchmark_summary(preset: Preset, args: argparse.Namespace) -> dict:
                 "difficulty": BENCHMARKS["shapes"].difficulty}
     chosen = BENCHMARKS[args.benchmark]
     return {"name": chosen.name, "title": chosen.title, "difficulty": chosen.difficulty,
+            "analysis_columns": list(chosen.analysis_columns),
             "suffix": "" if chosen.name == DEFAULT_BENCHMARK else f"_{chosen.name}"}
 
 
