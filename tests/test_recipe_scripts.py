@@ -110,8 +110,19 @@ def test_tiny_main_job_single_process(tmp_path):
     assert modes["random_gate_utility_beta0.01"]["controls"] == "gate_utility_beta0.01"
     assert modes["gate_utility_beta0.01"]["gain_over_random"] == pytest.approx(
         modes["gate_utility_beta0.01"]["pq"] - modes["random_gate_utility_beta0.01"]["pq"])
-    assert set(result["checks"]) == {"full_depth_pq_things", "depth_spread", "utility_gate_beats_frontier_and_random",
-                                     "gate_near_full_depth_at_70pct"}
+    assert set(result["checks"]) == {"validation_images", "full_depth_pq_things", "depth_spread",
+                                     "utility_gate_beats_frontier_and_random", "gate_near_full_depth_at_70pct"}
+    assert result["benchmark"] == "synthetic" and result["bootstrap"]["resamples"] >= 1000
+    for row in result["modes"]:  # bootstrap standard errors of every routed mode's gains
+        if row["kind"] in ("gate", "random_routing", "oracle"):
+            assert row["gain_over_frontier_se"] >= 0, row["name"]
+        if row["kind"] == "gate":
+            assert row["gain_over_random_se"] >= 0, row["name"]
+    per_image = result["per_image"]
+    assert {"difficulty", "spearman_gain_vs_difficulty", "spearman_gate_depth_vs_difficulty"} <= set(per_image)
+    assert set(per_image["spearman_gate_depth_vs_difficulty"]) == {r["name"] for r in result["modes"]
+                                                                   if r["kind"] == "gate"}
+    assert (tmp_path / "docs" / "per_image_difficulty.png").is_file()
     if "skipped" not in summary["export"]:
         files = set(summary["export"]["files"])
         assert {"config.json", "model.safetensors", "README.md", "preprocessor_config.json"} <= files

@@ -14,6 +14,7 @@ import torch
 
 from .mode_evaluation import GateSpec, evaluate_modes
 from .reporting import full_depth_mode, tradeoff_plot
+from .main_job_statistics import PER_EXIT_COUNTS_FILE, save_per_exit_counts
 from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
 from .tasks import get_task, load_trained_run
 
@@ -68,13 +69,17 @@ def collect_gates(model, args: argparse.Namespace, *, task=None) -> dict:
 
 
 def write_report(report: dict, output_dir: str | Path, *, title: str, task=None) -> dict[str, Path]:
-    """`evaluation.json`, `per_image.json`, `evaluation.md` and `tradeoff.png` in `output_dir`."""
+    """`evaluation.json`, `per_image.json`, `evaluation.md`, `tradeoff.png` and (segmentation) `per_exit_counts.npz`
+    in `output_dir`."""
     task = get_task(task)
     out = Path(output_dir)
     paths = {
-        "report": write_json(out / "evaluation.json", {k: v for k, v in report.items() if k != "per_image"}),
+        "report": write_json(out / "evaluation.json", {k: v for k, v in report.items()
+                                                       if k not in ("per_image", "per_exit_counts")}),
         "per_image": write_json(out / "per_image.json", report["per_image"]),
     }
+    if "per_exit_counts" in report:
+        paths["per_exit_counts"] = save_per_exit_counts(out / PER_EXIT_COUNTS_FILE, report["per_exit_counts"])
     table = task.results_table(report)
     if (task.name == "segmentation" and any(r.get("kind") == "gate" for r in report["modes"].values())
             and full_depth_mode(report) is not None):

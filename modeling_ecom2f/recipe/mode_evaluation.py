@@ -102,8 +102,8 @@ def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, 
         random_routing_controls: add `random_<gate mode>` for every gate mode (same depth histogram, shuffled).
         with_ap, with_miou: also compute mask AP / mIoU.
 
-    Returns (on every process): `{"modes": {name: figures}, "per_image": {name: rows}, "num_images": N}`; each mode's
-    figures carry `kind` (fixed, gate, random_routing, oracle), `beta`, `gate_objective` and, for a control,
+    Returns (on every process): `{"modes": {name: figures}, "per_image": {name: rows}, "num_images": N}` (plus
+    `per_exit_counts` for segmentation, see `per_exit_counts`); each mode's figures carry `kind` (fixed, gate, random_routing, oracle), `beta`, `gate_objective` and, for a control,
     `controls` (the gate mode it controls).
     """
     from accelerate.utils import broadcast_object_list, gather_object
@@ -163,9 +163,21 @@ def evaluate_modes(*, accelerator, model, processor, dataset, label_info, args, 
                 acc.add(record)
             report[0]["modes"][name] = {**meta, **task.summarize_mode(acc, label_info=label_info, exit_layers=exits)}
             report[0]["per_image"][name] = sorted(acc.rows, key=lambda r: r["index"])
+        if task.name == "segmentation":
+            report[0]["per_exit_counts"] = per_exit_counts(order, by_depth, label_info=label_info)
     if accelerator.num_processes > 1:
         broadcast_object_list(report, from_process=0)
     return report[0]
+
+
+def per_exit_counts(order, by_depth: dict, *, label_info) -> dict:
+    """The per-image PQ counts of every exit, enough to recompute the data-set PQ of any per-image routing on any
+    subset of the images (the bootstrap of the main job's report): `counts` `(K, N, 4, C)` (true positives, false
+    positives, false negatives, IoU sum per category in `category_ids` order) for `exits` and images `indices`."""
+    exits = sorted(by_depth)
+    return {"exits": exits, "indices": list(order), "category_ids": sorted(label_info.id2label),
+            "thing_ids": sorted(label_info.thing_ids),
+            "counts": np.stack([np.stack([by_depth[k][i].counts for i in order]) for k in exits])}
 
 
 def _route(order, by_depth, *, exits, depths, specs, gate_outputs, oracle_betas, random_routing_controls,
@@ -209,4 +221,4 @@ def _route(order, by_depth, *, exits, depths, specs, gate_outputs, oracle_betas,
     return modes
 
 
-__all__ = ["GateSpec", "evaluate_modes"]
+__all__ = ["GateSpec", "evaluate_modes", "per_exit_counts"]

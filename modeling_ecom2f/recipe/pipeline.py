@@ -2,8 +2,9 @@
 classification gate for one beta and a utility gate for every beta), the evaluation (fixed depths, gates at several
 betas, the random-routing control of every gate, the oracle), the trade-off table and plot, and a Hub-ready export.
 
-The default preset starts from the parent shipped in `examples/parents/depth_benchmark/` (trained with this
-project's own step-1 script; its folder holds the command, the training log and SHA-256 sums, checked before use)
+The default preset starts from the parent shipped for the chosen benchmark (`--benchmark`: `shapes`, the default,
+in `examples/parents/depth_benchmark/`; `maze`, maze rooms, in `examples/parents/maze_rooms/`; each trained with this
+project's own step-1 script, its folder holding the command, the training log and SHA-256 sums, checked before use)
 and fine-tunes it for a fixed number of steps. Every step does a fixed amount of work, so the figures do not depend
 on the machine's speed; the wall-clock deadline (`--deadline_minutes`, 20 for the default preset) is enforced while
 the job runs: past it the job stops with an error naming the step it was in, rather than running on.
@@ -35,14 +36,46 @@ from .runtime import RecipeError, write_json
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
 STEPS = ("data", "step1", "step2", "step3", "eval", "export")
-#: The parent shipped with the repository (a source checkout): see its README for the command that trains it.
-SHIPPED_PARENT = Path(__file__).resolve().parents[2] / "examples" / "parents" / "depth_benchmark"
+#: The parents shipped with the repository (a source checkout): see each README for the command that trains it.
+PARENTS_DIR = Path(__file__).resolve().parents[2] / "examples" / "parents"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A synthetic benchmark the main job runs on: its generator (`data_config`), what its per-image `difficulty`
+    column records (analysis only), its shipped parent and what step 1 adds for it."""
+
+    name: str
+    title: str
+    difficulty: str
+    parent: Path
+    step1_args: tuple[str, ...] = ()
+    analysis_columns: tuple[str, ...] = ()  # more per-image columns the report relates the gain and gates to
+
+
+BENCHMARKS = {
+    "shapes": Benchmark(name="shapes", title="the synthetic depth benchmark (shapes)",
+                        difficulty="difficulty: the shapes generator's d in [0, 1] (object count and size, occlusion, "
+                                   "clutter, colour similarity, noise)", parent=PARENTS_DIR / "depth_benchmark"),
+    # no augmentation: a scale jitter moves the cells off the token grid and a crop can cut a room's marker out
+    "maze": Benchmark(name="maze", title="the maze-rooms benchmark",
+                      difficulty="hops: the largest hop distance (cells along open passages) from a free cell to its "
+                                 "room's marker", parent=PARENTS_DIR / "maze_rooms", step1_args=("--no_augmentation",),
+                      analysis_columns=("rooms",)),
+}
+#: The benchmark of `python examples/run_eco_m2f.py` and of the committed `docs/results_main_job.*`.
+DEFAULT_BENCHMARK = "shapes"
+#: The default benchmark's shipped parent.
+SHIPPED_PARENT = BENCHMARKS[DEFAULT_BENCHMARK].parent
+#: `Preset.parent` value meaning: the shipped parent of the chosen benchmark.
+SHIPPED = "shipped"
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes of a main-job run. `parent`: a model folder step 1 fine-tunes (None: a fresh model from the size fields).
-    `benchmark`: render `data.depth_benchmark_config` (else the generic generator with the step-1 defaults)."""
+    """Sizes of a main-job run. `parent`: a model folder step 1 fine-tunes (None: a fresh model from the size fields;
+    `SHIPPED`: the chosen benchmark's shipped parent). `benchmark`: render the chosen benchmark's generator
+    (`--benchmark`), else the generic generator with the step-1 defaults."""
 
     image_size: int
     train_images: int
@@ -71,7 +104,7 @@ PRESETS = {
     # the benchmark's own training images; 1000 training images for steps 2-3, 600 validation images.
     "default": Preset(image_size=128, train_images=1000, validation_images=600, backbone="swin-mini", feature_size=64,
                       encoder_layers=6, decoder_layers=4, num_queries=20, batch_size=8, learning_rate=2e-5,
-                      step1_steps=100, parent=str(SHIPPED_PARENT), benchmark=True, deadline_minutes=20.0),
+                      step1_steps=100, parent=SHIPPED, benchmark=True, deadline_minutes=20.0),
     # From scratch on the benchmark, the setting of the shipped parent (hours on 2 CPU cores).
     "scratch": Preset(image_size=128, train_images=1200, validation_images=600, backbone="swin-mini", feature_size=64,
                       encoder_layers=6, decoder_layers=4, num_queries=20, batch_size=8, learning_rate=5e-4,
@@ -95,7 +128,13 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Run the whole ECO-M2F recipe (data, steps 1-3, evaluation with "
                                                  "controls, plot, export) on the embedded synthetic benchmark.")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    parser.add_argument("--output_dir", default="outputs/main_job")
+    parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), default=DEFAULT_BENCHMARK,
+                        help=f"the synthetic benchmark of the benchmark presets and its shipped parent (default: "
+                             f"{DEFAULT_BENCHMARK}); results of another than the default go to results_main_job_NAME.*")
+    parser.add_argument("--bootstrap_resamples", type=int, default=1000,
+                        help="bootstrap resamples of the validation images for the standard errors of the report")
+    parser.add_argument("--output_dir", default=None,
+                        help="default: outputs/main_job (outputs/main_job_NAME for another than the default benchmark)")
     parser.add_argument("--docs_dir", default=None,
                         help="also write tradeoff.png and results_main_job.md/.json here (default: docs for the "
                              "default preset, nothing otherwise; pass '' to disable)")
@@ -156,6 +195,8 @@ def _common(preset: Preset, paths: Paths, args: argparse.Namespace) -> list[str]
 def parent_folder(preset: Preset, args: argparse.Namespace) -> str | None:
     """The folder step 1 starts from (None: a fresh model)."""
     choice = args.parent if args.parent is not None else preset.parent
+    if choice == SHIPPED:
+        return str(BENCHMARKS[args.benchmark].parent)
     return None if choice in (None, "scratch") else str(choice)
 
 
@@ -196,15 +237,18 @@ def step1_argv(preset: Preset, paths: Paths, args: argparse.Namespace, steps: in
         "--learning_rate", str(args.learning_rate or preset.learning_rate),
         "--max_train_steps", str(steps), "--checkpointing_steps", str(max(1, steps // 4)), "--logging_steps", "10",
         "--eval_depths",
-    ] + (["--resume_from_checkpoint", "latest"] if args.resume else [])
+    ] + (list(BENCHMARKS[args.benchmark].step1_args) if preset.benchmark else []) + (
+        ["--resume_from_checkpoint", "latest"] if args.resume else [])
 
 
 def data_config(preset: Preset, args: argparse.Namespace):
     """The generator settings of the job's data set."""
-    from ..data import SyntheticPanopticConfig, depth_benchmark_config
+    from ..data import SyntheticPanopticConfig, depth_benchmark_config, maze_benchmark_config
 
-    sizes = dict(height=preset.image_size, width=preset.image_size, num_train_images=preset.train_images,
-                 num_validation_images=preset.validation_images, seed=args.seed)
+    sizes = dict(num_train_images=preset.train_images, num_validation_images=preset.validation_images, seed=args.seed)
+    if preset.benchmark and args.benchmark == "maze":
+        return maze_benchmark_config(size=preset.image_size, **sizes)
+    sizes.update(height=preset.image_size, width=preset.image_size)
     if preset.benchmark:
         return depth_benchmark_config(**sizes)
     step1 = build_train_early_exit_parser().parse_args([])
@@ -214,10 +258,12 @@ def data_config(preset: Preset, args: argparse.Namespace):
 
 def make_data(preset: Preset, paths: Paths, args: argparse.Namespace) -> float:
     """Render the synthetic data set once and save it; later steps read it from disk."""
-    from ..data import make_synthetic_panoptic_dataset
+    from ..data import MazeRoomsConfig, make_maze_rooms_panoptic_dataset, make_synthetic_panoptic_dataset
 
     start = time.perf_counter()
-    splits, _ = make_synthetic_panoptic_dataset(config=data_config(preset, args))
+    config = data_config(preset, args)
+    make = make_maze_rooms_panoptic_dataset if isinstance(config, MazeRoomsConfig) else make_synthetic_panoptic_dataset
+    splits, _ = make(config=config)
     if paths.data.exists():
         shutil.rmtree(paths.data)
     splits.save_to_disk(str(paths.data))
@@ -267,9 +313,10 @@ def run_eco_m2f(args: argparse.Namespace) -> dict:
     preset = replace(preset, train_images=args.train_images or preset.train_images,
                      validation_images=args.validation_images or preset.validation_images)
     deadline = args.deadline_minutes if args.deadline_minutes is not None else preset.deadline_minutes
-    paths = Paths(args.output_dir)
+    paths = Paths(args.output_dir or f"outputs/main_job{benchmark_summary(preset, args)['suffix']}")
     paths.root.mkdir(parents=True, exist_ok=True)
     summary: dict = {"preset": args.preset, "preset_values": preset.__dict__, "beta": args.beta,
+                     "benchmark": benchmark_summary(preset, args),
                      "utility_betas": args.utility_betas, "steps": steps, "timings_s": {},
                      "deadline_minutes": deadline or None}
     current = ["start"]
@@ -353,6 +400,18 @@ def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: di
         summary["export"] = timed("export", lambda: export_main_model(paths, args))
 
 
+def benchmark_summary(preset: Preset, args: argparse.Namespace) -> dict:
+    """What the report says about the job's data: `name`, `title`, `difficulty` and the file-name `suffix` of its
+    results (empty for the default benchmark)."""
+    if not preset.benchmark:
+        return {"name": "synthetic", "title": "the generic synthetic generator", "suffix": "",
+                "difficulty": BENCHMARKS["shapes"].difficulty}
+    chosen = BENCHMARKS[args.benchmark]
+    return {"name": chosen.name, "title": chosen.title, "difficulty": chosen.difficulty,
+            "analysis_columns": list(chosen.analysis_columns),
+            "suffix": "" if chosen.name == DEFAULT_BENCHMARK else f"_{chosen.name}"}
+
+
 def _saved_gate_beta(folder: Path) -> float | None:
     import json
 
@@ -389,5 +448,6 @@ def export_main_model(paths: Paths, args: argparse.Namespace) -> dict:
     return {"export_dir": str(out), "gate_beta": beta, "files": sorted(p.name for p in Path(out).iterdir())}
 
 
-__all__ = ["DEFAULT_BETA", "DEFAULT_UTILITY_BETAS", "DeadlineExceeded", "PRESETS", "Preset", "SHIPPED_PARENT", "STEPS",
+__all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "DEFAULT_BETA", "DEFAULT_UTILITY_BETAS", "Benchmark", "DeadlineExceeded",
+           "PRESETS", "Preset", "SHIPPED_PARENT", "STEPS",
            "build_run_parser", "run_eco_m2f", "verify_parent", "wall_clock_deadline"]
