@@ -2,8 +2,8 @@
 classification gate for one beta and a utility gate for every beta), the evaluation (fixed depths, gates at several
 betas, the random-routing control of every gate, the oracle), the trade-off table and plot, and a Hub-ready export.
 
-The default preset starts from the parent shipped for the chosen benchmark (`--benchmark`: `shapes`, the default,
-in `examples/parents/depth_benchmark/`; `maze`, maze rooms, in `examples/parents/maze_rooms/`; each trained with this
+The default preset starts from the parent shipped for the chosen benchmark (`--benchmark`: `maze`, maze rooms, the
+default, in `examples/parents/maze_rooms/`; `shapes` in `examples/parents/depth_benchmark/`; each trained with this
 project's own step-1 script, its folder holding the command, the training log and SHA-256 sums, checked before use)
 and fine-tunes it for a fixed number of steps. Every step does a fixed amount of work, so the figures do not depend
 on the machine's speed; the wall-clock deadline (`--deadline_minutes`, 20 for the default preset) is enforced while
@@ -20,7 +20,7 @@ import logging
 import shutil
 import signal
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,99 +31,24 @@ from .arguments import (
     build_train_early_exit_parser,
     build_train_gate_parser,
 )
+from .main_job_presets import (
+    BENCHMARKS,
+    DEFAULT_BENCHMARK,
+    DEFAULT_BETA,
+    DEFAULT_TARGET_FRACTION,
+    DEFAULT_UTILITY_BETAS,
+    PRESETS,
+    SHIPPED,
+    SHIPPED_PARENT,
+    Benchmark,
+    Preset,
+    UtilityGateForm,
+)
 from .runtime import RecipeError, write_json
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
 STEPS = ("data", "step1", "step2", "step3", "eval", "export")
-#: The parents shipped with the repository (a source checkout): see each README for the command that trains it.
-PARENTS_DIR = Path(__file__).resolve().parents[2] / "examples" / "parents"
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """A synthetic benchmark the main job runs on: its generator (`data_config`), what its per-image `difficulty`
-    column records (analysis only), its shipped parent and what step 1 adds for it."""
-
-    name: str
-    title: str
-    difficulty: str
-    parent: Path
-    step1_args: tuple[str, ...] = ()
-    analysis_columns: tuple[str, ...] = ()  # more per-image columns the report relates the gain and gates to
-
-
-BENCHMARKS = {
-    "shapes": Benchmark(name="shapes", title="the synthetic depth benchmark (shapes)",
-                        difficulty="difficulty: the shapes generator's d in [0, 1] (object count and size, occlusion, "
-                                   "clutter, colour similarity, noise)", parent=PARENTS_DIR / "depth_benchmark"),
-    # no augmentation: a scale jitter moves the cells off the token grid and a crop can cut a room's marker out
-    "maze": Benchmark(name="maze", title="the maze-rooms benchmark",
-                      difficulty="hops: the largest hop distance (cells along open passages) from a free cell to its "
-                                 "room's marker", parent=PARENTS_DIR / "maze_rooms", step1_args=("--no_augmentation",),
-                      analysis_columns=("rooms",)),
-}
-#: The benchmark of `python examples/run_eco_m2f.py` and of the committed `docs/results_main_job.*`.
-DEFAULT_BENCHMARK = "shapes"
-#: The default benchmark's shipped parent.
-SHIPPED_PARENT = BENCHMARKS[DEFAULT_BENCHMARK].parent
-#: `Preset.parent` value meaning: the shipped parent of the chosen benchmark.
-SHIPPED = "shipped"
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Sizes of a main-job run. `parent`: a model folder step 1 fine-tunes (None: a fresh model from the size fields;
-    `SHIPPED`: the chosen benchmark's shipped parent). `benchmark`: render the chosen benchmark's generator
-    (`--benchmark`), else the generic generator with the step-1 defaults."""
-
-    image_size: int
-    train_images: int
-    validation_images: int
-    backbone: str
-    feature_size: int
-    encoder_layers: int
-    decoder_layers: int
-    num_queries: int
-    batch_size: int
-    learning_rate: float
-    step1_steps: int
-    parent: str | None = None
-    benchmark: bool = False
-    deadline_minutes: float | None = None
-    eval_batch_size: int = 16
-
-
-PRESETS = {
-    # Seconds: for CI and smoke tests (64x64 images, 3 encoder layers, exits 2..3, two step-1 steps from scratch).
-    "tiny": Preset(image_size=64, train_images=12, validation_images=6, backbone="swin-mini", feature_size=32,
-                   encoder_layers=3, decoder_layers=2, num_queries=10, batch_size=4, learning_rate=1e-3,
-                   step1_steps=2, eval_batch_size=8),
-    # The main job (under 20 minutes on 2 CPU cores): the shipped parent (128x128, Swin embed 32 / depths 1-1-2-1,
-    # 64-d pixel decoder, 6 encoder layers with exits 2..6, 4 decoder layers, 20 queries) fine-tuned for 100 steps on
-    # the benchmark's own training images; 1000 training images for steps 2-3, 600 validation images.
-    "default": Preset(image_size=128, train_images=1000, validation_images=600, backbone="swin-mini", feature_size=64,
-                      encoder_layers=6, decoder_layers=4, num_queries=20, batch_size=8, learning_rate=2e-5,
-                      step1_steps=100, parent=SHIPPED, benchmark=True, deadline_minutes=20.0),
-    # From scratch on the benchmark, the setting of the shipped parent (hours on 2 CPU cores).
-    "scratch": Preset(image_size=128, train_images=1200, validation_images=600, backbone="swin-mini", feature_size=64,
-                      encoder_layers=6, decoder_layers=4, num_queries=20, batch_size=8, learning_rate=5e-4,
-                      step1_steps=5000, benchmark=True),
-    "large": Preset(image_size=256, train_images=4000, validation_images=500, backbone="swin-tiny", feature_size=256,
-                    encoder_layers=6, decoder_layers=9, num_queries=100, batch_size=16, learning_rate=1e-4,
-                    step1_steps=30000, benchmark=True),
-}
-#: The classification gate's beta (the paper's scale: COCO 0.0005 / 0.02, Cityscapes 0.003 / 0.01, arXiv 2404.15244).
-DEFAULT_BETA = 0.003
-#: Betas at which the one utility gate is evaluated (quality fraction per encoder layer).
-DEFAULT_UTILITY_BETAS = (0.0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03)
-#: The utility gate's form in the main job (chosen on held-out training images, see the README): a richer input than
-#: the paper's gate, which the classification gate keeps.
-DEFAULT_UTILITY_GATE = {"pooling": "mean_std", "hidden_size": 32, "input_level": 0}
-#: The encoder budget the utility gate is calibrated for on held-out training images (`--target_encoder_fraction`).
-DEFAULT_TARGET_FRACTION = 0.7
-
-
 def build_run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Run the whole ECO-M2F recipe (data, steps 1-3, evaluation with "
                                                  "controls, plot, export) on the embedded synthetic benchmark.")
@@ -144,12 +69,15 @@ def build_run_parser() -> argparse.ArgumentParser:
                         help="betas at which the utility gate is evaluated")
     parser.add_argument("--target_encoder_fraction", type=float, default=DEFAULT_TARGET_FRACTION,
                         help="encoder budget the utility gate's default beta is calibrated for (held-out images)")
-    parser.add_argument("--utility_gate_pooling", choices=("mean", "mean_std"), default=DEFAULT_UTILITY_GATE["pooling"],
-                        help="input pooling of the utility gate (the classification gate keeps the paper's mean)")
-    parser.add_argument("--utility_gate_hidden_size", type=int, default=DEFAULT_UTILITY_GATE["hidden_size"],
-                        help="hidden layer of the utility gate (0: the paper's single linear layer)")
-    parser.add_argument("--utility_gate_input_level", type=int, default=DEFAULT_UTILITY_GATE["input_level"],
-                        help="input-projected level the utility gate pools (0 = 1/32, the paper's)")
+    parser.add_argument("--utility_gate_pooling", choices=("mean", "mean_std"), default=None,
+                        help="input pooling of the utility gate (default: the benchmark's, see "
+                             "main_job_presets.BENCHMARKS; the classification gate keeps the paper's mean)")
+    parser.add_argument("--utility_gate_hidden_size", type=int, default=None,
+                        help="hidden layer of the utility gate (0: the paper's single linear layer; default: the "
+                             "benchmark's)")
+    parser.add_argument("--utility_gate_input_level", type=int, default=None,
+                        help="input-projected level the utility gate pools (0 = 1/32, the paper's; default: the "
+                             "benchmark's)")
     parser.add_argument("--parent", default=None,
                         help="model folder step 1 starts from (default: the preset's; 'scratch' for a fresh model)")
     parser.add_argument("--deadline_minutes", type=float, default=None,
@@ -377,11 +305,13 @@ def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: di
                        "--output_dir", str(paths.classification_gate)]
         summary["step3"]["classification"] = timed(
             "step3_classification", lambda: train_gate(build_train_gate_parser().parse_args(argv)))
+        form = utility_gate_form(args)
         argv_u = base + ["--gate_objective", "utility", "--target_encoder_fraction", str(args.target_encoder_fraction),
-                         "--gate_pooling", args.utility_gate_pooling, "--gate_input_level",
-                         str(args.utility_gate_input_level), "--output_dir", str(paths.utility_gate)]
-        if args.utility_gate_hidden_size:
-            argv_u += ["--gate_hidden_size", str(args.utility_gate_hidden_size)]
+                         "--gate_pooling", form.pooling, "--gate_input_level", str(form.input_level),
+                         "--output_dir", str(paths.utility_gate)]
+        if form.hidden_size:
+            argv_u += ["--gate_hidden_size", str(form.hidden_size)]
+        summary["utility_gate"] = form.__dict__
         summary["step3"]["utility"] = timed(
             "step3_utility", lambda: train_gate(build_train_gate_parser().parse_args(argv_u)))
     if "eval" in steps:
@@ -398,6 +328,19 @@ def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: di
         summary["eval"] = timed("eval", lambda: evaluate_model(build_evaluate_parser().parse_args(argv)))
     if "export" in steps and state.is_main_process:
         summary["export"] = timed("export", lambda: export_main_model(paths, args))
+
+
+def utility_gate_form(args: argparse.Namespace) -> UtilityGateForm:
+    """The utility gate of this run: the benchmark's form (`Benchmark.utility_gate`), each field overridable from the
+    command line (`--utility_gate_hidden_size 0`: no hidden layer)."""
+    form = BENCHMARKS[getattr(args, "benchmark", DEFAULT_BENCHMARK)].utility_gate
+    hidden = form.hidden_size if args.utility_gate_hidden_size is None else (args.utility_gate_hidden_size or None)
+    try:
+        return UtilityGateForm(
+            pooling=args.utility_gate_pooling or form.pooling, hidden_size=hidden,
+            input_level=form.input_level if args.utility_gate_input_level is None else args.utility_gate_input_level)
+    except ValueError as error:
+        raise RecipeError(f"--utility_gate_*: {error}") from None
 
 
 def benchmark_summary(preset: Preset, args: argparse.Namespace) -> dict:
@@ -448,6 +391,6 @@ def export_main_model(paths: Paths, args: argparse.Namespace) -> dict:
     return {"export_dir": str(out), "gate_beta": beta, "files": sorted(p.name for p in Path(out).iterdir())}
 
 
-__all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "DEFAULT_BETA", "DEFAULT_UTILITY_BETAS", "Benchmark", "DeadlineExceeded",
-           "PRESETS", "Preset", "SHIPPED_PARENT", "STEPS",
-           "build_run_parser", "run_eco_m2f", "verify_parent", "wall_clock_deadline"]
+__all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "DEFAULT_BETA", "DEFAULT_TARGET_FRACTION", "DEFAULT_UTILITY_BETAS",
+           "Benchmark", "DeadlineExceeded", "PRESETS", "Preset", "SHIPPED", "SHIPPED_PARENT", "STEPS", "UtilityGateForm",
+           "build_run_parser", "run_eco_m2f", "utility_gate_form", "verify_parent", "wall_clock_deadline"]
