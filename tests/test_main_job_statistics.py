@@ -156,18 +156,38 @@ def test_per_exit_counts_round_trip(tmp_path):
 
 def test_maze_benchmark_wiring_of_the_main_job():
     from modeling_ecom2f.data import MazeRoomsConfig
-    from modeling_ecom2f.recipe.pipeline import (BENCHMARKS, PRESETS, Paths, benchmark_summary, build_run_parser,
-                                                 data_config, parent_folder, step1_argv)
+    from modeling_ecom2f.recipe.pipeline import (BENCHMARKS, DEFAULT_BENCHMARK, PRESETS, Paths, benchmark_summary,
+                                                 build_run_parser, data_config, parent_folder, step1_argv)
 
-    args = build_run_parser().parse_args(["--benchmark", "maze"])
+    assert DEFAULT_BENCHMARK == "maze"
+    args = build_run_parser().parse_args([])
     preset = PRESETS["default"]
     config = data_config(preset, args)
     assert isinstance(config, MazeRoomsConfig)
     assert (config.seed, config.num_train_images, config.num_validation_images) == (0, 1000, 600)
     assert parent_folder(preset, args) == str(BENCHMARKS["maze"].parent)
     assert "--no_augmentation" in step1_argv(preset, Paths("/tmp/job"), args, 10)
-    assert benchmark_summary(preset, args)["suffix"] == "_maze"
-    shapes = build_run_parser().parse_args([])
+    assert benchmark_summary(preset, args)["suffix"] == ""
+    shapes = build_run_parser().parse_args(["--benchmark", "shapes"])
     assert not isinstance(data_config(preset, shapes), MazeRoomsConfig)
     assert "--no_augmentation" not in step1_argv(preset, Paths("/tmp/job"), shapes, 10)
-    assert benchmark_summary(preset, shapes)["suffix"] == "" and parent_folder(preset, shapes).endswith("depth_benchmark")
+    assert benchmark_summary(preset, shapes)["suffix"] == "_shapes"
+    assert parent_folder(preset, shapes).endswith("depth_benchmark")
+
+
+def test_utility_gate_form_per_benchmark_with_command_line_overrides():
+    from modeling_ecom2f.recipe.pipeline import RecipeError, UtilityGateForm, build_run_parser, utility_gate_form
+
+    def form(*argv):
+        return utility_gate_form(build_run_parser().parse_args(list(argv)))
+
+    assert form() == UtilityGateForm(pooling="mean_std", hidden_size=None, input_level=1)  # maze
+    assert form("--benchmark", "shapes") == UtilityGateForm(pooling="mean_std", hidden_size=32, input_level=0)
+    assert form("--preset", "tiny") == UtilityGateForm()  # the generic generator: no benchmark's form
+    assert form("--utility_gate_hidden_size", "16", "--utility_gate_pooling", "mean") == UtilityGateForm(
+        pooling="mean", hidden_size=16, input_level=1)
+    assert form("--benchmark", "shapes", "--utility_gate_hidden_size", "0").hidden_size is None
+    with pytest.raises(RecipeError, match="input_level"):
+        form("--utility_gate_input_level", "-1")
+    with pytest.raises(ValueError, match="pooling"):
+        UtilityGateForm(pooling="max")

@@ -331,9 +331,11 @@ def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: di
 
 
 def utility_gate_form(args: argparse.Namespace) -> UtilityGateForm:
-    """The utility gate of this run: the benchmark's form (`Benchmark.utility_gate`), each field overridable from the
-    command line (`--utility_gate_hidden_size 0`: no hidden layer)."""
-    form = BENCHMARKS[getattr(args, "benchmark", DEFAULT_BENCHMARK)].utility_gate
+    """The utility gate of this run: the benchmark's form (`Benchmark.utility_gate`; the generic generator of a
+    non-benchmark preset: `UtilityGateForm()`), each field overridable from the command line
+    (`--utility_gate_hidden_size 0`: no hidden layer)."""
+    on_benchmark = PRESETS[args.preset].benchmark
+    form = BENCHMARKS[args.benchmark].utility_gate if on_benchmark else UtilityGateForm()
     hidden = form.hidden_size if args.utility_gate_hidden_size is None else (args.utility_gate_hidden_size or None)
     try:
         return UtilityGateForm(
