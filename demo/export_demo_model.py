@@ -1,9 +1,10 @@
 """Re-export the demo's shipped model and example images from the main job's Hub export.
 
-    python examples/run_eco_m2f.py                  # the main job: writes outputs/main_job/hub_export
-    python demo/export_demo_model.py                # -> demo/model (weights, config, card) and demo/examples
+    python examples/run_eco_m2f.py --benchmark shapes   # the main job on shapes: outputs/main_job_shapes/hub_export
+    python demo/export_demo_model.py                    # -> demo/model (weights, config, card) and demo/examples
 
-The model is the main job's utility-gate model on the default benchmark (a few MB). The Hub export also holds the
+The model is the main job's utility-gate model on the shapes benchmark (a few MB; its images look like the photos a
+user uploads more than maze rooms do). The Hub export also holds the
 model's custom code for `trust_remote_code`; the demo runs with this project installed, so the copy keeps only the
 weights, the configuration (without `auto_map`, which would point at code files it does not have), the image
 processor, the evaluation results and the trade-off plot, and writes a README and SHA256SUMS. The examples are
@@ -36,7 +37,7 @@ def copy_model(export: Path, out: Path) -> dict:
     missing = [name for name in ("config.json", *COPIED[:2]) if not (export / name).is_file()]
     if missing:
         raise SystemExit(f"{export} is not a complete Hub export (missing {missing}); run the main job first: "
-                         "python examples/run_eco_m2f.py")
+                         "python examples/run_eco_m2f.py --benchmark shapes")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -117,11 +118,12 @@ A small gated EcoMask2Former (Swin `swin-mini` backbone, 6 deformable encoder la
 hidden size {config.get('gate_hidden_size')}; 128x128 synthetic images, {len(config.get('id2label', {}))} classes)
 so that a fresh clone runs `python demo/app.py` with no training.
 
-How it was made: `python examples/run_eco_m2f.py` (the main job: the shipped parent fine-tuned for 100 steps, step 2,
-the utility gate of step 3, evaluation on 600 validation images), then `python demo/export_demo_model.py`, which
-copied the weights, configuration (without `auto_map`: the custom-code files of the Hub export are not kept, the demo
-imports this project), image processor, evaluation results and plot from `{export}`, rendered the example images
-(`demo/examples/`) and wrote `SHA256SUMS` (`sha256sum -c SHA256SUMS` in this folder checks them).
+How it was made: `python examples/run_eco_m2f.py --benchmark shapes` (the main job: the shipped parent fine-tuned
+for 100 steps, step 2, the utility gate of step 3, evaluation on 600 validation images), then
+`python demo/export_demo_model.py`, which copied the weights, configuration (without `auto_map`: the custom-code
+files of the Hub export are not kept, the demo imports this project), image processor, evaluation results and plot
+from `{export}`, rendered the example images (`demo/examples/`) and wrote `SHA256SUMS`
+(`sha256sum -c SHA256SUMS` in this folder checks them).
 
 Main job evaluation (600 validation images; GFLOPs per image at 128x128):
 
@@ -143,7 +145,8 @@ Example images (`demo/examples/`, the depth benchmark's validation split, seed 0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--export", default="outputs/main_job/hub_export", help="the main job's Hub export")
+    parser.add_argument("--export", default="outputs/main_job_shapes/hub_export",
+                        help="the Hub export of the main job on shapes")
     parser.add_argument("--out", default=str(HERE / "model"))
     parser.add_argument("--examples_out", default=str(HERE / "examples"))
     parser.add_argument("--search", type=int, default=120, help="validation images searched for the difficulties")

@@ -1,9 +1,9 @@
 """The main job: data, ECO-M2F steps 1-3, the evaluation with its controls, the plot and a Hub-ready export, all on
-the embedded synthetic benchmark, starting from the parent shipped in `examples/parents/depth_benchmark/` (with
-`--benchmark maze`: the maze-rooms benchmark and `examples/parents/maze_rooms/`).
+the embedded maze-rooms benchmark, starting from the parent shipped in `examples/parents/maze_rooms/` (with
+`--benchmark shapes`: the shapes benchmark and `examples/parents/depth_benchmark/`).
 
-    python examples/run_eco_m2f.py                      # the committed result (docs/results_main_job.*), ~7 min
-    python examples/run_eco_m2f.py --benchmark maze     # on maze rooms (docs/results_main_job_maze.*), ~5 min
+    python examples/run_eco_m2f.py                      # the committed result (docs/results_main_job.*), ~5 min
+    python examples/run_eco_m2f.py --benchmark shapes   # on shapes (docs/results_main_job_shapes.*), ~7 min
     python examples/run_eco_m2f.py --preset tiny --output_dir /tmp/job --docs_dir ''   # seconds: a smoke run
 """
 

@@ -99,6 +99,9 @@ def test_tiny_main_job_single_process(tmp_path):
         assert (tmp_path / "docs" / name).is_file(), name
     result = read_json(tmp_path / "docs" / "results_main_job.json")
     assert {"wall_seconds", "validation_images", "modes", "checks"} <= set(result)
+    assert result["utility_gate_form"] == {"pooling": "mean_std", "hidden_size": 32, "input_level": 0}  # generic
+    assert "Utility gate: `mean_std` pooling of input-projected level 0" in (tmp_path / "docs" /
+                                                                           "results_main_job.md").read_text()
     modes = {row["name"]: row for row in result["modes"]}
     assert {"depth_2", "depth_3", "gate_beta0.003", "random_gate_beta0.003", "oracle_beta_0.003",
             "gate_utility_beta0", "random_gate_utility_beta0.01"} <= set(modes)

@@ -273,6 +273,13 @@ def per_image_analysis(paths, rows: list[dict], benchmark: dict, *, resamples: i
     return stats, errors
 
 
+def _gate_form_line(form: dict) -> str:
+    """One sentence on the utility gate's form (`UtilityGateForm` fields)."""
+    hidden = f"one hidden layer of {form['hidden_size']}" if form.get("hidden_size") else "a single linear layer"
+    return (f"Utility gate: `{form['pooling']}` pooling of input-projected level {form['input_level']} (0 = the "
+            f"coarsest, 1/32), {hidden}; the classification gate is the paper's (mean of 1/32, linear).")
+
+
 def publish_results(summary: dict, *, paths, args: argparse.Namespace) -> None:
     """Write the results page, JSON and plots (only when the evaluation ran in this invocation)."""
     report_file = paths.eval / "evaluation.json"
@@ -298,6 +305,7 @@ def publish_results(summary: dict, *, paths, args: argparse.Namespace) -> None:
         "parent": summary.get("parent"), "preset": summary.get("preset_values"),
         "machine": {"cpu_count": _cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "derived_label_histograms": (summary.get("step2") or {}).get("label_histograms"),
+        "utility_gate_form": summary.get("utility_gate"),
         "gates": {name: {k: v for k, v in (s or {}).items() if k in ("train", "holdout", "label_histogram",
                                                                       "calibration", "beta")}
                   for name, s in (summary.get("step3") or {}).items()},
@@ -317,6 +325,7 @@ def publish_results(summary: dict, *, paths, args: argparse.Namespace) -> None:
         "cost). Oracle = per image argmax_k(PQ_k - beta k) of its own per-image PQ. SE = bootstrap standard error "
         f"({resamples} resamples of the validation images, every term recomputed).",
         "",
+        *([_gate_form_line(summary["utility_gate"]), ""] if summary.get("utility_gate") else []),
         tradeoff_table(rows),
         "",
         "## Checks (as measured on this run)",
