@@ -141,6 +141,10 @@ def tradeoff_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: Smallest distance (percentage points of encoder cost) between two beta labels of the trade-off plot.
+LABEL_GAP = 5.0
+
+
 def tradeoff_plot(rows: list[dict], path: Path, *, title: str) -> Path:
     """PQ against mean encoder GFLOPs (% of full depth): the fixed-depth curve and its frontier, the utility gate's
     curve over beta, the classification gate, every random-routing control and the oracle."""
@@ -166,9 +170,14 @@ def tradeoff_plot(rows: list[dict], path: Path, *, title: str) -> Path:
         places: dict[tuple, list] = {}  # several betas may give the same routing: one label per point
         for r in utility:
             places.setdefault((round(x(r), 2), round(r["pq"], 3)), []).append(r["beta"])
-        for (px, py), betas in places.items():
+        last = None  # labels at least LABEL_GAP points of cost apart, so that they do not overlap
+        for (px, py), betas in sorted(places.items()):
+            if last is not None and px - last < LABEL_GAP:
+                continue
+            last = px
             text = f"beta={betas[0]:g}" if len(betas) == 1 else f"beta={min(betas):g}..{max(betas):g}"
-            ax.annotate(text, (px, py), textcoords="offset points", xytext=(6, 6), fontsize=8, color="tab:red")
+            ax.annotate(text, (px, py), textcoords="offset points", xytext=(-4, 8), fontsize=8, color="tab:red",
+                        rotation=30)
     for r in rows:
         if r["kind"] == "gate" and r["gate_objective"] == "classification":
             ax.plot(x(r), r["pq"], "P", color="tab:purple", markersize=10, zorder=4,
@@ -177,6 +186,8 @@ def tradeoff_plot(rows: list[dict], path: Path, *, title: str) -> Path:
         if r["kind"] == "oracle":
             ax.plot(x(r), r["pq"], "D", color="tab:green", markersize=7, zorder=4,
                     label=f"oracle, beta={r['beta']:g}")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.06 * (high - low))  # headroom for the rotated beta labels
     return save_plot(fig, ax, path, xlabel="deformable-encoder GFLOPs per image (mean, % of full depth)",
                      ylabel="PQ", title=title, legend_loc="below")
 
