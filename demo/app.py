@@ -22,7 +22,8 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no usage reports, no version
 
 import gradio as gr  # noqa: E402
 
-from demo_engine import Budget, DemoError, DemoResult, DemoSegmenter, example_images, load_image  # noqa: E402
+from demo_engine import (BETA_SLIDER, Budget, DemoError, DemoResult, DemoSegmenter, example_images,  # noqa: E402
+                         load_image)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = HERE / "model"
@@ -72,8 +73,8 @@ def build_app(segmenter: DemoSegmenter, *, examples: list[Path], max_side: int, 
                                 example_labels=[p.stem.replace("_", " ") for p in examples], label="Bundled examples")
                 task = gr.Radio(["panoptic", "instance", "semantic"], value="panoptic", label="Task", elem_id="task")
                 mode = gr.Radio(BUDGET_CHOICES, value="gate", label="Budget", elem_id="mode")
-                beta = gr.Slider(0.0, 0.01, value=0.0, step=0.0001, label="Utility gate beta (PQ fraction per layer)",
-                                 elem_id="beta")
+                beta = gr.Slider(BETA_SLIDER[0], BETA_SLIDER[1], value=BETA_SLIDER[0], step=BETA_SLIDER[2],
+                                 label="Utility gate beta (PQ fraction per layer)", elem_id="beta")
                 share = gr.Slider(shallowest, 1.0, value=1.0, step=0.01, elem_id="share",
                                   label=f"Encoder budget (calibrated on {segmenter.calibration_size} example images)")
                 depth = gr.Radio(segmenter.exits, value=segmenter.max_depth, label="Fixed depth", elem_id="depth")

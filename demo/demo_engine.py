@@ -28,6 +28,9 @@ from modeling_ecom2f.recipe.routing import calibrate_beta
 TASKS = ("panoptic", "instance", "semantic")
 BUDGET_MODES = ("gate", "budget", "fixed")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+#: The page's utility-gate beta slider: (minimum, maximum, step), in PQ fraction per encoder layer (the main job
+#: evaluates its gate up to 0.03).
+BETA_SLIDER = (0.0, 0.05, 0.0005)
 
 
 class DemoError(Exception):

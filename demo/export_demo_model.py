@@ -1,10 +1,12 @@
 """Re-export the demo's shipped model and example images from the main job's Hub export.
 
-    python examples/run_eco_m2f.py --benchmark shapes   # the main job on shapes: outputs/main_job_shapes/hub_export
-    python demo/export_demo_model.py                    # -> demo/model (weights, config, card) and demo/examples
+    python examples/run_eco_m2f.py                  # the main job (maze rooms): writes outputs/main_job/hub_export
+    python demo/export_demo_model.py                # -> demo/model (weights, config, card) and demo/examples
 
-The model is the main job's utility-gate model on the shapes benchmark (a few MB; its images look like the photos a
-user uploads more than maze rooms do). The Hub export also holds the
+The model is the main job's utility-gate model on the default benchmark, maze rooms (a few MB): there the gate's
+depth depends on the image (a one-room maze needs no encoder layer, four rooms need most), so the page's budget acts
+per image. `--benchmark shapes` exports the main job on shapes instead (run it with `--benchmark shapes`), where every
+exit gives the same quality and the gate decides alike for every image. The Hub export also holds the
 model's custom code for `trust_remote_code`; the demo runs with this project installed, so the copy keeps only the
 weights, the configuration (without `auto_map`, which would point at code files it does not have), the image
 processor, the evaluation results and the trade-off plot, and writes a README and SHA256SUMS. The examples are
@@ -23,21 +25,27 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modeling_ecom2f.data import render_synthetic_sample
+from modeling_ecom2f.data import maze_benchmark_config, render_maze_rooms_sample, render_synthetic_sample
 from modeling_ecom2f.data.synthetic_config import depth_benchmark_config
+
+from demo_engine import BETA_SLIDER  # this folder (the script's own) is on sys.path
 
 HERE = Path(__file__).resolve().parent
 COPIED = ("model.safetensors", "preprocessor_config.json", "ecom2f_eval_results.json", "pq_gflops_tradeoff.png")
 DIFFICULTIES = (0.05, 0.35, 0.65, 0.95)
-"""Targets for the example images' drawn difficulty (camouflage and noise grow with it)."""
+"""Targets for the shapes examples' drawn difficulty (camouflage and noise grow with it)."""
+EXPORTS = {"maze": "outputs/main_job/hub_export", "shapes": "outputs/main_job_shapes/hub_export"}
+"""The Hub export of the main job on each benchmark."""
+MAIN_JOB = {"maze": "python examples/run_eco_m2f.py", "shapes": "python examples/run_eco_m2f.py --benchmark shapes"}
+TITLES = {"maze": "the maze-rooms benchmark", "shapes": "the shapes benchmark"}
 
 
-def copy_model(export: Path, out: Path) -> dict:
+def copy_model(export: Path, out: Path, *, command: str) -> dict:
     """Copy the export's files the demo needs; returns the model's config as written."""
     missing = [name for name in ("config.json", *COPIED[:2]) if not (export / name).is_file()]
     if missing:
         raise SystemExit(f"{export} is not a complete Hub export (missing {missing}); run the main job first: "
-                         "python examples/run_eco_m2f.py --benchmark shapes")
+                         f"{command}")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -50,20 +58,33 @@ def copy_model(export: Path, out: Path) -> dict:
     return config
 
 
-def render_examples(out: Path, *, search: int, seed: int) -> list[dict]:
-    """Write one validation image per target difficulty (the closest among the first `search` images)."""
-    config = depth_benchmark_config(seed=seed)
-    samples = [render_synthetic_sample(config=config, split="validation", index=i) for i in range(search)]
-    drawn = np.array([s.difficulty["difficulty"] for s in samples])
+def render_examples(out: Path, *, benchmark: str, search: int, seed: int) -> list[dict]:
+    """Write four validation images of the benchmark (never trained on): on shapes the closest to each target
+    difficulty, on maze rooms the one with the most hops for each number of rooms (1-4), among the first `search`."""
+    if benchmark == "maze":
+        config = maze_benchmark_config(seed=seed)
+        samples = [render_maze_rooms_sample(config=config, split="validation", index=i) for i in range(search)]
+        rooms = np.array([s.difficulty["rooms"] for s in samples])
+        hops = np.array([s.difficulty["hops"] for s in samples])
+        picks = [int(np.flatnonzero(rooms == r)[hops[rooms == r].argmax()]) for r in range(config.min_rooms,
+                                                                                         config.max_rooms + 1)
+                 if (rooms == r).any()]
+        names = [f"rooms_{rooms[i]}_hops_{hops[i]}_validation_{i:03d}.png" for i in picks]
+        described = [{"rooms": int(rooms[i]), "hops": int(hops[i])} for i in picks]
+    else:
+        config = depth_benchmark_config(seed=seed)
+        samples = [render_synthetic_sample(config=config, split="validation", index=i) for i in range(search)]
+        drawn = np.array([s.difficulty["difficulty"] for s in samples])
+        picks = [int(np.abs(drawn - target).argmin()) for target in DIFFICULTIES]
+        names = [f"difficulty_{drawn[i]:.2f}_validation_{i:03d}.png" for i in picks]
+        described = [{"difficulty": round(float(drawn[i]), 3)} for i in picks]
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     written = []
-    for target in DIFFICULTIES:
-        index = int(np.abs(drawn - target).argmin())
-        name = f"difficulty_{drawn[index]:.2f}_validation_{index:03d}.png"
+    for index, name, columns in zip(picks, names, described):
         Image.fromarray(samples[index].image).save(out / name)
-        written.append({"file": name, "index": index, "difficulty": round(float(drawn[index]), 3)})
+        written.append({"file": name, "index": index, **columns})
     return written
 
 
@@ -74,7 +95,7 @@ def write_checksums(folder: Path) -> None:
 
 
 def gate_decisions(model_dir: Path, examples_dir: Path, examples: list[dict]) -> list[str]:
-    """Per example image: the depth the utility gate picks as beta goes from 0 to 0.01, as readable lines."""
+    """Per example image: the depth the utility gate picks as beta moves along the page's slider, as readable lines."""
     import torch
 
     from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation, EcoMask2FormerImageProcessor
@@ -87,7 +108,8 @@ def gate_decisions(model_dir: Path, examples_dir: Path, examples: list[dict]) ->
     images = [np.asarray(Image.open(examples_dir / e["file"]).convert("RGB")) for e in examples]
     with torch.inference_mode():
         predicted = model(**processor(images=images, return_tensors="pt"), output_gate_logits=True).gate_logits
-    betas = np.linspace(0.0, 0.01, 10001)
+    low, high, step = BETA_SLIDER
+    betas = np.round(np.arange(low, high + step / 2, step), 6)  # the slider's positions
     lines = []
     for example, gains in zip(examples, predicted.float().numpy()):
         depths = np.array([utility_depths(gains[None], model.config.exit_layers, b)[0] for b in betas])
@@ -98,10 +120,13 @@ def gate_decisions(model_dir: Path, examples_dir: Path, examples: list[dict]) ->
         lines.append("\nThe gate decides the same for every example: on this benchmark its depth depends on beta, not "
                      "on the image (the exits give about the same PQ, see the table above, so it learnt no per-image "
                      "gain).")
+    else:
+        lines.append("\nThe gate decides per image: at the same beta, examples get different depths.")
     return lines
 
 
-def write_readme(out: Path, *, config: dict, export: Path, examples: list[dict], gate_lines: list[str]) -> None:
+def write_readme(out: Path, *, benchmark: str, config: dict, export: Path, examples: list[dict],
+                 gate_lines: list[str]) -> None:
     results_file = out / "ecom2f_eval_results.json"
     results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.is_file() else {}
     rows = [f"| exit {e['depth']} | {e['pq']:.2f} | {e['gflops']:.4f} |" for e in results.get("exits", [])]
@@ -109,8 +134,8 @@ def write_readme(out: Path, *, config: dict, export: Path, examples: list[dict],
         gate = results["gate"]
         rows.append(f"| utility gate at beta {config.get('gate_beta', 0):g} (mean depth {gate['mean_depth']:.2f}) | "
                     f"{gate['pq']:.2f} | {gate['gflops']:.4f} |")
-    example_lines = [f"- `{e['file']}`: validation image {e['index']}, drawn difficulty {e['difficulty']}"
-                     for e in examples]
+    example_lines = [f"- `{e['file']}`: validation image {e['index']}, "
+                     + ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("file", "index")) for e in examples]
     text = f"""# The demo's model: the main job's utility-gate EcoMask2Former
 
 A small gated EcoMask2Former (Swin `swin-mini` backbone, 6 deformable encoder layers with exits
@@ -118,9 +143,9 @@ A small gated EcoMask2Former (Swin `swin-mini` backbone, 6 deformable encoder la
 hidden size {config.get('gate_hidden_size')}; 128x128 synthetic images, {len(config.get('id2label', {}))} classes)
 so that a fresh clone runs `python demo/app.py` with no training.
 
-How it was made: `python examples/run_eco_m2f.py --benchmark shapes` (the main job: the shipped parent fine-tuned
+How it was made: `{MAIN_JOB[benchmark]}` (the main job on {TITLES[benchmark]}: the shipped parent fine-tuned
 for 100 steps, step 2, the utility gate of step 3, evaluation on 600 validation images), then
-`python demo/export_demo_model.py`, which copied the weights, configuration (without `auto_map`: the custom-code
+`python demo/export_demo_model.py --benchmark {benchmark}`, which copied the weights, configuration (without `auto_map`: the custom-code
 files of the Hub export are not kept, the demo imports this project), image processor, evaluation results and plot
 from `{export}`, rendered the example images (`demo/examples/`) and wrote `SHA256SUMS`
 (`sha256sum -c SHA256SUMS` in this folder checks them).
@@ -131,12 +156,12 @@ Main job evaluation (600 validation images; GFLOPs per image at 128x128):
 |---|---|---|
 {chr(10).join(rows)}
 
-What the gate decides on the example images as beta grows (measured by this script; the demo's beta slider spans
-0 to 0.01):
+What the gate decides on the example images as beta grows (measured by this script at every position of the demo's
+beta slider, {BETA_SLIDER[0]:g} to {BETA_SLIDER[1]:g} in steps of {BETA_SLIDER[2]:g}):
 
 {chr(10).join(gate_lines)}
 
-Example images (`demo/examples/`, the depth benchmark's validation split, seed 0):
+Example images (`demo/examples/`, the validation split of {TITLES[benchmark]}, seed 0, never trained on):
 
 {chr(10).join(example_lines)}
 """
@@ -145,17 +170,19 @@ Example images (`demo/examples/`, the depth benchmark's validation split, seed 0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--export", default="outputs/main_job_shapes/hub_export",
-                        help="the Hub export of the main job on shapes")
+    parser.add_argument("--benchmark", choices=sorted(EXPORTS), default="maze",
+                        help="whose main job the model comes from, and whose validation images are the examples")
+    parser.add_argument("--export", default=None, help="the main job's Hub export (default: EXPORTS[benchmark])")
     parser.add_argument("--out", default=str(HERE / "model"))
     parser.add_argument("--examples_out", default=str(HERE / "examples"))
-    parser.add_argument("--search", type=int, default=120, help="validation images searched for the difficulties")
+    parser.add_argument("--search", type=int, default=120, help="validation images searched for the examples")
     parser.add_argument("--seed", type=int, default=0, help="the benchmark's seed (the main job's default)")
     args = parser.parse_args()
-    export, out, examples_out = Path(args.export), Path(args.out), Path(args.examples_out)
-    config = copy_model(export, out)
-    examples = render_examples(examples_out, search=args.search, seed=args.seed)
-    write_readme(out, config=config, export=export, examples=examples,
+    export = Path(args.export or EXPORTS[args.benchmark])
+    out, examples_out = Path(args.out), Path(args.examples_out)
+    config = copy_model(export, out, command=MAIN_JOB[args.benchmark])
+    examples = render_examples(examples_out, benchmark=args.benchmark, search=args.search, seed=args.seed)
+    write_readme(out, benchmark=args.benchmark, config=config, export=export, examples=examples,
                  gate_lines=gate_decisions(out, examples_out, examples))
     write_checksums(out)
     write_checksums(examples_out)

@@ -43,7 +43,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1400,1500")
-HARD_EXAMPLE = "difficulty 0.96"
+HARD_EXAMPLE = "rooms 4"  # the four-room maze: the gate sends it deep at beta 0
 STATS = re.compile(r"Depth: (\d+) of (\d+) encoder layers.*?encoder GFLOPs ([\d.]+) ([\d.]+) (\d+)%"
                    r".*?total GFLOPs ([\d.]+) ([\d.]+) (\d+)%", re.S)
 
@@ -114,7 +114,12 @@ def expected():
         r = segmenter.segment(hard, budget=budget)
         return r.depth, round(r.encoder_gflops, 4), round(r.total_gflops, 4)
 
-    return {"beta 0": run(Budget("gate", beta=0.0)), "beta 0.0002": run(Budget("gate", beta=0.0002)),
+    low, high, step = engine.BETA_SLIDER
+    at_zero = run(Budget("gate", beta=low))
+    positions = range(1, round((high - low) / step) + 1)  # slider steps to the right
+    moved = next(n for n in positions if run(Budget("gate", beta=round(low + n * step, 6)))[0] != at_zero[0])
+    beta = round(low + moved * step, 6)
+    return {"beta 0": at_zero, "moved": (moved, beta, run(Budget("gate", beta=beta))),
             "share min": run(Budget("budget", share=math.ceil(100 * segmenter.shallowest_share) / 100)),
             "share 1": run(Budget("budget", share=1.0)), "fixed 5": run(Budget("fixed", depth=5)),
             "full": (segmenter.max_depth, round(segmenter.segment(hard, budget=Budget("fixed")).encoder_gflops, 4))}
@@ -162,16 +167,16 @@ def test_moving_the_budget_changes_depth_gflops_and_overlay(app_url, browser, ex
     assert (max_depth, enc_full) == expected["full"] and enc_share == round(100 * enc / enc_full)
     before = _overlay_src(browser)
 
-    slider = browser.find_element(By.CSS_SELECTOR, "#beta input[type=range]")  # move beta by two steps: 0.0002
-    slider.send_keys(Keys.ARROW_RIGHT)
-    slider.send_keys(Keys.ARROW_RIGHT)
-    _wait(browser, lambda: (_stats(browser) or (0,))[0] == expected["beta 0.0002"][0], "the depth at beta 0.0002")
+    steps, beta, at_beta = expected["moved"]  # the first slider position where the gate picks another depth
+    slider = browser.find_element(By.CSS_SELECTOR, "#beta input[type=range]")
+    for _ in range(steps):
+        slider.send_keys(Keys.ARROW_RIGHT)
+    _wait(browser, lambda: f"beta {beta:g}" in browser.find_element(By.ID, "stats").text
+          and (_stats(browser) or (0,))[0] == at_beta[0], f"the depth at beta {beta:g}")
     stats = _stats(browser)
-    assert (stats[0], stats[2], stats[5]) == expected["beta 0.0002"]
-    assert expected["beta 0.0002"] != expected["beta 0"], "the shipped gate no longer changes depth at beta 0.0002"
+    assert (stats[0], stats[2], stats[5]) == at_beta
     assert stats[2] < enc and stats[5] < total  # shallower: cheaper encoder and total
     assert _overlay_src(browser) != before
-    assert "beta 0.0002" in browser.find_element(By.ID, "stats").text
 
     budget = browser.find_element(By.CSS_SELECTOR, "#share input[type=range]")
     budget.send_keys(Keys.HOME)  # the smallest encoder budget: selects the budget mode, calibrates beta
