@@ -4,7 +4,7 @@ The gate is the model's own `EcoExitGate` (pooled input-projected 1/32 map -> on
 `mean` or `mean_std` pooling) trained as `modeling_ecom2f.recipe.gate_training` trains a utility gate: mean-squared
 regression of each exit's per-image quality gain over the shallowest exit (`utility_targets`), AdamW, learning rate
 1e-2, weight decay 0.01, batch 32, 60 epochs with a cosine schedule, gradient norm clipped at 1 (the step-3 parser's
-defaults). A share of the gate's training images is held out; on it `routing.calibrate_beta` picks, for each
+defaults; a plain loop, without step 3's 5% warm-up, with weight decay on every parameter). A share of the gate's training images is held out; on it `routing.calibrate_beta` picks, for each
 budget (mean encoder cost as a fraction of full depth), the beta whose routing meets it. The depths on the evaluation
 images then come from the model's own rule (`routing.utility_depths`), and each routing is compared with the
 fixed-exit frontier and its random control with bootstrap standard errors (`depth_probe_analysis`).
@@ -26,12 +26,21 @@ from modeling_ecom2f.recipe.routing import calibrate_beta, utility_depths
 
 def train_utility_gate(maps: np.ndarray, quality: np.ndarray, *, hidden_size: int | None = None,
                        pooling: str = "mean", epochs: int = 60, batch_size: int = 32, learning_rate: float = 1e-2,
-                       weight_decay: float = 0.01, max_grad_norm: float = 1.0, seed: int = 0) -> EcoExitGate:
-    """An `EcoExitGate` regressing `utility_targets(quality)` from the gate maps `(N, d, h, w)`."""
+                       weight_decay: float = 0.01, max_grad_norm: float = 1.0, seed: int = 0,
+                       init_std: float | None = None) -> EcoExitGate:
+    """An `EcoExitGate` regressing `utility_targets(quality)` from the gate maps `(N, d, h, w)`. `init_std`: start
+    as step 3's `recipe.modeling.rebuild_gate` does (first layer normal with this std, zero biases); None keeps the
+    module's own initialisation."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     gate = EcoExitGate(in_channels=maps.shape[1], num_exits=quality.shape[1], hidden_size=hidden_size,
                        pooling=pooling)
+    if init_std is not None:
+        for layer in gate.modules():
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.zeros_(layer.bias)
+        first = gate.classifier if hidden_size is None else gate.classifier[0]
+        torch.nn.init.normal_(first.weight, std=init_std)
     inputs = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
     targets = torch.from_numpy(utility_targets(quality))
     optimizer = torch.optim.AdamW(gate.parameters(), lr=learning_rate, weight_decay=weight_decay)

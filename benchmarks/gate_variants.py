@@ -2,8 +2,11 @@
 
 Reads a main-job folder of `examples/run_eco_m2f.py` (its `data/`, `step1_parent/`, `step2_derived/` and
 `evaluation/per_exit_counts.npz`), caches the pixel decoder's input-projected maps of every training and validation
-image once, and trains every variant of the gate (`EcoExitGate`, the model's own module) on the derived data set's
-per-image quality gains with step 3's optimiser settings (`build_train_gate_parser` defaults), several seeds each:
+image once, and trains every variant of the gate (`EcoExitGate`, the model's own module, started as step 3 starts it)
+on the derived data set's per-image quality gains with step 3's hyper-parameters (`build_train_gate_parser`
+defaults: learning rate, weight decay, epochs, batch, clipping) in the probes' plain loop
+(`depth_probe_gate.train_utility_gate`: cosine without step 3's warm-up, weight decay on every parameter), several
+seeds each:
 
 - input level (0 = 1/32, the paper's; 1 = 1/16; ...), pooling (`mean`, the paper's; `mean_std`), hidden layer;
 - **selection** on the held-out 20% of the training images only (step 3's own split): the mean per-image PQ of the
@@ -22,18 +25,18 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from depth_probe_gate import predict, train_utility_gate
 
-from modeling_ecom2f.ecom2f_gate import EcoExitGate
+from modeling_ecom2f.ecom2f_gate import GATE_POOLINGS, EcoExitGate
 from modeling_ecom2f.metrics import panoptic_from_counts
 from modeling_ecom2f.recipe.arguments import build_train_gate_parser
 from modeling_ecom2f.recipe.derived import load_derived_dataset, quality_matrix
-from modeling_ecom2f.recipe.gate_training import holdout_split, utility_targets
+from modeling_ecom2f.recipe.gate_training import holdout_split
 from modeling_ecom2f.recipe.main_job_statistics import PER_EXIT_COUNTS_FILE, load_per_exit_counts
 from modeling_ecom2f.recipe.routing import calibrate_beta, utility_depths
 
@@ -65,35 +68,15 @@ def cache_maps(job_dir: Path, *, batch_size: int = 32) -> dict[str, list[np.ndar
     return out
 
 
-def train_variant(maps: np.ndarray, targets: np.ndarray, *, pooling: str, hidden_size: int | None, seed: int,
+def train_variant(maps: np.ndarray, quality: np.ndarray, *, pooling: str, hidden_size: int | None, seed: int,
                   settings: argparse.Namespace, init_std: float) -> EcoExitGate:
-    """A fresh gate trained by MSE on `targets` (N, num_exits) with step 3's optimiser, schedule and clipping."""
-    torch.manual_seed(seed)
-    gate = EcoExitGate(in_channels=maps.shape[1], num_exits=targets.shape[1], hidden_size=hidden_size,
-                       pooling=pooling)
-    for layer in gate.modules():
-        if isinstance(layer, torch.nn.Linear):
-            torch.nn.init.zeros_(layer.bias)
-    first = gate.classifier if hidden_size is None else gate.classifier[0]
-    torch.nn.init.normal_(first.weight, std=init_std)  # as step 3's `rebuild_gate`
-    optimizer = torch.optim.AdamW(gate.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    batch = settings.per_device_train_batch_size
-    steps_per_epoch = len(maps) // batch
-    total = settings.num_train_epochs * steps_per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    x, y = torch.from_numpy(maps), torch.from_numpy(targets)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(settings.num_train_epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for step in range(steps_per_epoch):
-            index = order[step * batch:(step + 1) * batch]
-            loss = torch.nn.functional.mse_loss(gate(x[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(gate.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-    return gate.eval()
+    """A fresh gate regressing the per-exit gains of `quality` (N, num_exits), started as step 3 starts it and trained
+    with step 3's hyper-parameters (`settings`: `build_train_gate_parser` defaults) by the probes' loop
+    (`depth_probe_gate.train_utility_gate`)."""
+    return train_utility_gate(maps, quality, hidden_size=hidden_size, pooling=pooling, seed=seed, init_std=init_std,
+                              epochs=settings.num_train_epochs, batch_size=settings.per_device_train_batch_size,
+                              learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
+                              max_grad_norm=settings.max_grad_norm)
 
 
 def evaluate_variants(job_dir: Path, *, levels: list[int], poolings: list[str], hidden_sizes: list[int | None],
@@ -104,7 +87,6 @@ def evaluate_variants(job_dir: Path, *, levels: list[int], poolings: list[str], 
     derived, info = load_derived_dataset(job_dir / "step2_derived")
     exits = list(config.exit_layers)
     quality = quality_matrix(derived, exits, column=info.get("quality", "pq"))  # (N_train, num_exits)
-    targets = utility_targets(quality)
     per_exit = load_per_exit_counts(job_dir / "evaluation" / PER_EXIT_COUNTS_FILE)
     counts = per_exit["counts"]  # (num_exits, N_val, 4, num_categories)
 
@@ -123,11 +105,9 @@ def evaluate_variants(job_dir: Path, *, levels: list[int], poolings: list[str], 
     for level, pooling, hidden in itertools.product(levels, poolings, hidden_sizes):
         runs = []
         for seed in range(seeds):
-            gate = train_variant(maps["train"][level][train_idx], targets[train_idx], pooling=pooling,
+            gate = train_variant(maps["train"][level][train_idx], quality[train_idx], pooling=pooling,
                                  hidden_size=hidden, seed=seed, settings=settings, init_std=config.init_std)
-            with torch.no_grad():
-                held = gate(torch.from_numpy(maps["train"][level][holdout_idx])).numpy()
-                val = gate(torch.from_numpy(maps["validation"][level])).numpy()
+            held, val = predict(gate, maps["train"][level][holdout_idx]), predict(gate, maps["validation"][level])
             beta, fraction = calibrate_beta(held, exits, target_fraction=target_fraction)
             depths = utility_depths(held, exits, beta)
             held_pq = 100 * quality[holdout_idx][np.arange(len(depths)), np.searchsorted(exits, depths)].mean()
@@ -177,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--job_dir", default="outputs/main_job", help="a finished main job's --output_dir")
     parser.add_argument("--out", default=None, help="output path without suffix (default: JOB_DIR/gate_variants)")
     parser.add_argument("--levels", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--poolings", nargs="+", choices=("mean", "mean_std"), default=["mean", "mean_std"])
+    parser.add_argument("--poolings", nargs="+", choices=GATE_POOLINGS, default=list(GATE_POOLINGS))
     parser.add_argument("--hidden_sizes", type=int, nargs="+", default=[0, 32, 128], help="0: no hidden layer")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--target_encoder_fraction", type=float, default=0.7)
