@@ -27,6 +27,7 @@ from PIL import Image
 
 from modeling_ecom2f.data import maze_benchmark_config, render_maze_rooms_sample, render_synthetic_sample
 from modeling_ecom2f.data.synthetic_config import depth_benchmark_config
+from modeling_ecom2f.recipe.main_job_presets import BENCHMARKS, DEFAULT_BENCHMARK
 
 from demo_engine import BETA_SLIDER  # this folder (the script's own) is on sys.path
 
@@ -34,10 +35,14 @@ HERE = Path(__file__).resolve().parent
 COPIED = ("model.safetensors", "preprocessor_config.json", "ecom2f_eval_results.json", "pq_gflops_tradeoff.png")
 DIFFICULTIES = (0.05, 0.35, 0.65, 0.95)
 """Targets for the shapes examples' drawn difficulty (camouflage and noise grow with it)."""
-EXPORTS = {"maze": "outputs/main_job/hub_export", "shapes": "outputs/main_job_shapes/hub_export"}
-"""The Hub export of the main job on each benchmark."""
-MAIN_JOB = {"maze": "python examples/run_eco_m2f.py", "shapes": "python examples/run_eco_m2f.py --benchmark shapes"}
-TITLES = {"maze": "the maze-rooms benchmark", "shapes": "the shapes benchmark"}
+
+
+def main_job(benchmark: str) -> tuple[str, str]:
+    """`(command, Hub export folder)` of the main job on `benchmark` (the pipeline's naming: a benchmark other than
+    the default adds `--benchmark NAME` and its name to the output folder)."""
+    suffix = "" if benchmark == DEFAULT_BENCHMARK else f"_{benchmark}"
+    command = "python examples/run_eco_m2f.py" + (f" --benchmark {benchmark}" if suffix else "")
+    return command, f"outputs/main_job{suffix}/hub_export"
 
 
 def copy_model(export: Path, out: Path, *, command: str) -> dict:
@@ -66,9 +71,10 @@ def render_examples(out: Path, *, benchmark: str, search: int, seed: int) -> lis
         samples = [render_maze_rooms_sample(config=config, split="validation", index=i) for i in range(search)]
         rooms = np.array([s.difficulty["rooms"] for s in samples])
         hops = np.array([s.difficulty["hops"] for s in samples])
-        picks = [int(np.flatnonzero(rooms == r)[hops[rooms == r].argmax()]) for r in range(config.min_rooms,
-                                                                                         config.max_rooms + 1)
-                 if (rooms == r).any()]
+        picks = []
+        for count in np.unique(rooms):  # per number of rooms, the image with the most hops
+            candidates = np.flatnonzero(rooms == count)
+            picks.append(int(candidates[hops[candidates].argmax()]))
         names = [f"rooms_{rooms[i]}_hops_{hops[i]}_validation_{i:03d}.png" for i in picks]
         described = [{"rooms": int(rooms[i]), "hops": int(hops[i])} for i in picks]
     else:
@@ -143,7 +149,7 @@ A small gated EcoMask2Former (Swin `swin-mini` backbone, 6 deformable encoder la
 hidden size {config.get('gate_hidden_size')}; 128x128 synthetic images, {len(config.get('id2label', {}))} classes)
 so that a fresh clone runs `python demo/app.py` with no training.
 
-How it was made: `{MAIN_JOB[benchmark]}` (the main job on {TITLES[benchmark]}: the shipped parent fine-tuned
+How it was made: `{main_job(benchmark)[0]}` (the main job on {BENCHMARKS[benchmark].title}: the shipped parent fine-tuned
 for 100 steps, step 2, the utility gate of step 3, evaluation on 600 validation images), then
 `python demo/export_demo_model.py --benchmark {benchmark}`, which copied the weights, configuration (without `auto_map`: the custom-code
 files of the Hub export are not kept, the demo imports this project), image processor, evaluation results and plot
@@ -161,7 +167,7 @@ beta slider, {BETA_SLIDER[0]:g} to {BETA_SLIDER[1]:g} in steps of {BETA_SLIDER[2
 
 {chr(10).join(gate_lines)}
 
-Example images (`demo/examples/`, the validation split of {TITLES[benchmark]}, seed 0, never trained on):
+Example images (`demo/examples/`, the validation split of {BENCHMARKS[benchmark].title}, seed 0, never trained on):
 
 {chr(10).join(example_lines)}
 """
@@ -170,17 +176,18 @@ Example images (`demo/examples/`, the validation split of {TITLES[benchmark]}, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--benchmark", choices=sorted(EXPORTS), default="maze",
+    parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), default=DEFAULT_BENCHMARK,
                         help="whose main job the model comes from, and whose validation images are the examples")
-    parser.add_argument("--export", default=None, help="the main job's Hub export (default: EXPORTS[benchmark])")
+    parser.add_argument("--export", default=None, help="the main job's Hub export (default: that benchmark's)")
     parser.add_argument("--out", default=str(HERE / "model"))
     parser.add_argument("--examples_out", default=str(HERE / "examples"))
     parser.add_argument("--search", type=int, default=120, help="validation images searched for the examples")
     parser.add_argument("--seed", type=int, default=0, help="the benchmark's seed (the main job's default)")
     args = parser.parse_args()
-    export = Path(args.export or EXPORTS[args.benchmark])
+    command, default_export = main_job(args.benchmark)
+    export = Path(args.export or default_export)
     out, examples_out = Path(args.out), Path(args.examples_out)
-    config = copy_model(export, out, command=MAIN_JOB[args.benchmark])
+    config = copy_model(export, out, command=command)
     examples = render_examples(examples_out, benchmark=args.benchmark, search=args.search, seed=args.seed)
     write_readme(out, benchmark=args.benchmark, config=config, export=export, examples=examples,
                  gate_lines=gate_decisions(out, examples_out, examples))

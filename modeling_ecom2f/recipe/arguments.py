@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..ecom2f_gate import GATE_POOLINGS
 from . import detection_arguments as detection
 from .argument_types import (
     add_eco_field_arguments,
@@ -229,7 +230,7 @@ def build_train_gate_parser(*, task: str = "segmentation") -> argparse.ArgumentP
                         help="trade-off in quality-fraction units (PQ, or box AP for detection) per encoder layer "
                              "(0.01 = 1 point per layer); required for classification, the default gate_beta of a "
                              "utility gate")
-    parser.add_argument("--gate_pooling", choices=("mean", "mean_std"), default=None,
+    parser.add_argument("--gate_pooling", choices=GATE_POOLINGS, default=None,
                         help="gate input pooling: mean (the paper, default) or mean_std (also each channel's spatial "
                              "standard deviation)")
     parser.add_argument("--gate_input_level", type=int, default=None,

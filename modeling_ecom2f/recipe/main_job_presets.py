@@ -42,7 +42,7 @@ class Benchmark:
     parent: Path
     step1_args: tuple[str, ...] = ()
     analysis_columns: tuple[str, ...] = ()  # more per-image columns the report relates the gain and gates to
-    utility_gate: UtilityGateForm = field(default_factory=lambda: UtilityGateForm())
+    utility_gate: UtilityGateForm = field(default_factory=UtilityGateForm)
 
 
 BENCHMARKS = {

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ..ecom2f_gate import GATE_POOLINGS
 from .arguments import (
     build_derive_exit_dataset_parser,
     build_evaluate_parser,
@@ -69,7 +70,7 @@ def build_run_parser() -> argparse.ArgumentParser:
                         help="betas at which the utility gate is evaluated")
     parser.add_argument("--target_encoder_fraction", type=float, default=DEFAULT_TARGET_FRACTION,
                         help="encoder budget the utility gate's default beta is calibrated for (held-out images)")
-    parser.add_argument("--utility_gate_pooling", choices=("mean", "mean_std"), default=None,
+    parser.add_argument("--utility_gate_pooling", choices=GATE_POOLINGS, default=None,
                         help="input pooling of the utility gate (default: the benchmark's, see "
                              "main_job_presets.BENCHMARKS; the classification gate keeps the paper's mean)")
     parser.add_argument("--utility_gate_hidden_size", type=int, default=None,
@@ -241,10 +242,11 @@ def run_eco_m2f(args: argparse.Namespace) -> dict:
     preset = replace(preset, train_images=args.train_images or preset.train_images,
                      validation_images=args.validation_images or preset.validation_images)
     deadline = args.deadline_minutes if args.deadline_minutes is not None else preset.deadline_minutes
-    paths = Paths(args.output_dir or f"outputs/main_job{benchmark_summary(preset, args)['suffix']}")
+    benchmark = benchmark_summary(preset, args)
+    paths = Paths(args.output_dir or f"outputs/main_job{benchmark['suffix']}")
     paths.root.mkdir(parents=True, exist_ok=True)
     summary: dict = {"preset": args.preset, "preset_values": preset.__dict__, "beta": args.beta,
-                     "benchmark": benchmark_summary(preset, args),
+                     "benchmark": benchmark,
                      "utility_betas": args.utility_betas, "steps": steps, "timings_s": {},
                      "deadline_minutes": deadline or None}
     current = ["start"]
