@@ -20,9 +20,9 @@ import itertools
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from modeling_ecom2f.metrics import intersection_and_union, miou_from_counts
+from modeling_ecom2f.recipe.main_job_statistics import spearman
 from modeling_ecom2f.recipe.routing import frontier_quality
 
 
@@ -62,9 +62,7 @@ def gain_statistics(gain: np.ndarray, difficulty: dict[str, np.ndarray], *, quan
     stats = {"mean": float(gain.mean()), "std": float(gain.std(ddof=1)) if gain.size > 1 else 0.0,
              "share_positive": float((gain > 0).mean()), "median": float(np.median(gain)), "spearman": {}}
     for name, column in difficulty.items():
-        column = np.asarray(column, dtype=np.float64)
-        constant = np.ptp(column) == 0 or np.ptp(gain) == 0  # no rank correlation is defined
-        stats["spearman"][name] = None if constant else float(spearmanr(column, gain).statistic)
+        stats["spearman"][name] = spearman(np.asarray(column, dtype=np.float64), gain)
     by = by or next(iter(difficulty), None)
     if by is not None:
         order = np.argsort(np.asarray(difficulty[by]), kind="stable")

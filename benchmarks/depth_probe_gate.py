@@ -21,6 +21,7 @@ from depth_probe_analysis import bootstrap_routing, passes
 
 from modeling_ecom2f.ecom2f_gate import EcoExitGate
 from modeling_ecom2f.recipe.gate_training import holdout_split, utility_targets
+from modeling_ecom2f.recipe.main_job_statistics import spearman
 from modeling_ecom2f.recipe.routing import calibrate_beta, utility_depths
 
 
@@ -101,14 +102,8 @@ def evaluate_gate(*, train_maps: np.ndarray, train_quality: np.ndarray, eval_map
             "holdout_constant_mse": float(((constant - held_target) ** 2).mean()),
             "eval_mse": float(((eval_pred - eval_target) ** 2).mean()),
             "eval_constant_mse": float(((constant - eval_target) ** 2).mean()),
-            "eval_spearman_predicted_vs_true_gain": _spearman(eval_pred[:, -1], eval_target[:, -1]),
+            "eval_spearman_predicted_vs_true_gain": spearman(eval_pred[:, -1], eval_target[:, -1]),
             "budgets": rows, "passing_budgets": int(sum(r["passes"] for r in rows))}
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else None
 
 
 __all__ = ["evaluate_gate", "predict", "train_utility_gate"]

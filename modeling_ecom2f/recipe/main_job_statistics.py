@@ -117,7 +117,8 @@ def bootstrap_gains(per_exit: dict, per_image: dict, modes: Sequence[dict], *, r
     return out
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman rank correlation of two per-image series; None where either is constant (no ranks to correlate)."""
     from scipy.stats import spearmanr
 
     if np.ptp(a) == 0 or np.ptp(b) == 0:
@@ -159,12 +160,12 @@ def difficulty_statistics(per_image: dict, modes: Sequence[dict], difficulty: np
     gain, level = series["gain"], series["difficulty"]
     return {"difficulty": difficulty_name,
             "gain_definition": f"per-image PQ of {series['full']} minus {series['shallow']} (points)",
-            "spearman_gain_vs_difficulty": _spearman(gain, level),
-            "spearman_gate_depth_vs_difficulty": {name: _spearman(depths, level)
+            "spearman_gain_vs_difficulty": spearman(gain, level),
+            "spearman_gate_depth_vs_difficulty": {name: spearman(depths, level)
                                                   for name, depths in series["gate_depths"].items()},
             "gain": {"mean": float(gain.mean()), "std": float(gain.std(ddof=1)) if gain.size > 1 else 0.0,
                      "share_positive": float((gain > 0).mean())}}
 
 
 __all__ = ["DEFAULT_RESAMPLES", "PER_EXIT_COUNTS_FILE", "bootstrap_gains", "difficulty_statistics",
-           "load_per_exit_counts", "mode_counts", "per_image_series", "save_per_exit_counts"]
+           "load_per_exit_counts", "mode_counts", "per_image_series", "save_per_exit_counts", "spearman"]
