@@ -52,13 +52,14 @@ class PartTimer:
                 p, self.elapsed.get(p, 0.0) + time.perf_counter() - self._start[p]))
 
 
-def run_once(model, timer: PartTimer, processor, x: torch.Tensor, size: int) -> dict[str, float]:
+def run_once(model, timer: PartTimer, processor, x: torch.Tensor, size: int, **forward_kwargs) -> dict[str, float]:
+    """One forward `model(pixel_values=x, **forward_kwargs)` and its panoptic post-processing: ms per `SHOWN` part."""
     timer.elapsed.clear()
     start = time.perf_counter()
-    outputs = model(pixel_values=x)
+    outputs = model(pixel_values=x, **forward_kwargs)
     forward = time.perf_counter() - start
     start = time.perf_counter()
-    processor.post_process_panoptic_segmentation(outputs, target_sizes=[(size, size)])
+    processor.post_process_panoptic_segmentation(outputs, target_sizes=[(size, size)] * x.shape[0])
     post = time.perf_counter() - start
     e = timer.elapsed
     parts = {
