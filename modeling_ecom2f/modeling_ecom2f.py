@@ -21,9 +21,9 @@ from transformers.models.mask2former.modeling_mask2former import (
 
 from configuration.configuration_ecom2f import EcoMask2FormerConfig
 
-from .ecom2f_decoder import use_fast_decoder_modules
 from .ecom2f_depth import validate_encoder_depths
 from .ecom2f_early_exit import EcoEarlyExitMixin, carry_fields
+from .ecom2f_fast_modules import use_fast_modules
 from .ecom2f_input_checks import check_pixel_values
 from .ecom2f_outputs import EcoMask2FormerForUniversalSegmentationOutput, EcoMask2FormerModelOutput
 from .ecom2f_pixel_decoder import EcoMask2FormerPixelLevelModule
@@ -42,7 +42,7 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
         EcoMask2FormerPreTrainedModel.__init__(self, config)
         self.pixel_level_module = EcoMask2FormerPixelLevelModule(config)
         self.transformer_module = Mask2FormerTransformerModule(in_features=config.feature_size, config=config)
-        use_fast_decoder_modules(self.transformer_module)  # same parameters and outputs, less work (ecom2f_decoder)
+        use_fast_modules(self)  # stand-ins: same parameters and outputs, less work (ecom2f_fast_modules)
         self.post_init()
 
     def compute_gate_logits(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
