@@ -4,8 +4,9 @@ blocks of rows at inference.
 The stock layers run `fc1` over every token at once: at 800x800 that is a `(13125, 1024)` activation in the
 deformable encoder and a `(40000, 384)` one in Swin's first stage, tens of MB each, written and read back by the
 activation as a separate pass, in fresh memory every layer. Per block of `BLOCK_ROWS` tokens the intermediate stays in
-the cache and its memory is reused, the activation runs in place and the residual is the `addmm` accumulator. The
-arithmetic per token is the stock one (float rounding aside); with autograd on, the stock unblocked path runs.
+the cache and its memory is reused, and the activation and the residual add are fused into the linear layers
+(`ecom2f_onednn_linear`). The arithmetic per token is the stock one (float rounding aside). Callers run the stock
+unblocked path when autograd is on.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-BLOCK_ROWS = 1024
+from .ecom2f_onednn_linear import linear
 
-_INPLACE_ACTIVATIONS = {"relu": torch.relu_, "gelu": torch.ops.aten.gelu_}
+BLOCK_ROWS = 512
 
 
 def blocked_feed_forward(
@@ -39,19 +40,13 @@ def blocked_feed_forward(
     Returns:
         A tensor shaped like `hidden_states`.
     """
-    act_ = _INPLACE_ACTIVATIONS[activation]
     block_rows = BLOCK_ROWS if block_rows is None else block_rows
     shape = hidden_states.shape
     rows = hidden_states.reshape(-1, shape[-1])  # (N, C)
     out = torch.empty_like(rows)
-    w1, w2 = fc1.weight.t(), fc2.weight.t()
     for start in range(0, rows.shape[0], block_rows):
         x = rows[start:start + block_rows]  # (n, C)
-        h = torch.addmm(fc1.bias, x if pre_norm is None else pre_norm(x), w1)  # (n, F)
-        act_(h)
-        block = out[start:start + block_rows]
-        torch.addmm(x, h, w2, out=block)  # residual + h @ W2^T
-        block.add_(fc2.bias)
-        if post_norm is not None:
-            block.copy_(post_norm(block))
+        h = linear(x if pre_norm is None else pre_norm(x), fc1.weight, fc1.bias, activation=activation)  # (n, F)
+        block = linear(h, fc2.weight, fc2.bias, residual=x)  # (n, C)
+        out[start:start + block_rows] = block if post_norm is None else post_norm(block)
     return out.view(shape)

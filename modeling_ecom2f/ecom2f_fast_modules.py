@@ -5,7 +5,9 @@ weights are untouched and outputs equal the stock ones up to float rounding.
 - transformer decoder: `ecom2f_decoder` (cross-attention without unused weights, mask predictor thresholding
   before the repeat over heads) and `ecom2f_masked_decoder` (the all-blocked-row rule on booleans);
 - deformable encoder layers: `ecom2f_fast_encoder_layer` (row-blocked feed-forward at inference);
-- Swin backbone blocks: `ecom2f_swin_layer` (windows by precomputed row indices, fused q/k/v, no full shift mask).
+- Swin backbone blocks: `ecom2f_swin_layer` (windows by precomputed row indices, fused q/k/v, no full shift mask);
+- every other `nn.Linear` (deformable attention projections, patch merging, heads): `ecom2f_onednn_linear`
+  (oneDNN at CPU inference).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .ecom2f_decoder import use_fast_decoder_modules
 from .ecom2f_encoder import EcoMask2FormerPixelDecoderEncoderLayer
 from .ecom2f_fast_encoder_layer import EcoFastPixelDecoderEncoderLayer
 from .ecom2f_masked_decoder import EcoMaskedAttentionDecoder
+from .ecom2f_onednn_linear import EcoLinear
 from .ecom2f_swin_layer import EcoSwinLayer
 
 # stock (or ecom2f) class -> its stand-in
@@ -28,6 +31,7 @@ STAND_INS: dict[type, type] = {
     Mask2FormerMaskedAttentionDecoder: EcoMaskedAttentionDecoder,
     EcoMask2FormerPixelDecoderEncoderLayer: EcoFastPixelDecoderEncoderLayer,
     SwinLayer: EcoSwinLayer,
+    nn.Linear: EcoLinear,
 }
 
 

@@ -14,9 +14,11 @@ then reverses partition, roll and padding (a copy each) before the residual. Her
 - the windows that the shift mask touches (the last row and column of windows) come last in that order and get
   their own attention call with bias + mask; the others use the bias alone, broadcast, so the full
   `(windows, heads, 49, 49)` mask is never built;
-- the MLP runs in row blocks (`ecom2f_blocked_ffn`).
+- the linear layers go through oneDNN at inference, with the residual adds fused (`ecom2f_onednn_linear`), and the
+  MLP runs in row blocks (`ecom2f_blocked_ffn`).
 
-Training, the eager attention (used by the ONNX export) and attention outputs take the stock forward.
+Training, the eager attention (used by the ONNX export), attention outputs, tracing and FLOP counting
+(`ecom2f_onednn_linear.observed`) take the stock forward.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch import nn
 from transformers.models.swin.modeling_swin import SwinLayer
 
 from .ecom2f_blocked_ffn import blocked_feed_forward
+from .ecom2f_onednn_linear import linear, observed
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ class EcoSwinLayer(SwinLayer):
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attention = self.attention
-        if self.training or kwargs.get("output_attentions") or attention.config._attn_implementation != "sdpa":
+        if (self.training or kwargs.get("output_attentions") or attention.config._attn_implementation != "sdpa"
+                or observed()):
             return super().forward(hidden_states, input_dimensions, always_partition=always_partition, **kwargs)
         if not always_partition:
             self.set_shift_and_window_size(input_dimensions)
@@ -105,15 +109,14 @@ class EcoSwinLayer(SwinLayer):
         plan = window_plan(batch, height, width, window, self.shift_size, hidden_states.device)
 
         weight = torch.cat([attention.q_proj.weight, attention.k_proj.weight, attention.v_proj.weight])  # (3C, C)
-        normed = self.layernorm_before(hidden_states).reshape(batch * tokens, channels)
-        if attention.q_proj.bias is None:
-            qkv, pad_value = normed @ weight.t(), None  # (B * L, 3C)
-        else:
-            bias = torch.cat([attention.q_proj.bias, attention.k_proj.bias, attention.v_proj.bias])
-            qkv, pad_value = torch.addmm(bias, normed, weight.t()), bias
+        bias = None
+        if attention.q_proj.bias is not None:
+            bias = torch.cat([attention.q_proj.bias, attention.k_proj.bias, attention.v_proj.bias])  # (3C,)
+        rows = hidden_states.reshape(batch * tokens, channels)
+        qkv = linear(self.layernorm_before(rows), weight, bias)  # (B * L, 3C)
         windows = qkv.index_select(0, plan.gather)  # (B * padded, 3C): rolled, padded, partitioned
         if plan.padding.numel():
-            value = windows.new_zeros(windows.shape[1]) if pad_value is None else pad_value
+            value = windows.new_zeros(windows.shape[1]) if bias is None else bias
             windows.index_copy_(0, plan.padding, value.expand(plan.padding.numel(), -1))
         position_bias = attention.relative_position_bias()  # (1, heads, w^2, w^2)
         area = window * window
@@ -131,7 +134,8 @@ class EcoSwinLayer(SwinLayer):
             outputs.append(out.transpose(1, 2).reshape(count * area, channels))  # (windows * w^2, C)
         attended = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         attended = attended.index_select(0, plan.scatter)  # (B * L, C): windows reversed, padding dropped
-        hidden_states = hidden_states + attention.o_proj(attended).view(batch, tokens, channels)
+        hidden_states = linear(attended, attention.o_proj.weight, attention.o_proj.bias, residual=rows)
+        hidden_states = hidden_states.view(batch, tokens, channels)
 
         if torch.is_grad_enabled() or self.mlp.activation_fn.__class__.__name__ != "GELUActivation":
             return hidden_states + self.mlp(self.layernorm_after(hidden_states)), None
