@@ -10,7 +10,7 @@ fraction of the GEMM rate: its multiply-adds (fvcore convention, `ecom2f_flops.c
 GEMM rate. Logits of the two models are compared (max |diff|) at every size.
 
 Stand-in gains: each ecom2f stand-in module (`STANDINS`) timed inside its part, installed vs swapped back to the
-stock class (same module, same captured inputs), interleaved, at `--gain-size` with one thread.
+stock class (same module, same captured inputs), interleaved, at `--gain-size` with one thread (`--gain-rounds`).
 
 Extra rows (`--rows`): `batch4` (batch 4 at 512: full depth, and mixed per-image depths), `onnx` (the exported
 full-depth graph in onnxruntime vs eager, `ecom2f_export.export_fixed_depth_onnx`), `compile` (`torch.compile` of
@@ -40,10 +40,19 @@ import benchmark_report as report  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from transformers import SwinConfig  # noqa: E402
-from transformers.models.mask2former.modeling_mask2former import Mask2FormerMaskPredictor  # noqa: E402
+from transformers.models.mask2former.modeling_mask2former import (  # noqa: E402
+    Mask2FormerMaskedAttentionDecoder,
+    Mask2FormerMaskPredictor,
+)
+from transformers.models.swin.modeling_swin import SwinLayer  # noqa: E402
 
 from modeling_ecom2f import EcoMask2FormerConfig, EcoMask2FormerForUniversalSegmentation  # noqa: E402
 from modeling_ecom2f.ecom2f_decoder import EcoMaskedCrossAttention, EcoMaskPredictor  # noqa: E402
+from modeling_ecom2f.ecom2f_encoder import EcoMask2FormerPixelDecoderEncoderLayer  # noqa: E402
+from modeling_ecom2f.ecom2f_fast_encoder_layer import EcoFastPixelDecoderEncoderLayer  # noqa: E402
+from modeling_ecom2f.ecom2f_masked_decoder import EcoMaskedAttentionDecoder  # noqa: E402
+from modeling_ecom2f.ecom2f_onednn_linear import EcoLinear  # noqa: E402
+from modeling_ecom2f.ecom2f_swin_layer import EcoSwinLayer  # noqa: E402
 from modeling_ecom2f.ecom2f_flops import count_gflops  # noqa: E402
 from processing.image_processing_ecom2f import EcoMask2FormerImageProcessor  # noqa: E402
 
@@ -54,9 +63,18 @@ PART_GFLOPS = {"backbone": "backbone", "deformable encoder": "encoder", "pixel d
 PART_LABELS = {"pixel decoder, other": "projections + FPN + mask projection",
                "transformer decoder": "transformer decoder", "other": "heads, glue"}
 # stand-in name -> (ecom2f class, stock class, part module path); every stand-in is a class swap in place
+BACKBONE, ENCODER, DECODER = ("model.pixel_level_module.encoder", "model.pixel_level_module.decoder.encoder",
+                              "model.transformer_module")
 STANDINS = {
-    "decoder masked cross-attention": (EcoMaskedCrossAttention, nn.MultiheadAttention, "model.transformer_module"),
-    "decoder mask predictor": (EcoMaskPredictor, Mask2FormerMaskPredictor, "model.transformer_module"),
+    "Swin block (`ecom2f_swin_layer`)": (EcoSwinLayer, SwinLayer, BACKBONE),
+    "deformable encoder layer (`ecom2f_fast_encoder_layer`)": (
+        EcoFastPixelDecoderEncoderLayer, EcoMask2FormerPixelDecoderEncoderLayer, ENCODER),
+    "oneDNN linear layers (`ecom2f_onednn_linear`; in the encoder: attention projections)": (
+        EcoLinear, nn.Linear, ENCODER),
+    "masked-attention decoder (`ecom2f_masked_decoder`)": (
+        EcoMaskedAttentionDecoder, Mask2FormerMaskedAttentionDecoder, DECODER),
+    "decoder masked cross-attention (`ecom2f_decoder`)": (EcoMaskedCrossAttention, nn.MultiheadAttention, DECODER),
+    "decoder mask predictor (`ecom2f_decoder`)": (EcoMaskPredictor, Mask2FormerMaskPredictor, DECODER),
 }
 
 
@@ -241,8 +259,8 @@ def run(args: argparse.Namespace) -> dict:
     payload = {"cells": cells, "gemm": gemm, "gflops": gflops, "logit_max_abs_diff": checks}
     if args.gains == "all":
         torch.set_num_threads(1)
-        payload["standin_gains"] = standin_gains(models, images(1, args.gain_size, args.seed), rounds=args.rounds,
-                                                 warmup=args.warmup)
+        payload["standin_gains"] = standin_gains(models, images(1, args.gain_size, args.seed),
+                                                 rounds=args.gain_rounds, warmup=args.warmup)
     if "batch4" in args.rows:
         payload["batch4"] = batch4_rows(models, timers, args)
     if "onnx" in args.rows:
@@ -307,7 +325,8 @@ def markdown(payload: dict) -> list[str]:
         lines += _part_table(f"{c['size']}x{c['size']}, {c['threads']} thread(s), batch 1", c["models"])
     if payload.get("standin_gains"):
         lines += [f"## Stand-in gains ({payload['meta']['gain_size']}x{payload['meta']['gain_size']}, 1 thread)", "",
-                  "Each stand-in timed inside its part, installed vs the stock class swapped back (same inputs).", "",
+                  f"Each stand-in timed inside its part, installed vs the stock class swapped back (same inputs), "
+                  f"{payload['meta']['gain_rounds']} interleaved rounds; median ms.", "",
                   "| stand-in | part | stock ms | stand-in ms | saved ms | gain |", "|---|---|---|---|---|---|"]
         for name, g in payload["standin_gains"].items():
             lines.append(f"| {name} | `{g['part']}` | {g['stock_ms']:.0f} | {g['standin_ms']:.0f} | "
@@ -354,6 +373,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", choices=("swin-t", "tiny"), default="swin-t")
     parser.add_argument("--gains", choices=("all", "none"), default="all", help="time the stand-in gains")
     parser.add_argument("--gain-size", type=int, default=800)
+    parser.add_argument("--gain-rounds", type=int, default=5, help="timed rounds of each stand-in gain")
     parser.add_argument("--rows", nargs="*", choices=("batch4", "onnx", "compile"), default=[])
     parser.add_argument("--batch-size", type=int, default=512, help="image size of the batch-4, ONNX, compile rows")
     parser.add_argument("--seed", type=int, default=0)

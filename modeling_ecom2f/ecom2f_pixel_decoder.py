@@ -218,8 +218,8 @@ class EcoMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
         # Extra FPN levels (1/4 for the default strides), exactly as stock Mask2Former.
         for idx, feature in enumerate(features[: self.num_fpn_levels][::-1]):
             lateral = self.lateral_convolutions[idx](feature)
-            upsampled = nn.functional.interpolate(
-                outputs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False
+            upsampled = nn.functional.interpolate(  # contiguous input: torch copies a channels-last-strided output
+                outputs[-1].contiguous(), size=lateral.shape[-2:], mode="bilinear", align_corners=False
             )
             outputs.append(self.output_convolutions[idx](lateral + upsampled))
 

@@ -19,7 +19,7 @@ def test_protocol_on_a_tiny_config(tmp_path):
     threads = torch.get_num_threads()
     try:
         payload = speed_protocol.main([
-            "--model", "tiny", "--sizes", "64", "--threads", "1", "--rounds", "2", "--gain-size", "64",
+            "--model", "tiny", "--sizes", "64", "--threads", "1", "--rounds", "2", "--gain-size", "64", "--gain-rounds", "1",
             "--rows", "batch4", "--batch-size", "64", "--out", str(tmp_path), "--name", "tiny",
         ])
     finally:
