@@ -1,6 +1,7 @@
 """A faster stand-in for the deformable encoder layer: the same parameters (state-dict keys) and outputs as
 `EcoMask2FormerPixelDecoderEncoderLayer` (the stock post-norm layer), with its feed-forward block run in row blocks
-at inference (`ecom2f_blocked_ffn`) and the attention residual added in place. Training runs the stock forward.
+at inference (`ecom2f_blocked_ffn`) and the attention residual added in place. Training, tracing and FLOP counting
+(`ecom2f_onednn_linear.observed`) run the stock forward.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import torch
 
 from .ecom2f_blocked_ffn import blocked_feed_forward
 from .ecom2f_encoder import EcoMask2FormerPixelDecoderEncoderLayer
+from .ecom2f_onednn_linear import observed
 
 
 class EcoFastPixelDecoderEncoderLayer(EcoMask2FormerPixelDecoderEncoderLayer):
@@ -24,7 +26,8 @@ class EcoFastPixelDecoderEncoderLayer(EcoMask2FormerPixelDecoderEncoderLayer):
         level_start_index: torch.Tensor | None = None,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, ...]:
-        if self.training or torch.is_grad_enabled() or self.activation_fn is not torch.nn.functional.relu:
+        if (self.training or torch.is_grad_enabled() or observed()
+                or self.activation_fn is not torch.nn.functional.relu):
             return super().forward(
                 hidden_states, attention_mask, position_embeddings=position_embeddings,
                 reference_points=reference_points, spatial_shapes_list=spatial_shapes_list,

@@ -6,7 +6,7 @@ Before every layer the stock decoder lets a query whose attention mask blocks ev
 `attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False`). transformers computes that as an int64
 sum over the boolean `(batch * heads, queries, h * w)` mask and a multiplication by the result: at 800x800 a 64 MB
 int64 copy, a sum and a pass over the mask at each of the three 1/8 layers. Here the same rule is a boolean
-`all(-1)` and an in-place `masked_fill_` of the rows it finds. The rest of the forward is the stock one.
+`all(-1)` and a boolean `and` (which ONNX exports too). The rest of the forward is the stock one.
 """
 
 from __future__ import annotations
@@ -21,10 +21,7 @@ from transformers.models.mask2former.modeling_mask2former import (
 def unblock_full_rows(attention_mask: torch.Tensor) -> torch.Tensor:
     """`attention_mask` `(batch * heads, queries, pixels)` (`True` = blocked) with every all-blocked row cleared,
     as the stock decoder's `attention_mask * (attention_mask.sum(-1) != pixels)`."""
-    full = attention_mask.all(-1, keepdim=True)  # (B * heads, Q, 1)
-    if torch.is_grad_enabled():
-        return attention_mask & ~full
-    return attention_mask.masked_fill_(full, False)
+    return attention_mask & ~attention_mask.all(-1, keepdim=True)  # (B * heads, Q, 1) rows broadcast
 
 
 class EcoMaskedAttentionDecoder(Mask2FormerMaskedAttentionDecoder):
