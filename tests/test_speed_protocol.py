@@ -20,7 +20,7 @@ def test_protocol_on_a_tiny_config(tmp_path):
     try:
         payload = speed_protocol.main([
             "--model", "tiny", "--sizes", "64", "--threads", "1", "--rounds", "2", "--gain-size", "64", "--gain-rounds", "1",
-            "--rows", "batch4", "--batch-size", "64", "--out", str(tmp_path), "--name", "tiny",
+            "--rows", "batch4", "onnx", "--batch-size", "64", "--out", str(tmp_path), "--name", "tiny",
         ])
     finally:
         torch.set_num_threads(threads)
@@ -49,3 +49,6 @@ def test_protocol_on_a_tiny_config(tmp_path):
     assert row["models"]["ecom2f mixed"]["deformable encoder"]["gmacs"] < row["models"]["ecom2f"]["deformable encoder"]["gmacs"]
     text = (tmp_path / "tiny.md").read_text()
     assert "| 64 | 1 |" in text and "Stand-in gains" in text and "batch 4 at 64x64" in text
+    (onnx,) = payload["onnx"]
+    assert onnx["mask_logits_max_abs_diff"] <= 1e-4 and onnx["onnxruntime"]["median_ms"] > 0
+    assert "onnxruntime vs eager" in text
