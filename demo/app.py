@@ -33,6 +33,20 @@ BUDGET_CHOICES = [("Gate: utility beta", "gate"), ("Encoder budget: share of ful
 LOCAL_FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
+class EcoDemoImageInput(gr.Image):
+    """The page's image input: gr.Image's look (the picture itself, examples as thumbnails) handing `run` the file's
+    path. A file that is no picture reaches `run` as its path too, so that the page says so (`load_image`) instead of
+    stopping at the stock component's decoding error."""
+
+    is_template = True  # drawn by gr.Image's frontend
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except OSError:  # PIL.UnidentifiedImageError: not a picture
+            return payload.path
+
+
 def stats_markdown(result: DemoResult) -> str:
     """The depth and the cost of one image against full depth, as the page shows them."""
     def share(part: float, whole: float) -> str:
@@ -66,8 +80,9 @@ def build_app(segmenter: DemoSegmenter, *, examples: list[Path], max_side: int, 
                     f"{segmenter.exits}, {gate}. Upload an image or pick an example, then move the budget.")
         with gr.Row():
             with gr.Column(scale=2):
-                upload = gr.File(label="Image", type="filepath", value=str(examples[0]) if examples else None,
-                                 elem_id="upload")
+                upload = EcoDemoImageInput(label="Image", type="filepath", image_mode=None, height=300,
+                                           sources=["upload", "clipboard"], elem_id="upload",
+                                           value=str(examples[0]) if examples else None)
                 if examples:
                     gr.Examples(examples=[[str(p)] for p in examples], inputs=[upload],
                                 example_labels=[p.stem.replace("_", " ") for p in examples], label="Bundled examples")
