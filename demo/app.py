@@ -33,18 +33,21 @@ BUDGET_CHOICES = [("Gate: utility beta", "gate"), ("Encoder budget: share of ful
 LOCAL_FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
-class EcoDemoImageInput(gr.Image):
-    """The page's image input: gr.Image's look (the picture itself, examples as thumbnails) handing `run` the file's
-    path. A file that is no picture reaches `run` as its path too, so that the page says so (`load_image`) instead of
-    stopping at the stock component's decoding error."""
+def picture_input(**kwargs) -> gr.Image:
+    """The page's image input: a gr.Image (the picture itself, not a file name) handing `run` the file's path, also
+    for a file that is no picture, so that the page says so (`load_image`) instead of stopping at the component's own
+    decoding error. Set on the instance: a gr.Image subclass would make Gradio write a `.pyi` stub beside this file."""
+    picture = gr.Image(type="filepath", image_mode=None, **kwargs)
+    stock = picture.preprocess
 
-    is_template = True  # drawn by gr.Image's frontend
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return stock(payload)
         except OSError:  # PIL.UnidentifiedImageError: not a picture
             return payload.path
+
+    picture.preprocess = preprocess
+    return picture
 
 
 def stats_markdown(result: DemoResult) -> str:
@@ -80,9 +83,8 @@ def build_app(segmenter: DemoSegmenter, *, examples: list[Path], max_side: int, 
                     f"{segmenter.exits}, {gate}. Upload an image or pick an example, then move the budget.")
         with gr.Row():
             with gr.Column(scale=2):
-                upload = EcoDemoImageInput(label="Image", type="filepath", image_mode=None, height=300,
-                                           sources=["upload", "clipboard"], elem_id="upload",
-                                           value=str(examples[0]) if examples else None)
+                upload = picture_input(label="Image", height=300, sources=["upload", "clipboard"], elem_id="upload",
+                                       value=str(examples[0]) if examples else None)
                 if examples:
                     gr.Examples(examples=[[str(p)] for p in examples], inputs=[upload],
                                 example_labels=[p.stem.replace("_", " ") for p in examples], label="Bundled examples")
