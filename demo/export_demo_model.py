@@ -9,8 +9,8 @@ per image. `--benchmark shapes` exports the main job on shapes instead (run it w
 exit gives the same quality and the gate decides alike for every image. The Hub export also holds the
 model's custom code for `trust_remote_code`; the demo runs with this project installed, so the copy keeps only the
 weights, the configuration and the image processor (both without `auto_map`, which would point at code files the
-copy does not have and make `pipeline(...)` ask to run remote code), the evaluation results and the trade-off plot, and writes a README and SHA256SUMS. The examples are
-validation images of the same benchmark (never trained on) at spread difficulties. Rerun both commands when the
+copy does not have and make `pipeline(...)` ask to run remote code), the evaluation results and the trade-off
+plot, and writes a README and SHA256SUMS. The examples are validation images of the same benchmark (never trained on) at spread difficulties. Rerun both commands when the
 benchmark or the recipe changes.
 """
 
@@ -155,8 +155,9 @@ so that a fresh clone runs `python demo/app.py` with no training.
 
 How it was made: `{main_job(benchmark)[0]}` (the main job on {BENCHMARKS[benchmark].title}: the shipped parent fine-tuned
 for 100 steps, step 2, the utility gate of step 3, evaluation on 600 validation images), then
-`python demo/export_demo_model.py --benchmark {benchmark}`, which copied the weights, configuration and image processor (without `auto_map`:
-the custom-code files of the Hub export are not kept, `import modeling_ecom2f` registers the classes), evaluation results and plot
+`python demo/export_demo_model.py --benchmark {benchmark}`, which copied the weights, configuration and image
+processor (without `auto_map`: the custom-code files of the Hub export are not kept, `import modeling_ecom2f`
+registers the classes), evaluation results and plot
 from `{export}`, rendered the example images (`demo/examples/`) and wrote `SHA256SUMS`
 (`sha256sum -c SHA256SUMS` in this folder checks them).
 

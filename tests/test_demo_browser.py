@@ -1,7 +1,7 @@
 """The demo app (`demo/app.py`) in a real headless Chromium: start it on a loopback port, pick an example, move the
 budget, and check that the input picture shows, and that the overlay, the reported depth and the GFLOPs change as the
-model says they should; bad uploads get a message in the page. ECOM2F_DEMO_SCREENSHOT=docs/demo_screenshot.jpg keeps the screenshot (the
-README's)."""
+model says they should; bad uploads get a message in the page. ECOM2F_DEMO_SCREENSHOT=docs/demo_screenshot.jpg
+keeps the screenshot (the README's)."""
 
 from __future__ import annotations
 

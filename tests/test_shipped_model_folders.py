@@ -7,6 +7,7 @@ Each folder runs in a fresh interpreter with stdin closed, so a prompt shows in 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from helpers.demo import DEMO, demo_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = sorted((ROOT / "demo" / "examples").glob("*.png"))[0]
@@ -68,3 +71,27 @@ def test_shipped_folder_loads_without_the_remote_code_prompt(folder):
     assert loaded[:3] == ["EcoMask2FormerConfig", "EcoMask2FormerImageProcessor",
                           "EcoMask2FormerForUniversalSegmentation"], loaded
     assert int(loaded[3]) >= 1, loaded
+
+
+def test_the_demo_exporter_drops_auto_map_from_both_json_files(tmp_path):
+    """`demo/export_demo_model.py` copies a Hub export (code files and `auto_map`) into a folder without code."""
+    demo_engine()  # the exporter imports it by its module name
+    spec = importlib.util.spec_from_file_location("export_demo_model", DEMO / "export_demo_model.py")
+    exporter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exporter)
+    export = tmp_path / "hub_export"
+    export.mkdir()
+    config = {"model_type": "eco_mask2former", "exit_layers": [2, 3],
+              "auto_map": {"AutoConfig": "configuration_ecom2f.EcoMask2FormerConfig"}}
+    processor = {"image_processor_type": "EcoMask2FormerImageProcessor", "size_divisor": 32,
+                 "auto_map": {"AutoImageProcessor": "image_processing_ecom2f.EcoMask2FormerImageProcessor"}}
+    (export / "config.json").write_text(json.dumps(config))
+    (export / "preprocessor_config.json").write_text(json.dumps(processor))
+    (export / "model.safetensors").write_bytes(b"weights")
+    (export / "image_processing_ecom2f.py").write_text("# custom code the copy leaves behind\n")
+    out = tmp_path / "model"
+    written = exporter.copy_model(export, out, command="the main job")
+    config.pop("auto_map"), processor.pop("auto_map")
+    assert written == config == json.loads((out / "config.json").read_text())
+    assert json.loads((out / "preprocessor_config.json").read_text()) == processor
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]

@@ -19,7 +19,8 @@ class UtilityGateForm:
     input_level: int = 0
 
     def __post_init__(self) -> None:
-        # The model config's rules judge the form (a ValueError naming gate_pooling, gate_hidden_size or gate_input_level).
+        # The model config's rules judge the form (a ValueError naming gate_pooling, gate_hidden_size or
+        # gate_input_level).
         EcoMask2FormerConfig(gate_pooling=self.pooling, gate_hidden_size=self.hidden_size,
                              gate_input_level=self.input_level)
 
