@@ -32,6 +32,7 @@ import bench_common as common  # noqa: E402
 import torch  # noqa: E402
 
 import modeling_ecom2f.modeling_ecom2f as modeling  # noqa: E402
+from modeling_ecom2f.ecom2f_size_groups import pad_images  # noqa: E402
 
 DEFAULT_MIXED = ["256x256", "256x384", "192x320", "320x224"]
 
@@ -45,17 +46,6 @@ def size_check_off():
         yield
     finally:
         modeling.size_groups = original
-
-
-def padded(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images `(3, h, w)` padded at the bottom/right into one batch, with the processor's `pixel_mask`."""
-    height, width = max(x.shape[1] for x in images), max(x.shape[2] for x in images)
-    pixel_values = torch.zeros(len(images), 3, height, width)
-    pixel_mask = torch.zeros(len(images), height, width, dtype=torch.long)
-    for i, image in enumerate(images):
-        pixel_values[i, :, : image.shape[1], : image.shape[2]] = image
-        pixel_mask[i, : image.shape[1], : image.shape[2]] = 1
-    return pixel_values, pixel_mask
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -79,7 +69,7 @@ def main() -> None:
     ones = torch.ones(args.batch, *args.size, dtype=torch.long)
     mixed_sizes = [parse_size(s) for s in args.mixed]
     images = [torch.randn(3, h, w, generator=generator) for h, w in mixed_sizes]
-    mixed, mixed_mask = padded(images)
+    mixed, mixed_mask = pad_images(images)
     singles = [(image[None], torch.ones(1, *image.shape[1:], dtype=torch.long)) for image in images]
 
     def before_same():

@@ -107,6 +107,18 @@ def size_groups(pixel_mask: torch.Tensor | None, pixel_values: torch.Tensor) -> 
     ]
 
 
+def pad_images(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images `(channels, h_i, w_i)` padded with zeros at the bottom/right into one batch, as the image processors
+    pad, with the matching `pixel_mask` `(batch, h_max, w_max)` (1 on each image, 0 on padding)."""
+    height, width = max(x.shape[-2] for x in images), max(x.shape[-1] for x in images)
+    pixel_values = images[0].new_zeros(len(images), images[0].shape[0], height, width)
+    pixel_mask = torch.zeros(len(images), height, width, dtype=torch.long, device=images[0].device)
+    for i, image in enumerate(images):
+        pixel_values[i, :, : image.shape[-2], : image.shape[-1]] = image
+        pixel_mask[i, : image.shape[-2], : image.shape[-1]] = 1
+    return pixel_values, pixel_mask
+
+
 def merge_group_tensors(
     parts: list[torch.Tensor], groups: list[EcoSizeGroup], *, batch_size: int, batch_dim: int = 0, fill: float = 0.0
 ) -> torch.Tensor:
@@ -181,6 +193,7 @@ __all__ = [
     "image_extents",
     "merge_group_outputs",
     "merge_group_tensors",
+    "pad_images",
     "run_size_groups",
     "size_groups",
 ]
