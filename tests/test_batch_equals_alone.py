@@ -219,3 +219,19 @@ def test_demo_model_keeps_the_4_room_examples_depth_and_labels_next_to_a_crop():
     # Without target sizes, every result has its image's own processed size (not a fixed 384 x 384).
     shapes = [tuple(r["segmentation"].shape) for r in processor.post_process_panoptic_segmentation(batch)]
     assert shapes == [tuple(size) for size in batch.image_sizes.tolist()] and shapes[0] == (128, 128)
+
+
+def test_a_mixed_size_training_step_supervises_each_image_on_its_own_area():
+    from helpers.models import tiny_labels
+
+    model = tiny_eco_model().train()
+    images = [torch.randn(3, 64, 96, generator=torch.Generator().manual_seed(2)), torch.randn(3, 64, 64)]
+    pixel_values, pixel_mask = pad_images(images)
+    mask_labels, class_labels = tiny_labels(2, 64, 96)
+    mask_labels[1][:, :, 64:] = 0  # the processor pads mask labels with 0
+    out = model(pixel_values=pixel_values, pixel_mask=pixel_mask, mask_labels=mask_labels, class_labels=class_labels,
+                num_encoder_layers=2)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert (out.masks_queries_logits[1, :, :, 16:] == -1e4).all()  # outside the 64x64 image: a constant "no segment"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
