@@ -188,6 +188,10 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
     `pixel_values` `(B, 3, H, W)`, `pixel_mask` `(B, H, W)` (1 = image, 0 = padding) and, with maps,
     `mask_labels` (per image `(n_i, H, W)`) and `class_labels` (per image `(n_i,)`).
 
+    For `pipeline("image-segmentation", batch_size=N)` over images of different sizes, set the stock `pad_size`
+    (e.g. `{"height": 256, "width": 256}` for `longest_edge=256`): the stock pipeline concatenates `pixel_values`
+    without padding; the model crops each image's padding away again, so every image gets its `batch_size=1` result.
+
     gate_beta (`float`, *optional*):
         Trade-off of a `"utility"` gate (`EcoMask2FormerConfig.gate_objective`); when set, every output carries it as
         `gate_beta`, which the model's forward takes, so a pipeline built with this processor uses that beta.
