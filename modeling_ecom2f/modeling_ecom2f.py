@@ -213,7 +213,8 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
     """Mask2Former for panoptic, instance and semantic segmentation with input-adaptive encoder depth.
 
     Outputs are the stock ones (so the stock image processor's `post_process_*` methods work) plus
-    `encoder_layers_used` `(batch,)` and `gate_logits` `(batch, num_exits)`.
+    `encoder_layers_used` `(batch,)`, `gate_logits` `(batch, num_exits)` and, for batches of different sizes,
+    `image_sizes` / `mask_sizes` `(batch, 2)`: each image's own area (see `EcoImageSizeOutputFields`).
 
     `push_to_hub` is the stock method (weights, config). To publish a repository that loads with
     `trust_remote_code=True` (custom code, `auto_map`, model card), use the project's Hub tooling, which this model
