@@ -71,3 +71,19 @@ def test_licence_matches_the_package_metadata_and_the_citation_names_both_papers
     assert citation["cff-version"] == "1.2.0" and citation["license"] == "Apache-2.0"
     identifiers = {i["value"] for ref in citation["references"] for i in ref["identifiers"]}
     assert identifiers == {"arXiv:2404.15244", "arXiv:2404.14657"}
+
+
+def test_the_front_page_usage_example_runs_as_pasted(tmp_path):
+    """The README's Python block, run from the repository root in a fresh interpreter with stdin closed (a trust
+    prompt for remote code would fail it), prints the depths its comment announces."""
+    import subprocess
+    import sys
+
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
+    script = tmp_path / "usage.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    announced = re.search(r"# (tensor\(\[\d+\]\) tensor\(\[\d+\]\)): depth per image", code).group(1)
+    assert announced in done.stdout
