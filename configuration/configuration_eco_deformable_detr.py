@@ -7,11 +7,13 @@ modules, the same state-dict keys (plus the small gate) and, at full encoder dep
 
 from __future__ import annotations
 
+from huggingface_hub.dataclasses import strict
 from transformers import DeformableDetrConfig
 
 from configuration.configuration_ecom2f import EcoEarlyExitConfigMixin
 
 
+@strict
 class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
     r"""
     Configuration of [`EcoDeformableDetrForObjectDetection`]. Every field of [`DeformableDetrConfig`] keeps its
@@ -73,6 +75,11 @@ class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
         super().__post_init__(**kwargs)
         # A stock config.json loaded into this class carries `model_type="deformable_detr"`; the class value wins.
         self.__dict__.pop("model_type", None)
+        self._finish_eco_fields()
+
+    def validate_architecture(self) -> None:
+        """The stock rules and the shared ecom2f ones (`EcoEarlyExitConfigMixin.validate_architecture`), after the
+        two checks of this class."""
         if self.two_stage:
             raise ValueError(
                 "two_stage=True is not supported by EcoDeformableDetrConfig (early exit and token scaling are "
@@ -80,7 +87,7 @@ class EcoDeformableDetrConfig(EcoEarlyExitConfigMixin, DeformableDetrConfig):
             )
         if self.num_feature_levels < 1:
             raise ValueError(f"num_feature_levels must be >= 1, got {self.num_feature_levels}")
-        self._finish_eco_fields()
+        super().validate_architecture()
 
 
 __all__ = ["EcoDeformableDetrConfig"]

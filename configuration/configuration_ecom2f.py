@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from huggingface_hub.dataclasses import strict
 from transformers import Mask2FormerConfig
 
 EXIT_LOSS_WEIGHTINGS = ("linear", "uniform")
@@ -34,8 +35,14 @@ class EcoEarlyExitConfigMixin:
 
     A dataclass, so a config that lists it before the stock config (`class C(EcoEarlyExitConfigMixin, StockConfig)`)
     gets these fields after the stock ones. The host config provides `encoder_layers`, `num_feature_levels`
-    (encoder levels) and `encoder_n_points`, and calls `_finish_eco_fields()` from its `__post_init__`. Levels are
+    (encoder levels) and `encoder_n_points`, calls `_finish_eco_fields()` from its `__post_init__` and is decorated
+    with huggingface_hub's `@strict`, so that its `validate()` runs this mixin's `validate_architecture`. Levels are
     indexed coarse to fine here (0 = coarsest).
+
+    Validation follows transformers: the rules live in `validate_architecture()`, the method transformers' configs
+    extend (a `ValueError` naming the field). It runs at construction, in `validate()` (huggingface_hub's strict
+    dataclass entry point, which wraps the error in a `StrictDataclassClassValidationError`), hence before every
+    `save_pretrained`, and code that changes a field afterwards calls it.
     """
 
     exit_layers: list[int] | None = None
@@ -57,14 +64,18 @@ class EcoEarlyExitConfigMixin:
         if self.exit_layers is None:
             self.exit_layers = list(range(min(2, self.encoder_layers), self.encoder_layers + 1))
         self.exit_layers = [int(k) for k in self.exit_layers]
-        self._validate_eco_fields()
+        # Also run by `validate()` right after construction; called here so construction raises the plain ValueError.
+        self.validate_architecture()
 
-    def _validate_eco_fields(self) -> None:
+    def validate_architecture(self) -> None:
+        """Check every field against the others; raises a `ValueError` naming the first bad field. Call it after
+        changing a field of a constructed config (`save_pretrained` runs it through `validate()`)."""
+        super().validate_architecture()
         if self.encoder_layers < 1:
             raise ValueError(f"encoder_layers must be >= 1, got {self.encoder_layers}")
         exits = self.exit_layers
         if not exits:
-            raise ValueError("exit_layers must name at least one encoder depth, got an empty list")
+            raise ValueError(f"exit_layers must name at least one encoder depth, got {exits!r}")
         bad = [k for k in exits if not 1 <= k <= self.encoder_layers]
         if bad:
             raise ValueError(
@@ -141,6 +152,7 @@ class EcoEarlyExitConfigMixin:
         return float(depth) if self.exit_loss_weighting == "linear" else 1.0
 
 
+@strict
 class EcoMask2FormerConfig(EcoEarlyExitConfigMixin, Mask2FormerConfig):
     r"""
     Configuration of [`EcoMask2FormerForUniversalSegmentation`]. Every field of [`Mask2FormerConfig`] keeps its

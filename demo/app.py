@@ -33,6 +33,23 @@ BUDGET_CHOICES = [("Gate: utility beta", "gate"), ("Encoder budget: share of ful
 LOCAL_FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
+def picture_input(**kwargs) -> gr.Image:
+    """The page's image input: a gr.Image (the picture itself, not a file name) handing `run` the file's path, also
+    for a file that is no picture, so that the page says so (`load_image`) instead of stopping at the component's own
+    decoding error. Set on the instance: a gr.Image subclass would make Gradio write a `.pyi` stub beside this file."""
+    picture = gr.Image(type="filepath", image_mode=None, **kwargs)
+    stock = picture.preprocess
+
+    def preprocess(payload):
+        try:
+            return stock(payload)
+        except OSError:  # PIL.UnidentifiedImageError: not a picture
+            return payload.path
+
+    picture.preprocess = preprocess
+    return picture
+
+
 def stats_markdown(result: DemoResult) -> str:
     """The depth and the cost of one image against full depth, as the page shows them."""
     def share(part: float, whole: float) -> str:
@@ -66,8 +83,8 @@ def build_app(segmenter: DemoSegmenter, *, examples: list[Path], max_side: int, 
                     f"{segmenter.exits}, {gate}. Upload an image or pick an example, then move the budget.")
         with gr.Row():
             with gr.Column(scale=2):
-                upload = gr.File(label="Image", type="filepath", value=str(examples[0]) if examples else None,
-                                 elem_id="upload")
+                upload = picture_input(label="Image", height=300, sources=["upload", "clipboard"], elem_id="upload",
+                                       value=str(examples[0]) if examples else None)
                 if examples:
                     gr.Examples(examples=[[str(p)] for p in examples], inputs=[upload],
                                 example_labels=[p.stem.replace("_", " ") for p in examples], label="Bundled examples")

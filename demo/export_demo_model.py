@@ -8,9 +8,9 @@ depth depends on the image (a one-room maze needs no encoder layer, four rooms n
 per image. `--benchmark shapes` exports the main job on shapes instead (run it with `--benchmark shapes`), where every
 exit gives the same quality and the gate decides alike for every image. The Hub export also holds the
 model's custom code for `trust_remote_code`; the demo runs with this project installed, so the copy keeps only the
-weights, the configuration (without `auto_map`, which would point at code files it does not have), the image
-processor, the evaluation results and the trade-off plot, and writes a README and SHA256SUMS. The examples are
-validation images of the same benchmark (never trained on) at spread difficulties. Rerun both commands when the
+weights, the configuration and the image processor (both without `auto_map`, which would point at code files the
+copy does not have and make `pipeline(...)` ask to run remote code), the evaluation results and the trade-off
+plot, and writes a README and SHA256SUMS. The examples are validation images of the same benchmark (never trained on) at spread difficulties. Rerun both commands when the
 benchmark or the recipe changes.
 """
 
@@ -32,7 +32,10 @@ from modeling_ecom2f.recipe.main_job_presets import BENCHMARKS, DEFAULT_BENCHMAR
 from demo_engine import BETA_SLIDER  # this folder (the script's own) is on sys.path
 
 HERE = Path(__file__).resolve().parent
-COPIED = ("model.safetensors", "preprocessor_config.json", "ecom2f_eval_results.json", "pq_gflops_tradeoff.png")
+CODE_FREE = ("config.json", "preprocessor_config.json")
+"""Copied without their `auto_map`: this folder holds no code, so an `auto_map` would make transformers prompt for
+`trust_remote_code`; `import modeling_ecom2f` registers the classes instead."""
+COPIED = ("model.safetensors", "ecom2f_eval_results.json", "pq_gflops_tradeoff.png")
 DIFFICULTIES = (0.05, 0.35, 0.65, 0.95)
 """Targets for the shapes examples' drawn difficulty (camouflage and noise grow with it)."""
 
@@ -47,20 +50,21 @@ def main_job(benchmark: str) -> tuple[str, str]:
 
 def copy_model(export: Path, out: Path, *, command: str) -> dict:
     """Copy the export's files the demo needs; returns the model's config as written."""
-    missing = [name for name in ("config.json", *COPIED[:2]) if not (export / name).is_file()]
+    missing = [name for name in (*CODE_FREE, COPIED[0]) if not (export / name).is_file()]
     if missing:
         raise SystemExit(f"{export} is not a complete Hub export (missing {missing}); run the main job first: "
                          f"{command}")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    config = json.loads((export / "config.json").read_text(encoding="utf-8"))
-    config.pop("auto_map", None)
-    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for name in CODE_FREE:
+        data = json.loads((export / name).read_text(encoding="utf-8"))
+        data.pop("auto_map", None)
+        (out / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for name in COPIED:
         if (export / name).is_file():
             shutil.copy2(export / name, out / name)
-    return config
+    return json.loads((out / "config.json").read_text(encoding="utf-8"))
 
 
 def render_examples(out: Path, *, benchmark: str, search: int, seed: int) -> list[dict]:
@@ -151,8 +155,9 @@ so that a fresh clone runs `python demo/app.py` with no training.
 
 How it was made: `{main_job(benchmark)[0]}` (the main job on {BENCHMARKS[benchmark].title}: the shipped parent fine-tuned
 for 100 steps, step 2, the utility gate of step 3, evaluation on 600 validation images), then
-`python demo/export_demo_model.py --benchmark {benchmark}`, which copied the weights, configuration (without `auto_map`: the custom-code
-files of the Hub export are not kept, the demo imports this project), image processor, evaluation results and plot
+`python demo/export_demo_model.py --benchmark {benchmark}`, which copied the weights, configuration and image
+processor (without `auto_map`: the custom-code files of the Hub export are not kept, `import modeling_ecom2f`
+registers the classes), evaluation results and plot
 from `{export}`, rendered the example images (`demo/examples/`) and wrote `SHA256SUMS`
 (`sha256sum -c SHA256SUMS` in this folder checks them).
 

@@ -1,11 +1,14 @@
-"""Segment one image at every encoder exit (and with the gate) and write panoptic overlays.
+"""Segment images at every encoder exit and with the gate, and write overlays that show the segments fill in exit by
+exit.
 
-    python examples/segment_image.py                         # a small random-init model on a bundled synthetic image
-    python examples/segment_image.py --model_dir DIR --image photo.jpg
+    python examples/segment_image.py                                    # the shipped gated model on its examples
+    python examples/segment_image.py --model_dir DIR --image photo.jpg  # another model folder or image
 
-Without `--model_dir` the model is a small random-init EcoMask2Former (no pretrained weights exist offline), so the
-segments are meaningless: the run shows the machinery (exits, gate, overlays, timings). Train one with
-`examples/run_eco_m2f.py` for real segments.
+By default the model is the demo's shipped gated EcoMask2Former (`demo/model`, trained by the main job on the
+maze-rooms benchmark) and the images are its examples (`demo/examples/`, validation mazes of one to four rooms, never
+trained on). For each image the script writes `exits_<image>.png` (the image above the segmentation of every exit,
+side by side, then the depth the gate chose) and `gate_<image>.png` (the gate's segmentation blended over the image),
+and `summary.json` with each variant's encoder depth, segment count and latency.
 """
 
 from __future__ import annotations
@@ -18,86 +21,79 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import SwinConfig
 
-from modeling_ecom2f import EcoMask2FormerConfig, EcoMask2FormerForUniversalSegmentation
-from modeling_ecom2f.data import SyntheticPanopticConfig, draw_panoptic_overlay, render_synthetic_sample
+from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation, EcoMask2FormerImageProcessor
+from modeling_ecom2f.data import draw_panoptic_grid, draw_panoptic_overlay
 
-try:  # the project's processor when present, else the stock one
-    from processing.image_processing_ecom2f import EcoMask2FormerImageProcessor as Processor
-except ImportError:  # pragma: no cover
-    from transformers import Mask2FormerImageProcessor as Processor
-
-
-def small_random_model(*, id2label: dict[int, str], seed: int) -> EcoMask2FormerForUniversalSegmentation:
-    torch.manual_seed(seed)
-    backbone = SwinConfig(
-        embed_dim=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8], window_size=7, drop_path_rate=0.0,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-    )
-    config = EcoMask2FormerConfig(
-        backbone_config=backbone, feature_size=64, mask_feature_size=64, hidden_dim=64, num_attention_heads=4,
-        encoder_feedforward_dim=128, dim_feedforward=128, encoder_layers=6, decoder_layers=4, num_queries=20,
-        id2label=id2label, label2id={v: k for k, v in id2label.items()}, gate_trained=True,
-    )
-    return EcoMask2FormerForUniversalSegmentation(config).eval()
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO / "demo" / "model"
+DEFAULT_IMAGES = REPO / "demo" / "examples"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_dir", help="a saved EcoMask2Former or stock Mask2Former folder")
-    parser.add_argument("--image", help="an image file (default: a bundled synthetic scene)")
-    parser.add_argument("--output_dir", default="outputs/demo")
-    parser.add_argument("--size", type=int, default=256, help="shorter side fed to the model")
-    parser.add_argument(
-        "--threshold", type=float, default=None,
-        help="segment score threshold (default 0.5 for a loaded model, 0.0 for the random-init demo)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
-    synthetic = SyntheticPanopticConfig(height=256, width=256, seed=args.seed)
-    if args.image:
-        image = np.asarray(Image.open(args.image).convert("RGB"))
-    else:
-        image = render_synthetic_sample(config=synthetic, split="validation", index=7).image
-    if args.model_dir:
-        model = EcoMask2FormerForUniversalSegmentation.from_pretrained(args.model_dir).eval()
-    else:
-        model = small_random_model(id2label=dict(synthetic.id2label), seed=args.seed)
-    threshold = args.threshold if args.threshold is not None else (0.5 if args.model_dir else 0.0)
-    processor = Processor(size={"shortest_edge": args.size, "longest_edge": 4 * args.size})
+def segment_at_every_exit(*, model, processor, image: np.ndarray, threshold: float) -> list[dict]:
+    """One entry per exit of `model` and one for the gate (`depth` None): the panoptic segmentation of `image`,
+    the encoder depth used and the forward's latency."""
     inputs = processor(images=[image], return_tensors="pt")
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = [image.shape[:2]]
-    depths = list(model.config.exit_layers) + [None]  # None: the gate decides
-    summary = []
-    for depth in depths:
+    variants = []
+    for depth in [*model.config.exit_layers, None]:  # None: the gate (or, untrained, the deepest exit) decides
         start = time.perf_counter()
         with torch.inference_mode():
-            outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"], num_encoder_layers=depth)
+            outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"],
+                            num_encoder_layers=depth)
         seconds = time.perf_counter() - start
-        result = processor.post_process_panoptic_segmentation(
-            outputs, threshold=threshold, label_ids_to_fuse=set(), target_sizes=target
-        )[0]
-        used = int(outputs.encoder_layers_used[0])
-        name = "gate" if depth is None else f"exit{depth}"
-        segmentation, segments_info, kind = result["segmentation"], result["segments_info"], "panoptic"
-        if not segments_info:  # no query passed the threshold (random weights): show the semantic map instead
-            semantic = processor.post_process_semantic_segmentation(outputs, target_sizes=target)[0]
-            segmentation, kind = semantic + 1, "semantic"
-            segments_info = [{"id": int(c) + 1, "label_id": int(c)} for c in semantic.unique()]
-        draw_panoptic_overlay(
-            image=image, segmentation=segmentation, segments_info=segments_info, id2label=model.config.id2label,
-            title=f"{name} ({kind}): {used} encoder layers, {1000 * seconds:.0f} ms",
-            output_path=out_dir / f"overlay_{name}.png",
-        )
-        summary.append({"variant": name, "encoder_layers": used, "drawn": kind, "segments": len(segments_info),
-                        "latency_ms": round(1000 * seconds, 1)})
-        print(f"{name:>6}: {used} encoder layers, {len(segments_info)} {kind} segments, {1000 * seconds:.0f} ms")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        result = processor.post_process_panoptic_segmentation(outputs, threshold=threshold, label_ids_to_fuse=set(),
+                                                              target_sizes=[image.shape[:2]])[0]
+        variants.append({"variant": "gate" if depth is None else f"exit {depth}",
+                         "encoder_layers": int(outputs.encoder_layers_used[0]),
+                         "segmentation": result["segmentation"], "segments_info": result["segments_info"],
+                         "latency_ms": round(1000 * seconds, 1)})
+    return variants
+
+
+def image_files(path: Path) -> list[Path]:
+    """`path` itself, or the images of the folder `path`."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [path]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", default=str(DEFAULT_MODEL),
+                        help="a saved EcoMask2Former or stock Mask2Former folder with its image processor "
+                             "(default: the shipped demo model)")
+    parser.add_argument("--image", default=str(DEFAULT_IMAGES),
+                        help="an image file or a folder of images (default: the demo's example mazes)")
+    parser.add_argument("--output_dir", default="outputs/segment_image")
+    parser.add_argument("--threshold", type=float, default=0.5, help="segment score threshold")
+    args = parser.parse_args(argv)
+
+    model = EcoMask2FormerForUniversalSegmentation.from_pretrained(args.model_dir).eval()
+    processor = EcoMask2FormerImageProcessor.from_pretrained(args.model_dir)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for path in image_files(Path(args.image)):
+        image = np.asarray(Image.open(path).convert("RGB"))
+        variants = segment_at_every_exit(model=model, processor=processor, image=image, threshold=args.threshold)
+        captions = [f"{v['variant']}" + (f" (depth {v['encoder_layers']})" if v["variant"] == "gate" else "")
+                    + f": {len(v['segments_info'])} segments" for v in variants]
+        draw_panoptic_grid(samples=[(image, v["segmentation"], v["segments_info"], caption)
+                                    for v, caption in zip(variants, captions)],
+                           id2label=model.config.id2label, columns=len(variants),
+                           output_path=out_dir / f"exits_{path.stem}.png")
+        gate = variants[-1]
+        draw_panoptic_overlay(image=image, segmentation=gate["segmentation"], segments_info=gate["segments_info"],
+                              id2label=model.config.id2label, output_path=out_dir / f"gate_{path.stem}.png",
+                              title=f"gate: {gate['encoder_layers']} of {model.config.max_exit} encoder layers")
+        for v in variants:
+            summary.append({"image": path.name, "variant": v["variant"], "encoder_layers": v["encoder_layers"],
+                            "segments": len(v["segments_info"]), "latency_ms": v["latency_ms"]})
+        print(f"{path.name}: " + ", ".join(captions))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"overlays and summary.json written to {out_dir}/")
+    return summary
 
 
 if __name__ == "__main__":

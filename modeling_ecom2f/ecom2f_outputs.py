@@ -33,18 +33,41 @@ class EcoMask2FormerPixelDecoderOutput(ModelOutput):
     gate_logits: torch.Tensor | None = None
 
 
+@dataclass(repr=False, eq=False)
+class EcoImageSizeOutputFields:
+    r"""
+    Where each image lies in a padded batch (see `ecom2f_size_groups`). In a batch of images of different sizes
+    (a `pixel_mask` with padding), every image is computed at its own size, as alone, and the maps are padded at the
+    bottom/right to the largest image's: `masks_queries_logits` with `-1e4` (no segment), the other maps with 0.
+
+    image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`):
+        Each image's unpadded `(height, width)` in `pixel_values` (its processed size).
+    mask_sizes (`torch.LongTensor` of shape `(batch_size, 2)`):
+        Each image's own `(height, width)` in `masks_queries_logits` (the rest is padding); the image processor's
+        `post_process_*` methods crop there before resizing.
+    """
+
+    image_sizes: torch.Tensor | None = None
+    mask_sizes: torch.Tensor | None = None
+
+
 @dataclass
-class EcoMask2FormerModelOutput(EcoExitOutputFields, Mask2FormerModelOutput):
+class EcoMask2FormerModelOutput(EcoImageSizeOutputFields, EcoExitOutputFields, Mask2FormerModelOutput):
     r"""
     Stock [`Mask2FormerModelOutput`] plus the depth decision of [`EcoExitOutputFields`] (`encoder_layers_used`,
-    `gate_logits`).
+    `gate_logits`) and the image areas of [`EcoImageSizeOutputFields`] (`image_sizes`, `mask_sizes`).
     """
 
 
 @dataclass
-class EcoMask2FormerForUniversalSegmentationOutput(EcoExitLossOutputFields, Mask2FormerForUniversalSegmentationOutput):
+class EcoMask2FormerForUniversalSegmentationOutput(
+    EcoImageSizeOutputFields, EcoExitLossOutputFields, Mask2FormerForUniversalSegmentationOutput
+):
     r"""
     Stock [`Mask2FormerForUniversalSegmentationOutput`] (`class_queries_logits` `(batch_size, num_queries,
     num_labels + 1)`, `masks_queries_logits` `(batch_size, num_queries, height/4, width/4)`, ...) plus
-    [`EcoExitLossOutputFields`] (`encoder_layers_used`, `gate_logits`, `gate_loss`).
+    [`EcoExitLossOutputFields`] (`encoder_layers_used`, `gate_logits`, `gate_loss`) and
+    [`EcoImageSizeOutputFields`] (`image_sizes`, `mask_sizes`). In a mixed-size batch `masks_queries_logits` is
+    `(batch_size, num_queries, h_max, w_max)`, the largest image's mask size, each image's own logits at the
+    top-left of its row (`mask_sizes`) and `-1e4` around them.
     """

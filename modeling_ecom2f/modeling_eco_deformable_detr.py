@@ -35,6 +35,7 @@ from .ecom2f_detr_encoder import EcoDeformableDetrEncoder
 from .ecom2f_detr_outputs import EcoDeformableDetrModelOutput, EcoDeformableDetrObjectDetectionOutput
 from .ecom2f_early_exit import EcoEarlyExitMixin, build_exit_gate, build_token_recalibration, carry_fields
 from .ecom2f_input_checks import check_pixel_values
+from .ecom2f_size_groups import merge_group_tensors, run_size_groups, size_groups
 
 
 # transformers 5 renames some Deformable DETR keys between the module tree and the saved files (legacy names such as
@@ -85,7 +86,12 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
         return sources, masks, positions
 
     def compute_gate_logits(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Gate scores `(batch, num_exits)` from the backbone and input projections only (no encoder or decoder)."""
+        """Gate scores `(batch, num_exits)` from the backbone and input projections only (no encoder or decoder); a
+        mixed-size batch runs per size group (`ecom2f_size_groups`)."""
+        groups = size_groups(pixel_mask, pixel_values)
+        if groups is not None:
+            parts = [self.compute_gate_logits(group.crop(pixel_values), group.crop(pixel_mask)) for group in groups]
+            return merge_group_tensors(parts, groups, batch_size=pixel_values.shape[0])
         if pixel_mask is None:
             pixel_mask = pixel_values.new_ones(pixel_values.shape[0], *pixel_values.shape[2:], dtype=torch.long)
         sources, masks, _ = self._multi_scale_inputs(pixel_values, pixel_mask)
@@ -113,7 +119,10 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
     ) -> EcoDeformableDetrModelOutput:
         r"""
         pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
-            1 on real pixels, 0 on padding; padding is left out of the deformable attention and of the gate.
+            1 on real pixels, 0 on padding at the bottom/right. With padding, the images run per size group, each
+            cropped to its own size, so every image gets the logits, boxes, gate logits and depth it gets alone
+            (`ecom2f_size_groups`); `encoder_last_hidden_state` then holds each image's own tokens followed by zeros.
+            All ones (or `None`) is one pass over the batch, as the stock model.
         num_encoder_layers (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Encoder depth, one for the batch or one per image, each in `config.exit_layers`. `None`: the gate
             decides per image if `config.gate_trained`, else the deepest exit.
@@ -132,9 +141,19 @@ class EcoDeformableDetrModel(EcoDeformableDetrPreTrainedModel, DeformableDetrMod
         check_pixel_values(pixel_values, config=config, input_projections=self.input_proj,
                            extra_levels=config.num_feature_levels - len(self.backbone.intermediate_channel_sizes))
         batch_size, _, height, width = pixel_values.shape
+        depths = self.resolve_depths(num_encoder_layers, batch_size)
+        groups = size_groups(pixel_mask, pixel_values)
+        if groups is not None:  # a mixed-size batch: each size group as its images run alone
+            return run_size_groups(
+                groups,
+                lambda group: self.forward(
+                    group.crop(pixel_values), pixel_mask=group.crop(pixel_mask), num_encoder_layers=group.take(depths),
+                    output_gate_logits=output_gate_logits, gate_beta=gate_beta, **kwargs,
+                ),
+                batch_size=batch_size,
+            )
         if pixel_mask is None:
             pixel_mask = torch.ones((batch_size, height, width), dtype=torch.long, device=pixel_values.device)
-        depths = self.resolve_depths(num_encoder_layers, batch_size)
         sources, masks, positions = self._multi_scale_inputs(pixel_values, pixel_mask)
 
         gate_logits = None

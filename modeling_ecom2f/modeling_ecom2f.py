@@ -27,6 +27,18 @@ from .ecom2f_fast_modules import use_fast_modules
 from .ecom2f_input_checks import check_pixel_values
 from .ecom2f_outputs import EcoMask2FormerForUniversalSegmentationOutput, EcoMask2FormerModelOutput
 from .ecom2f_pixel_decoder import EcoMask2FormerPixelLevelModule
+from .ecom2f_size_groups import (
+    MASK_LOGIT_PADDING,
+    merge_group_outputs,
+    merge_group_tensors,
+    run_size_groups,
+    size_groups,
+)
+
+# How `merge_group_outputs` puts a mixed-size batch's per-group outputs back together: the transformer decoder's
+# states are `(queries, batch, hidden)`, and mask logits outside an image are "no segment".
+_GROUP_BATCH_DIMS = {"transformer_decoder_hidden_states": 1, "transformer_decoder_intermediate_states": 1}
+_GROUP_FILLS = {"masks_queries_logits": MASK_LOGIT_PADDING}
 
 
 class EcoMask2FormerPreTrainedModel(EcoEarlyExitMixin, Mask2FormerPreTrainedModel):
@@ -46,9 +58,14 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
         self.post_init()
 
     def compute_gate_logits(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Gate scores `(batch, num_exits)` from the backbone and input projection only (no encoder, no decoder)."""
+        """Gate scores `(batch, num_exits)` from the backbone and input projection only (no encoder, no decoder);
+        a mixed-size batch runs per size group, so each image gets its own logits (`ecom2f_size_groups`)."""
         decoder = self.pixel_level_module.decoder
         check_pixel_values(pixel_values, config=self.config, input_projections=decoder.input_projections)
+        groups = size_groups(pixel_mask, pixel_values)
+        if groups is not None:
+            parts = [self.compute_gate_logits(group.crop(pixel_values), group.crop(pixel_mask)) for group in groups]
+            return merge_group_tensors(parts, groups, batch_size=pixel_values.shape[0])
         features = self.pixel_level_module.encoder(pixel_values).feature_maps
         level = self.config.gate_input_level
         projected = decoder.input_projections[level](features[::-1][level])  # (B, C, h, w)
@@ -68,8 +85,11 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
     ) -> EcoMask2FormerModelOutput:
         r"""
         pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
-            1 on real pixels, 0 on padding (as the image processor makes it). Padding is left out of the deformable
-            attention and of the gate; all ones (or `None`) reproduces stock Mask2Former, which ignores the mask.
+            1 on real pixels, 0 on padding at the bottom/right (as the image processor makes it). With padding, the
+            images run per size group, each cropped to its own size, so every image gets the logits, gate logits and
+            depth it gets alone; the outputs are padded back to the largest image (`image_sizes`, `mask_sizes` say
+            where each image lies; `ecom2f_size_groups`). All ones (or `None`) is one pass over the batch, exactly
+            stock Mask2Former.
         num_encoder_layers (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Deformable-encoder depth, one for the batch or one per image, each in `config.exit_layers`. `None`: the
             gate decides per image if `config.gate_trained`, else the deepest exit.
@@ -88,6 +108,18 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
             pixel_values, config=self.config, input_projections=self.pixel_level_module.decoder.input_projections
         )
         depths = self.resolve_depths(num_encoder_layers, pixel_values.shape[0])
+        groups = size_groups(pixel_mask, pixel_values)
+        if groups is not None:  # a mixed-size batch: each size group as its images run alone
+            output = run_size_groups(
+                groups,
+                lambda group: self.forward(
+                    group.crop(pixel_values), pixel_mask=group.crop(pixel_mask), num_encoder_layers=group.take(depths),
+                    output_gate_logits=output_gate_logits, gate_beta=gate_beta,
+                    output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,
+                ),
+                batch_size=pixel_values.shape[0], batch_dims=_GROUP_BATCH_DIMS, fills=_GROUP_FILLS,
+            )
+            return output if return_dict else output.to_tuple()
         pixel_output, decoder_output = self.pixel_level_module(
             pixel_values,
             depths=depths,
@@ -96,7 +128,7 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
             output_hidden_states=output_hidden_states,
             gate_beta=gate_beta,
         )
-        output = self._decode(pixel_output, decoder_output, output_hidden_states, output_attentions)
+        output = self._decode(pixel_values, pixel_output, decoder_output, output_hidden_states, output_attentions)
         return output if return_dict else output.to_tuple()
 
     def forward_exits(
@@ -115,19 +147,39 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
             exits: depths to return, each in `config.exit_layers` (default: all of them).
 
         Yields:
-            `(depth, output)` in increasing depth, each output equal to `forward(..., num_encoder_layers=depth)`.
+            `(depth, output)` in increasing depth, each output equal to `forward(..., num_encoder_layers=depth)`
+            (a mixed-size batch runs per size group, as `forward` does).
         """
         exits = list(self.config.exit_layers if exits is None else exits)
         for depth in exits:
             validate_encoder_depths(depth, exit_layers=self.config.exit_layers, batch_size=pixel_values.shape[0])
+        groups = size_groups(pixel_mask, pixel_values)
+        if groups is not None:
+            streams = [
+                self.forward_exits(
+                    group.crop(pixel_values), pixel_mask=group.crop(pixel_mask), exits=exits,
+                    output_gate_logits=output_gate_logits, output_hidden_states=output_hidden_states,
+                    output_attentions=output_attentions,
+                )
+                for group in groups
+            ]
+            for per_group in zip(*streams):  # every group yields the same depths in the same order
+                yield per_group[0][0], merge_group_outputs(
+                    [output for _, output in per_group], groups, batch_size=pixel_values.shape[0],
+                    batch_dims=_GROUP_BATCH_DIMS, fills=_GROUP_FILLS,
+                )
+            return
         for depth, pixel_output, decoder_output in self.pixel_level_module.forward_exits(
             pixel_values, exits=exits, run_gate=output_gate_logits, pixel_mask=pixel_mask,
             output_hidden_states=output_hidden_states,
         ):
-            yield depth, self._decode(pixel_output, decoder_output, output_hidden_states, output_attentions)
+            yield depth, self._decode(pixel_values, pixel_output, decoder_output, output_hidden_states, output_attentions)
 
-    def _decode(self, pixel_output, decoder_output, output_hidden_states, output_attentions) -> EcoMask2FormerModelOutput:
-        """The stock transformer decoder on the pixel decoder's outputs, packed with the depth decision."""
+    def _decode(
+        self, pixel_values, pixel_output, decoder_output, output_hidden_states, output_attentions
+    ) -> EcoMask2FormerModelOutput:
+        """The stock transformer decoder on the pixel decoder's outputs, packed with the depth decision and the
+        image areas (here every image fills the batch)."""
         transformer_output = self.transformer_module(
             multi_scale_features=pixel_output.decoder_hidden_states,
             mask_features=pixel_output.decoder_last_hidden_state,
@@ -146,14 +198,23 @@ class EcoMask2FormerModel(EcoMask2FormerPreTrainedModel, Mask2FormerModel):
             masks_queries_logits=transformer_output.masks_queries_logits,
             encoder_layers_used=decoder_output.encoder_layers_used,
             gate_logits=decoder_output.gate_logits,
+            image_sizes=_sizes(pixel_values),
+            mask_sizes=_sizes(transformer_output.masks_queries_logits[-1]),
         )
+
+
+def _sizes(maps: torch.Tensor) -> torch.Tensor:
+    """`(batch, 2)` LongTensor repeating the `(height, width)` of `(batch, ..., height, width)` maps."""
+    size = torch.tensor(maps.shape[-2:], dtype=torch.long, device=maps.device)
+    return size.repeat(maps.shape[0], 1)
 
 
 class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask2FormerForUniversalSegmentation):
     """Mask2Former for panoptic, instance and semantic segmentation with input-adaptive encoder depth.
 
     Outputs are the stock ones (so the stock image processor's `post_process_*` methods work) plus
-    `encoder_layers_used` `(batch,)` and `gate_logits` `(batch, num_exits)`.
+    `encoder_layers_used` `(batch,)`, `gate_logits` `(batch, num_exits)` and, for batches of different sizes,
+    `image_sizes` / `mask_sizes` `(batch, 2)`: each image's own area (see `EcoImageSizeOutputFields`).
 
     `push_to_hub` is the stock method (weights, config). To publish a repository that loads with
     `trust_remote_code=True` (custom code, `auto_map`, model card), use the project's Hub tooling, which this model

@@ -21,8 +21,11 @@ the padding (0); `EcoMask2FormerForUniversalSegmentation` masks the padding out 
 of the gate. Binary mask labels are padded with 0 ("not this segment"), not with `ignore_index` as the stock
 processor does, so padded pixels are plain background for the loss.
 
-The three `post_process_*` methods are the stock ones and also report, per image, the encoder depth the model
-used (`outputs.encoder_layers_used`); with `pixel_mask=` they first crop each image's padding away.
+The three `post_process_*` methods are the stock ones run image by image on each image's own area: the padding
+of a mixed-size batch is cropped away first (from the outputs' `mask_sizes`, or from `pixel_mask=` for outputs
+without it), and without `target_sizes` each result has its image's unpadded processed size (`image_sizes`), not
+the stock fixed 384 x 384. They also report, per image, the encoder depth the model used
+(`outputs.encoder_layers_used`).
 """
 
 from __future__ import annotations
@@ -185,6 +188,10 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
     `pixel_values` `(B, 3, H, W)`, `pixel_mask` `(B, H, W)` (1 = image, 0 = padding) and, with maps,
     `mask_labels` (per image `(n_i, H, W)`) and `class_labels` (per image `(n_i,)`).
 
+    For `pipeline("image-segmentation", batch_size=N)` over images of different sizes, set the stock `pad_size`
+    (e.g. `{"height": 256, "width": 256}` for `longest_edge=256`): the stock pipeline concatenates `pixel_values`
+    without padding; the model crops each image's padding away again, so every image gets its `batch_size=1` result.
+
     gate_beta (`float`, *optional*):
         Trade-off of a `"utility"` gate (`EcoMask2FormerConfig.gate_objective`); when set, every output carries it as
         `gate_beta`, which the model's forward takes, so a pipeline built with this processor uses that beta.
@@ -260,13 +267,39 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
         return [int(depth) for depth in torch.as_tensor(used).reshape(-1).tolist()]
 
     @staticmethod
-    def _per_image_outputs(outputs, pixel_mask: torch.Tensor) -> list[SimpleNamespace]:
-        """Split `outputs` per image and crop each image's mask logits to its unpadded area.
+    def _per_image_outputs(outputs, pixel_mask: torch.Tensor | None) -> list[tuple[SimpleNamespace, tuple[int, int]]]:
+        """Split `outputs` per image, each image's mask logits cropped to its own area, with its unpadded size.
 
-        `pixel_mask` `(B, H, W)` is the processor's mask (padding at the bottom/right). The crop keeps the low-res
-        logit cells `(B, Q, h, w)` that cover the image, rounding up to whole cells.
+        The areas come from the outputs' `mask_sizes` and `image_sizes` (ecom2f models), else from `pixel_mask`
+        `(B, H, W)` (the processor's mask, padding at the bottom/right: the crop keeps the low-res logit cells that
+        cover the image, rounding up to whole cells). Returns `[(outputs of one image, (height, width))]`.
         """
         class_logits, mask_logits = outputs.class_queries_logits, outputs.masks_queries_logits
+        mask_sizes, image_sizes = getattr(outputs, "mask_sizes", None), getattr(outputs, "image_sizes", None)
+        if mask_sizes is not None and image_sizes is not None:
+            areas = [
+                ((mask_h, mask_w), (height, width))
+                for (mask_h, mask_w), (height, width) in zip(
+                    torch.as_tensor(mask_sizes).tolist(), torch.as_tensor(image_sizes).tolist()
+                )
+            ]
+        else:
+            areas = EcoMask2FormerImageProcessor._areas_from_pixel_mask(pixel_mask, class_logits, mask_logits)
+        return [
+            (
+                SimpleNamespace(
+                    class_queries_logits=class_logits[i : i + 1],
+                    masks_queries_logits=mask_logits[i : i + 1, :, :mask_h, :mask_w],
+                ),
+                image_size,
+            )
+            for i, ((mask_h, mask_w), image_size) in enumerate(areas)
+        ]
+
+    @staticmethod
+    def _areas_from_pixel_mask(pixel_mask, class_logits, mask_logits) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Per image `((logit rows, logit columns), (height, width))` of its unpadded area in `pixel_mask`."""
+        pixel_mask = torch.as_tensor(pixel_mask)
         if pixel_mask.dim() != 3 or pixel_mask.shape[0] != class_logits.shape[0]:
             raise ValueError(
                 f"pixel_mask must have shape (batch_size={class_logits.shape[0]}, height, width), "
@@ -274,30 +307,28 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
             )
         height, width = pixel_mask.shape[-2:]
         low_h, low_w = mask_logits.shape[-2:]
-        per_image = []
+        areas = []
         for i in range(class_logits.shape[0]):
             valid = pixel_mask[i].bool()
             rows, cols = valid.any(dim=1).nonzero(), valid.any(dim=0).nonzero()
             if rows.numel() == 0:
                 raise ValueError(f"pixel_mask of image {i} is all zeros: the image has no pixels")
-            keep_h = math.ceil((int(rows.max()) + 1) * low_h / height)
-            keep_w = math.ceil((int(cols.max()) + 1) * low_w / width)
-            per_image.append(
-                SimpleNamespace(
-                    class_queries_logits=class_logits[i : i + 1],
-                    masks_queries_logits=mask_logits[i : i + 1, :, :keep_h, :keep_w],
-                )
+            image_h, image_w = int(rows.max()) + 1, int(cols.max()) + 1
+            areas.append(
+                ((math.ceil(image_h * low_h / height), math.ceil(image_w * low_w / width)), (image_h, image_w))
             )
-        return per_image
+        return areas
 
     def _run_per_image(self, method, outputs, pixel_mask, target_sizes, **kwargs) -> list:
-        """Call a stock post-processor on the whole batch, or image by image after cropping with `pixel_mask`."""
-        if pixel_mask is None:
+        """Call a stock post-processor image by image on its own area (padding cropped away first), resized to
+        `target_sizes[i]`, else to the image's unpadded processed size. Outputs without `mask_sizes` and without a
+        `pixel_mask` (stock models) go through the stock method on the whole batch."""
+        if pixel_mask is None and getattr(outputs, "mask_sizes", None) is None:
             return method(outputs, target_sizes=target_sizes, **kwargs)
         results = []
-        for i, single in enumerate(self._per_image_outputs(outputs, torch.as_tensor(pixel_mask))):
-            sizes = None if target_sizes is None else [target_sizes[i]]
-            results.extend(method(single, target_sizes=sizes, **kwargs))
+        for i, (single, image_size) in enumerate(self._per_image_outputs(outputs, pixel_mask)):
+            size = image_size if target_sizes is None else target_sizes[i]
+            results.extend(method(single, target_sizes=[tuple(size)], **kwargs))
         return results
 
     def _run_and_tag(self, method, outputs, pixel_mask, target_sizes, **kwargs) -> list[dict]:
@@ -316,7 +347,8 @@ class EcoMask2FormerImageProcessor(Mask2FormerImageProcessorPil):
         return_encoder_layers: bool = False,
         pixel_mask: torch.Tensor | None = None,
     ) -> list:
-        """Stock semantic post-processing: per image a class map `(H, W)` (`target_sizes[i]`, else 384 x 384).
+        """Stock semantic post-processing: per image a class map `(H, W)` (`target_sizes[i]`, else the image's
+        unpadded processed size; 384 x 384 only for stock outputs without `image_sizes` and without `pixel_mask`).
 
         Args:
             return_encoder_layers: return per image a dict `{"segmentation": (H, W) LongTensor,

@@ -1,14 +1,18 @@
-"""EcoMask2FormerConfig: defaults, validation errors naming the field, and JSON round trips."""
+"""EcoMask2FormerConfig: defaults, validation errors naming the field (at construction, in `validate_architecture`
+after a field changed, in `validate()` and `save_pretrained`, as transformers' configs), and JSON round trips."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, Mask2FormerConfig
 
 from helpers.models import tiny_eco_config, tiny_kwargs
-from modeling_ecom2f import EcoMask2FormerConfig
+from modeling_ecom2f import EcoDeformableDetrConfig, EcoMask2FormerConfig, EcoMask2FormerForUniversalSegmentation
+from modeling_ecom2f.recipe.modeling import gate_module, rebuild_gate
 
 
 def test_defaults_follow_the_authors_code():
@@ -71,3 +75,53 @@ def test_stock_config_loads_into_eco_config(tmp_path):
     loaded = EcoMask2FormerConfig.from_pretrained(tmp_path)
     assert loaded.model_type == "eco_mask2former"
     assert loaded.exit_layers == [2, 3, 4] and loaded.encoder_layers == 4
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "bad"),
+    [
+        (EcoMask2FormerConfig, "gate_pooling", "max"),
+        (EcoMask2FormerConfig, "exit_layers", [2, 9]),
+        (EcoMask2FormerConfig, "gate_input_level", 3),
+        (EcoMask2FormerConfig, "gate_beta", float("nan")),
+        (EcoMask2FormerConfig, "token_scaling_layers", [3, 3]),
+        (EcoDeformableDetrConfig, "exit_layers", [0, 2]),
+        (EcoDeformableDetrConfig, "two_stage", True),
+        (EcoDeformableDetrConfig, "gate_objective", "ranking"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None) or str(value),
+)
+def test_a_field_changed_after_construction_fails_validation_and_save(make, field, bad, tmp_path):
+    config = make()
+    config.validate()  # valid as built
+    setattr(config, field, bad)
+    with pytest.raises(ValueError, match=field):
+        config.validate_architecture()
+    # transformers' strict-dataclass entry point, which `save_pretrained` runs before writing, wraps the ValueError.
+    for check in (config.validate, lambda: config.save_pretrained(tmp_path)):
+        with pytest.raises(StrictDataclassClassValidationError, match=field) as info:
+            check()
+        assert isinstance(info.value.__cause__, ValueError) and field in str(info.value.__cause__)
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_a_model_with_a_bad_config_field_is_not_saved(tmp_path):
+    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config())
+    model.config.exit_layers = [1, 2, 5]  # the tiny encoder has 4 layers
+    with pytest.raises(StrictDataclassClassValidationError, match="exit_layers"):
+        model.save_pretrained(tmp_path)
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_the_recipe_gate_rebuild_validates_the_changed_fields():
+    torch.manual_seed(0)
+    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config())
+    gate = rebuild_gate(model, hidden_size=8, objective="utility", pooling="mean_std")
+    assert gate_module(model) is gate
+    assert (model.config.gate_hidden_size, model.config.gate_objective, model.config.gate_pooling) == (
+        8, "utility", "mean_std")
+    with pytest.raises(ValueError, match="gate_hidden_size"):
+        rebuild_gate(model, hidden_size=0, objective="utility", pooling="mean")
+    with pytest.raises(ValueError, match="gate_objective"):
+        rebuild_gate(model, hidden_size=None, objective="ranking", pooling="mean")
+    assert gate_module(model) is gate  # no gate was built for the bad options

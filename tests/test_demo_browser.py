@@ -1,7 +1,7 @@
 """The demo app (`demo/app.py`) in a real headless Chromium: start it on a loopback port, pick an example, move the
-budget, and check that the overlay, the reported depth and the GFLOPs change as the model says they should; bad
-uploads get a message in the page. ECOM2F_DEMO_SCREENSHOT=docs/demo_screenshot.jpg keeps the screenshot (the
-README's)."""
+budget, and check that the input picture shows, and that the overlay, the reported depth and the GFLOPs change as the
+model says they should; bad uploads get a message in the page. ECOM2F_DEMO_SCREENSHOT=docs/demo_screenshot.jpg
+keeps the screenshot (the README's)."""
 
 from __future__ import annotations
 
@@ -151,6 +151,18 @@ def _settle(driver, previous_src: str | None, what: str) -> tuple:
     return _stats(driver)
 
 
+def _input_picture(driver) -> tuple[str | None, int]:
+    """The input area's picture: its `src` and natural width (0 until it has loaded)."""
+    return tuple(driver.execute_script(
+        "const i = document.querySelector('#upload img');"
+        "return i ? [i.getAttribute('src'), i.complete ? i.naturalWidth : 0] : [null, 0];"))
+
+
+def _shows_picture(driver, previous_src: str | None = None) -> bool:
+    src, width = _input_picture(driver)
+    return bool(src) and src != previous_src and width > 0
+
+
 def _message(driver) -> str:
     return driver.find_element(By.ID, "message").text
 
@@ -159,9 +171,16 @@ def test_moving_the_budget_changes_depth_gflops_and_overlay(app_url, browser, ex
     browser.get(app_url)
     _wait(browser, lambda: _stats(browser), "the first result (the default example)")
     first = _overlay_src(browser)
+    # The input area shows the picture itself (not a file name): the default example, at its own size.
+    examples = sorted((DEMO / "examples").glob("*.png"))
+    _wait(browser, lambda: _shows_picture(browser), "the input picture")
+    first_input, width = _input_picture(browser)
+    assert width == Image.open(examples[0]).size[0]
+    assert first_input.startswith(app_url) and examples[0].stem not in browser.find_element(By.ID, "upload").text
 
     browser.find_element(By.XPATH, f"//button[contains(., '{HARD_EXAMPLE}')]").click()  # a bundled example
     stats = _settle(browser, first, "the hard example's result")
+    _wait(browser, lambda: _shows_picture(browser, first_input), "the hard example's picture in the input")
     depth, max_depth, enc, enc_full, enc_share, total, total_full, _ = stats
     assert (depth, enc, total) == expected["beta 0"]
     assert (max_depth, enc_full) == expected["full"] and enc_share == round(100 * enc / enc_full)
@@ -210,7 +229,7 @@ def test_moving_the_budget_changes_depth_gflops_and_overlay(app_url, browser, ex
 
 
 def _upload(browser, path: Path) -> None:
-    clear = browser.find_elements(By.CSS_SELECTOR, "#upload button[aria-label='Clear']")
+    clear = browser.find_elements(By.CSS_SELECTOR, "#upload button[aria-label='Remove Image']")
     if clear:
         clear[0].click()
         _wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"), "the upload box")

@@ -62,14 +62,21 @@ def test_full_depth_outputs_equal_stock(stock_and_eco, implementation):
         layer.self_attn.implementation = implementation
     pixel_values = detection_pixels(2, 64, 96, seed=3)
     pixel_mask = torch.ones(2, 64, 96, dtype=torch.long)
-    pixel_mask[1, :, 70:] = 0  # padding on the second image: the mask must be used exactly as the stock model does
+    pixel_mask[1, :, 70:] = 0  # padding on the second image: each image must get what stock gives it alone
     with torch.no_grad():
-        expected = stock(pixel_values=pixel_values, pixel_mask=pixel_mask)
+        expected = [stock(pixel_values=pixel_values[:1]), stock(pixel_values=pixel_values[1:, :, :, :70])]
+        unpadded = stock(pixel_values=pixel_values)
         got = eco(pixel_values=pixel_values, pixel_mask=pixel_mask)
         explicit = eco(pixel_values=pixel_values, pixel_mask=pixel_mask, num_encoder_layers=eco.config.encoder_layers)
+        all_ones = eco(pixel_values=pixel_values, pixel_mask=torch.ones_like(pixel_mask))
     for name in OUTPUT_NAMES:
-        torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=0, atol=1e-5, msg=name)
-        torch.testing.assert_close(getattr(explicit, name), getattr(expected, name), rtol=0, atol=1e-5, msg=name)
+        for i, alone in enumerate(expected):
+            want = getattr(alone, name)[0]  # encoder tokens: the image's own, then zeros up to the longest image's
+            for output in (got, explicit):
+                value = getattr(output, name)[i]
+                torch.testing.assert_close(value[: len(want)], want, rtol=0, atol=1e-5, msg=name)
+                assert (value[len(want) :] == 0).all(), name
+        torch.testing.assert_close(getattr(all_ones, name), getattr(unpadded, name), rtol=0, atol=1e-5, msg=name)
     assert got.encoder_layers_used.tolist() == [4, 4] and got.gate_logits is None
 
 

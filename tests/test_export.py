@@ -119,6 +119,20 @@ def test_gated_runtime_matches_gated_model(model, gated_folder):
     assert max_diff(outputs["masks_queries_logits"], expected.masks_queries_logits) < ATOL
 
 
+@needs_onnx
+def test_gated_runtime_gives_each_image_of_a_batch_what_it_gets_alone(gated_folder):
+    # The graphs have a static image size, so a batch holds images of that size; each image's gate, depth and logits
+    # must not depend on the images beside it.
+    pixel_values = images(4, 7)
+    batch, sessions = run_exported(gated_folder, pixel_values), {}
+    assert len(set(batch["encoder_layers_used"].tolist())) >= 2, "the test needs images that exit at different depths"
+    for i in range(len(pixel_values)):
+        alone = run_exported(gated_folder, pixel_values[i : i + 1], sessions=sessions)
+        assert alone["encoder_layers_used"][0] == batch["encoder_layers_used"][i]
+        for name in ("gate_logits", "class_queries_logits", "masks_queries_logits"):
+            assert max_diff(batch[name][i], alone[name][0]) < ATOL, name
+
+
 def test_gated_modules_are_the_models_stages_at_every_exit(model):
     # The modules the gated export traces (stem -> segments -> tail), run eagerly, give the one-pass model's outputs
     # at every exit: they call the pixel decoder's own stages, so nothing can drift.

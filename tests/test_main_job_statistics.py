@@ -191,3 +191,8 @@ def test_utility_gate_form_per_benchmark_with_command_line_overrides():
         form("--utility_gate_input_level", "-1")
     with pytest.raises(ValueError, match="pooling"):
         UtilityGateForm(pooling="max")
+    # The model config's rules judge the form: the level must exist in a Mask2Former encoder (3 levels).
+    with pytest.raises(ValueError, match="gate_input_level"):
+        UtilityGateForm(input_level=3)
+    with pytest.raises(ValueError, match="gate_hidden_size"):
+        UtilityGateForm(hidden_size=0)

@@ -107,7 +107,7 @@ def test_return_dict_false_gives_a_tuple(eco_model, pixel_values):
     assert isinstance(out, tuple)
 
 
-def test_pixel_mask_all_ones_is_stock_and_padding_is_masked(eco_model, pixel_values):
+def test_pixel_mask_all_ones_is_stock_and_padding_is_cropped(eco_model, pixel_values):
     ones = torch.ones(2, 96, 128, dtype=torch.long)
     padded = ones.clone()
     padded[1, :, 96:] = 0  # the second image is 96x96, padded on the right
@@ -116,11 +116,18 @@ def test_pixel_mask_all_ones_is_stock_and_padding_is_masked(eco_model, pixel_val
         plain = eco_model(**kwargs)
         with_ones = eco_model(pixel_mask=ones, **kwargs)
         with_pad = eco_model(pixel_mask=padded, **kwargs)
+        alone = eco_model(pixel_values=pixel_values[1:, :, :, :96], output_gate_logits=True, output_hidden_states=True)
     torch.testing.assert_close(with_ones.masks_queries_logits, plain.masks_queries_logits, rtol=0, atol=0)
-    # The deformable encoder output (1/32 level, values of order 1) changes only for the padded image.
+    # The deformable encoder output (1/32 level, values of order 1) of the full image is unchanged; the padded image
+    # gets exactly what its 96x96 area gets alone, padded with zeros to the batch's map.
     encoded_plain, encoded_pad = plain.pixel_decoder_hidden_states[0], with_pad.pixel_decoder_hidden_states[0]
     torch.testing.assert_close(encoded_pad[0], encoded_plain[0], rtol=0, atol=1e-5)
+    encoded_alone = alone.pixel_decoder_hidden_states[0][0]
+    torch.testing.assert_close(encoded_pad[1, :, :, : encoded_alone.shape[-1]], encoded_alone, rtol=0, atol=1e-5)
+    assert (encoded_pad[1, :, :, encoded_alone.shape[-1] :] == 0).all()
     assert (encoded_pad[1] - encoded_plain[1]).abs().max() > 1e-2
-    assert not torch.allclose(with_pad.gate_logits[1], plain.gate_logits[1], atol=1e-6)
+    torch.testing.assert_close(with_pad.gate_logits[1], alone.gate_logits[0], rtol=0, atol=1e-6)
+    assert with_pad.image_sizes.tolist() == [[96, 128], [96, 96]]
+    assert with_pad.mask_sizes.tolist() == [[24, 32], [24, 24]]
     gate_only = eco_model.model.compute_gate_logits(pixel_values, pixel_mask=padded)
     torch.testing.assert_close(gate_only, with_pad.gate_logits, rtol=0, atol=1e-6)

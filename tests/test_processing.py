@@ -150,14 +150,21 @@ def test_pixel_mask_marks_padding_and_mask_labels_are_padded_with_zero(processor
 def test_the_model_uses_the_pixel_mask(processor, rgb):
     torch.manual_seed(0)
     model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config()).eval()
-    batch = processor([rgb, np.ascontiguousarray(rgb[:, :30])], return_tensors="pt")
+    images = [rgb, np.ascontiguousarray(rgb[:, :30])]
+    batch = processor(images, return_tensors="pt")
     with torch.no_grad():
         masked = model(**batch, output_gate_logits=True)
         unmasked = model(pixel_values=batch["pixel_values"], output_gate_logits=True)
         ones = model(pixel_values=batch["pixel_values"], pixel_mask=torch.ones_like(batch["pixel_mask"]))
+        alone = [model(**processor([image], return_tensors="pt"), output_gate_logits=True) for image in images]
     assert not torch.allclose(masked.masks_queries_logits, unmasked.masks_queries_logits)
-    assert not torch.allclose(masked.gate_logits, unmasked.gate_logits)
     torch.testing.assert_close(ones.masks_queries_logits, unmasked.masks_queries_logits)
+    for i, single in enumerate(alone):  # the padded batch gives each image what it gets alone
+        height, width = masked.mask_sizes[i].tolist()
+        assert [height, width] == list(single.masks_queries_logits.shape[-2:])
+        torch.testing.assert_close(masked.masks_queries_logits[i, :, :height, :width], single.masks_queries_logits[0])
+        torch.testing.assert_close(masked.gate_logits[i], single.gate_logits[0])
+        assert masked.image_sizes[i].tolist() == list(single.image_sizes[0].tolist())
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,16 @@ def test_beta_without_depth_labels(tiny_chain, tmp_path, capsys):
     assert "no rows" in _fails("train_gate", base + ["--derived_dataset", str(empty), "--beta", "0.01"], capsys)
 
 
+def test_gate_options_the_config_rejects(tiny_chain, tmp_path, capsys):
+    """Step 3 changes the parent's gate fields; the config's `validate_architecture` judges them."""
+    paths, disk = tiny_chain["paths"], tiny_chain["disk"]
+    base = disk + ["--model_name_or_path", str(paths["step1"]), "--derived_dataset", str(paths["step2"]),
+                   "--beta", "0.01", "--output_dir", str(tmp_path / "gate")]
+    assert "gate_input_level must index an encoder level" in _fails("train_gate", base + ["--gate_input_level", "7"],
+                                                                    capsys)
+    assert "gate_hidden_size must be None or >= 1" in _fails("train_gate", base + ["--gate_hidden_size", "0"], capsys)
+
+
 def test_derived_data_of_another_parent_or_split(tiny_chain, tmp_path, capsys):
     chain = tiny_chain
     paths, disk = chain["paths"], chain["disk"]

@@ -78,6 +78,10 @@ class GFlopsTable:
         return self.cache[key]
 
 
+def _cpu_or_none(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.cpu()
+
+
 def processed_sizes(pixel_mask: torch.Tensor) -> list[tuple[int, int]]:
     """Unpadded `(height, width)` of each image (the processor pads at the bottom/right)."""
     rows = pixel_mask.bool().any(dim=2).sum(dim=1).tolist()
@@ -114,6 +118,9 @@ class BatchEvaluator:
             class_queries_logits=outputs.class_queries_logits.float().cpu(),
             masks_queries_logits=outputs.masks_queries_logits.float().cpu(),
             encoder_layers_used=outputs.encoder_layers_used.cpu(),
+            # Each image's own area in a mixed-size batch (ecom2f outputs; the processor crops there first).
+            mask_sizes=_cpu_or_none(getattr(outputs, "mask_sizes", None)),
+            image_sizes=_cpu_or_none(getattr(outputs, "image_sizes", None)),
         )
         kwargs, refs, ids = self._kwargs(batch), batch["references"], batch["image_ids"]
         check_finite_outputs(light, ids, where="scoring a batch (step 2 / evaluation)")

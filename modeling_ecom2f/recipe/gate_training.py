@@ -182,14 +182,16 @@ def train_gate(args: argparse.Namespace) -> dict:
     logger.info("  label histogram %s (mean ideal depth %.3f)", histogram, labels.mean())
     if objective == "classification" and max(histogram.values()) == len(labels):
         logger.warning("every image has the label %d at beta=%g: the gate will learn a constant", int(labels[0]), beta)
-    if getattr(args, "gate_input_level", None) is not None:
-        if not 0 <= args.gate_input_level < model.config.num_feature_levels:
-            raise RecipeError(f"--gate_input_level must be in [0, {model.config.num_feature_levels}), got "
-                              f"{args.gate_input_level}")
-        model.config.gate_input_level = args.gate_input_level
     pooling = getattr(args, "gate_pooling", None) or "mean"
-    if objective == "utility" or getattr(args, "gate_hidden_size", None) is not None or pooling != "mean":
-        rebuild_gate(model, hidden_size=getattr(args, "gate_hidden_size", None), objective=objective, pooling=pooling)
+    try:  # the config's rules judge the gate options (`validate_architecture`); a bad one is a command-line error
+        if getattr(args, "gate_input_level", None) is not None:
+            model.config.gate_input_level = args.gate_input_level
+            model.config.validate_architecture()
+        if objective == "utility" or getattr(args, "gate_hidden_size", None) is not None or pooling != "mean":
+            rebuild_gate(model, hidden_size=getattr(args, "gate_hidden_size", None), objective=objective,
+                         pooling=pooling)
+    except ValueError as error:
+        raise RecipeError(f"--gate_*: {error}") from error
 
     processor = task.build_image_processor(image_size=args.image_size, max_image_size=args.max_image_size,
                                            model_dir=args.model_name_or_path)
@@ -246,6 +248,7 @@ def train_gate(args: argparse.Namespace) -> dict:
             logger.info("calibrated gate_beta = %.5g: mean encoder cost %.3f of full depth on %d held-out images",
                         beta, achieved, len(calibration))
         model.config.gate_beta = beta
+        model.config.validate_architecture()
         betas = sorted({0.0, beta, *DEFAULT_REPORT_BETAS})
         summary["train"] = _utility_report(logits[train_idx], quality[train_idx], exits, betas,
                                            quality_name=task.quality)

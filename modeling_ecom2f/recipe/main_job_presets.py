@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..ecom2f_gate import GATE_POOLINGS
+from configuration.configuration_ecom2f import EcoMask2FormerConfig
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,10 @@ class UtilityGateForm:
     input_level: int = 0
 
     def __post_init__(self) -> None:
-        if self.pooling not in GATE_POOLINGS:
-            raise ValueError(f"pooling must be one of {GATE_POOLINGS}, got {self.pooling!r}")
-        if self.hidden_size is not None and self.hidden_size < 1:
-            raise ValueError(f"hidden_size must be None or >= 1, got {self.hidden_size}")
-        if self.input_level < 0:
-            raise ValueError(f"input_level must be >= 0, got {self.input_level}")
+        # The model config's rules judge the form (a ValueError naming gate_pooling, gate_hidden_size or
+        # gate_input_level).
+        EcoMask2FormerConfig(gate_pooling=self.pooling, gate_hidden_size=self.hidden_size,
+                             gate_input_level=self.input_level)
 
 
 #: The parents shipped with the repository (a source checkout): see each README for the command that trains it.

@@ -191,6 +191,10 @@ def rebuild_gate(model, *, hidden_size: int | None, objective: str, pooling: str
     untrained one: a hidden layer, a utility objective); the config records the new form. Returns the gate."""
     from ..ecom2f_gate import EcoMask2FormerGate
 
+    model.config.gate_hidden_size = hidden_size
+    model.config.gate_objective = objective
+    model.config.gate_pooling = pooling
+    model.config.validate_architecture()
     old = gate_module(model)
     first = old.classifier if isinstance(old.classifier, torch.nn.Linear) else old.classifier[0]
     in_channels = first.in_features // (2 if getattr(old, "pooling", "mean") == "mean_std" else 1)
@@ -204,9 +208,6 @@ def rebuild_gate(model, *, hidden_size: int | None, objective: str, pooling: str
     gate.to(device=first.weight.device, dtype=first.weight.dtype)
     owner = model.model if getattr(model.model, "gate", None) is not None else model.model.pixel_level_module.decoder
     owner.gate = gate
-    model.config.gate_hidden_size = hidden_size
-    model.config.gate_objective = objective
-    model.config.gate_pooling = pooling
     return gate
 
 
