@@ -27,7 +27,7 @@ from PIL import Image
 
 from modeling_ecom2f.data import maze_benchmark_config, render_maze_rooms_sample, render_synthetic_sample
 from modeling_ecom2f.data.synthetic_config import depth_benchmark_config
-from modeling_ecom2f.recipe.main_job_presets import BENCHMARKS, DEFAULT_BENCHMARK
+from modeling_ecom2f.experiments.presets import BENCHMARKS, DEFAULT_BENCHMARK
 
 from demo_engine import BETA_SLIDER  # this folder (the script's own) is on sys.path
 

@@ -7,7 +7,7 @@ the embedded maze-rooms benchmark, starting from the parent shipped in `examples
     python examples/run_eco_m2f.py --preset tiny --output_dir /tmp/job --docs_dir ''   # seconds: a smoke run
 """
 
-from modeling_ecom2f.recipe.cli import main_job_command, main_job_main as main  # noqa: F401  (`main(argv)`: in-process
+from modeling_ecom2f.experiments.cli import main_job_command, main_job_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
     main_job_command()

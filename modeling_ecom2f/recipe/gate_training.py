@@ -23,6 +23,7 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -134,11 +135,12 @@ def _utility_report(predicted: np.ndarray, quality: np.ndarray, exits: list[int]
     return report
 
 
-def train_gate(args: argparse.Namespace) -> dict:
+def train_gate(args: argparse.Namespace, *, publish: Callable[..., Any] | None = None) -> dict:
     """Run step 3 from parsed `build_train_gate_parser()` arguments; returns the summary dict.
 
     Writes to `--output_dir`: the model with the trained gate (`config.gate_trained = True`) and its processor,
-    `checkpoints/step_*` and `train_gate_summary.json`.
+    `checkpoints/step_*` and `train_gate_summary.json`. With `--push_to_hub`, `publish` uploads the result (see
+    `runtime.push_to_hub`).
     """
     task = get_task(args)
     objective = getattr(args, "gate_objective", "classification")
@@ -280,7 +282,7 @@ def train_gate(args: argparse.Namespace) -> dict:
         elif part in summary:
             logger.info("utility gate %s: mse %.5f", part, summary[part]["mse"])
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    summary["hub_commit"] = push_to_hub(accelerator, args, model_dir=Path(model_dir))
+    summary["hub_commit"] = push_to_hub(accelerator, args, model_dir=Path(model_dir), publish=publish)
     write_summary(accelerator, args.output_dir, "train_gate", summary)
     end_run(accelerator)
     return summary
