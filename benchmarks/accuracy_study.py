@@ -45,8 +45,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_study_variants import (  # noqa: E402  (the benchmarks folder is on the path above)
     GATE_BETAS,

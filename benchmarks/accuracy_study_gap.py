@@ -27,8 +27,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_study import common_argv, make_data  # noqa: E402
 from accuracy_study_scratch import read_training_log, training_log_rows  # noqa: E402

@@ -19,7 +19,7 @@ import json
 import re
 from pathlib import Path
 
-from accuracy_study_variants import PARENTS, SHIPPED, TINY_SCRATCH_ARGV, Preset, Variant
+from accuracy_study_variants import PARENTS, REPO, SHIPPED, TINY_SCRATCH_ARGV, Preset, Variant
 
 
 def shipped_folder(variant: Variant, preset: Preset) -> Path | None:

@@ -25,7 +25,6 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

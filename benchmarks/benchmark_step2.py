@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_ecom2f.data import depth_benchmark_config, make_synthetic_panoptic_dataset  # noqa: E402
 from modeling_ecom2f.recipe.arguments import build_evaluate_parser  # noqa: E402

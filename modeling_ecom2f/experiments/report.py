@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..recipe.mode_evaluation import PER_EXIT_COUNTS_FILE, load_per_exit_counts
-from ..recipe.reporting import full_depth_mode, mode_rows, results_table, save_plot, tradeoff_table
+from ..recipe.reporting import mode_rows, results_table, save_plot, tradeoff_table
 from ..recipe.runtime import write_json
 from .report_statistics import DEFAULT_RESAMPLES, bootstrap_gains, difficulty_statistics, per_image_series
 
