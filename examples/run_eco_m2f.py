@@ -1,4 +1,4 @@
-"""The main job: data, ECO-M2F steps 1-3, the evaluation with its controls, the plot and a Hub-ready export, all on
+"""The main job: data, ECO-M2F steps 1-3, the evaluation with its controls, the plot and a Hub folder, all on
 the embedded maze-rooms benchmark, starting from the parent shipped in `examples/parents/maze_rooms/` (with
 `--benchmark shapes`: the shapes benchmark and `examples/parents/depth_benchmark/`).
 

@@ -175,7 +175,7 @@ def test_graph_sees_function_level_relative_and_literal_imports(tmp_path, monkey
 
 def test_graph_covers_the_project():
     graph = import_graph()
-    assert {"modeling_ecom2f.modeling_ecom2f", "modeling_ecom2f.recipe.tasks", "hub.hub_ecom2f_push",
+    assert {"modeling_ecom2f.modeling_ecom2f", "modeling_ecom2f.recipe.tasks", "hub.push",
             "configuration.configuration_ecom2f", "processing.image_processing_ecom2f"} <= set(graph)
     assert "configuration.configuration_ecom2f" in graph["modeling_ecom2f.modeling_ecom2f"]
 

@@ -140,9 +140,9 @@ def test_tiny_main_job_runs_from_the_installed_wheel(installed):
     _run([str(installed["bin"] / "ecom2f-main-job"), "--preset", "tiny", "--output_dir", str(output),
           "--docs_dir", ""], cwd=installed["work"], timeout=600)
     summary = json.loads((output / "run_eco_m2f_summary.json").read_text(encoding="utf-8"))
-    assert {"data", "step1", "step2", "step3_classification", "step3_utility", "eval", "export"} <= set(
+    assert {"data", "step1", "step2", "step3_classification", "step3_utility", "eval", "hub_folder"} <= set(
         summary["timings_s"])
     result = json.loads((output / "results_main_job.json").read_text(encoding="utf-8"))
     assert {row["kind"] for row in result["modes"]} == {"fixed", "gate", "random_routing", "oracle"}
-    assert (output / "hub_export" / "config.json").is_file()  # the Hub folder step ran from the installed hub/
+    assert (output / "hub_folder" / "config.json").is_file()  # the Hub folder step ran from the installed hub/
     assert not (installed["work"] / "docs").exists()

@@ -126,8 +126,8 @@ def test_tiny_main_job_single_process(tmp_path):
     assert set(per_image["spearman_gate_depth_vs_difficulty"]) == {r["name"] for r in result["modes"]
                                                                    if r["kind"] == "gate"}
     assert (tmp_path / "docs" / "per_image_difficulty.png").is_file()
-    if "skipped" not in summary["export"]:
-        files = set(summary["export"]["files"])
+    if "skipped" not in summary["hub_folder"]:
+        files = set(summary["hub_folder"]["files"])
         assert {"config.json", "model.safetensors", "README.md", "preprocessor_config.json"} <= files
 
 

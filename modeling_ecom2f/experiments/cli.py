@@ -23,8 +23,8 @@ from .main_job import build_run_parser, run_eco_m2f
 
 
 def publish_to_hub(**kwargs):
-    """`hub.hub_ecom2f_push.push_model(**kwargs)` (imported on first use): the publisher of `--push_to_hub`."""
-    from hub.hub_ecom2f_push import push_model
+    """`hub.push.push_model(**kwargs)` (imported on first use): the publisher of `--push_to_hub`."""
+    from hub.push import push_model
 
     return push_model(**kwargs)
 

@@ -1,7 +1,7 @@
 """The whole ECO-M2F recipe in one command (`ecom2f-main-job`, `examples/run_eco_m2f.py`): data, step 1, step 2,
 step 3 (the paper's
 classification gate for one beta and a utility gate for every beta), the evaluation (fixed depths, gates at several
-betas, the random-routing control of every gate, the oracle), the trade-off table and plot, and a Hub-ready export.
+betas, the random-routing control of every gate, the oracle), the trade-off table and plot, and a Hub folder.
 
 The default preset starts from the parent shipped for the chosen benchmark (`--benchmark`: `maze`, maze rooms, the
 default, shipped in this package, `parents/maze_rooms/`; `shapes` in a source checkout's
@@ -50,10 +50,10 @@ from .presets import (
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
-STEPS = ("data", "step1", "step2", "step3", "eval", "export")
+STEPS = ("data", "step1", "step2", "step3", "eval", "hub_folder")
 def build_run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Run the whole ECO-M2F recipe (data, steps 1-3, evaluation with "
-                                                 "controls, plot, export) on the embedded synthetic benchmark.")
+                                                 "controls, plot, Hub folder) on the embedded synthetic benchmark.")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), default=DEFAULT_BENCHMARK,
                         help=f"the synthetic benchmark of the benchmark presets and its shipped parent (default: "
@@ -108,7 +108,7 @@ class Paths:
         self.classification_gate = self.root / "step3_gate_classification"
         self.utility_gate = self.root / "step3_gate_utility"
         self.eval = self.root / "evaluation"
-        self.export = self.root / "hub_export"
+        self.hub_folder = self.root / "hub_folder"
 
 
 def _common(preset: Preset, paths: Paths, args: argparse.Namespace) -> list[str]:
@@ -300,8 +300,8 @@ def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: di
             "--gate_betas", *map(str, betas), "--oracle_betas", str(args.beta)] + (
             ["--no_mask_ap"] if preset.benchmark else [])  # mask AP's instance post-processing is the slowest part
         summary["eval"] = timed("eval", lambda: evaluate_model(build_evaluate_parser().parse_args(argv)))
-    if "export" in steps and state.is_main_process:
-        summary["export"] = timed("export", lambda: export_main_model(paths, args))
+    if "hub_folder" in steps and state.is_main_process:
+        summary["hub_folder"] = timed("hub_folder", lambda: write_main_hub_folder(paths, args))
 
 
 def utility_gate_form(args: argparse.Namespace) -> UtilityGateForm:
@@ -338,16 +338,16 @@ def _saved_gate_beta(folder: Path) -> float | None:
     return json.loads(config.read_text(encoding="utf-8")).get("gate_beta") if config.is_file() else None
 
 
-def export_main_model(paths: Paths, args: argparse.Namespace) -> dict:
-    """Hub-ready export of the utility-gate model (default beta: the calibrated one), with the evaluation results and
+def write_main_hub_folder(paths: Paths, args: argparse.Namespace) -> dict:
+    """The Hub folder of the utility-gate model (default beta: the calibrated one), with the evaluation results and
     plot, via hub/."""
     import json
     import warnings
 
     try:
-        from hub.hub_ecom2f_export import export_model_folder
+        from hub.ecom2f_folder import write_model_hub_folder
     except ImportError as error:
-        print(f"[run_eco_m2f] export skipped: the project's hub/ export code does not import ({error})", flush=True)
+        print(f"[run_eco_m2f] Hub folder skipped: the project's hub/ code does not import ({error})", flush=True)
         return {"skipped": str(error)}
     from ..recipe.reporting import hub_eval_results
 
@@ -362,9 +362,9 @@ def export_main_model(paths: Paths, args: argparse.Namespace) -> dict:
         plot = paths.eval / "tradeoff.png"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = export_model_folder(model_dir=paths.utility_gate, output_dir=paths.export, eval_results=eval_results,
+        out = write_model_hub_folder(model_dir=paths.utility_gate, output_dir=paths.hub_folder, eval_results=eval_results,
                                   plot=plot, overwrite=True)
-    return {"export_dir": str(out), "gate_beta": beta, "files": sorted(p.name for p in Path(out).iterdir())}
+    return {"hub_folder": str(out), "gate_beta": beta, "files": sorted(p.name for p in Path(out).iterdir())}
 
 
 __all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "DEFAULT_BETA", "DEFAULT_TARGET_FRACTION", "DEFAULT_UTILITY_BETAS",

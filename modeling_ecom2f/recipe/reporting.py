@@ -118,7 +118,7 @@ def save_plot(fig, ax, path: str | Path, *, xlabel: str, ylabel: str, title: str
 
 
 def hub_eval_results(report: dict, *, dataset_name: str, split: str | None, gate_mode: str | None) -> dict:
-    """The evaluation-results dict of `hub.hub_ecom2f_card` (PQ in points, total GFLOPs) for one gate."""
+    """The evaluation-results dict of `hub.card` (PQ in points, total GFLOPs) for one gate."""
     data: dict = {"dataset": {"name": dataset_name, **({"split": split} if split else {})}}
     data["exits"] = [{"depth": int(n.split("_")[1]), "pq": round(100 * r["pq"], 3),
                       "gflops": round(r["gflops"]["total_mean"], 6)}

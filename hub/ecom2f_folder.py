@@ -1,17 +1,17 @@
 """Turn a saved EcoMask2Former model folder into a Hub repository folder that loads with `trust_remote_code=True`:
-the EcoMask2Former `ExportSpec` of the project's one exporter (`hub.hub_export`).
+the EcoMask2Former `HubFolderSpec` of the project's one Hub folder writer (`hub.folder`).
 
-The export holds `config.json` (with `auto_map` for AutoConfig, AutoModel (`EcoMask2FormerModel`),
+The Hub folder holds `config.json` (with `auto_map` for AutoConfig, AutoModel (`EcoMask2FormerModel`),
 AutoModelForUniversalSegmentation and AutoModelForImageSegmentation, the last one being what
 `pipeline("image-segmentation")` needs), `model.safetensors`, `preprocessor_config.json` (with its
 AutoImageProcessor `auto_map`), the flat custom-code files (`configuration_ecom2f.py`, `modeling_ecom2f.py` and its
-sibling modules, `image_processing_ecom2f.py`; see `hub.hub_ecom2f_sources`), and a model card `README.md` (see
-`hub.hub_ecom2f_card`), plus the trade-off plot and the evaluation results when given.
+sibling modules, `image_processing_ecom2f.py`; see `hub.sources`), and a model card `README.md` (see
+`hub.card`), plus the trade-off plot and the evaluation results when given.
 
-Command line (also `python -m hub.hub_ecom2f_export`); it exports an EcoDeformableDetr folder too, by its
+Command line (also `python -m hub.ecom2f_folder`); it exports an EcoDeformableDetr folder too, by its
 `model_type`:
 
-    ecom2f-export MODEL_DIR OUTPUT_DIR [--eval-results RESULTS.json] [--plot PLOT.png] [--repo-id NS/NAME]
+    ecom2f-hub-folder MODEL_DIR OUTPUT_DIR [--eval-results RESULTS.json] [--plot PLOT.png] [--repo-id NS/NAME]
                   [--license ID] [--overwrite]
 
 A failed export leaves no half-written OUTPUT_DIR. A model whose gate was never trained is exported with an
@@ -27,19 +27,19 @@ from configuration.configuration_ecom2f import EcoMask2FormerConfig
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation, EcoMask2FormerModel
 from processing.image_processing_ecom2f import EcoMask2FormerImageProcessor
 
-from hub import hub_export
-from hub.hub_eco_deformable_detr_export import DETR_SPEC
-from hub.hub_ecom2f_card import check_plot, parse_eval_results, render_model_card
-from hub.hub_export import (  # noqa: F401  (re-exported: the names this module has always offered)
+from hub import folder as hub_folder
+from hub.eco_deformable_detr_folder import DETR_SPEC
+from hub.card import check_plot, parse_eval_results, render_model_card
+from hub.folder import (  # noqa: F401  (re-exported: the names this module has always offered)
     CONFIG_FILE,
     PROCESSOR_FILE,
     WEIGHT_FILES,
-    ExportSpec,
+    HubFolderSpec,
     NotAnEcoModelError,
     UntrainedGateWarning,
 )
 
-ECOM2F_SPEC = ExportSpec(
+ECOM2F_SPEC = HubFolderSpec(
     name="EcoMask2Former",
     config_class=EcoMask2FormerConfig,
     model_class=EcoMask2FormerForUniversalSegmentation,
@@ -53,37 +53,37 @@ ECOM2F_SPEC = ExportSpec(
 )
 MODEL_AUTO_CLASSES = ECOM2F_SPEC.task_auto_classes
 SPECS = (ECOM2F_SPEC, DETR_SPEC)
-"""Every model type the exporter knows; the command line picks one by the folder's `model_type`."""
+"""Every model type the Hub folder writer knows; the command line picks one by the folder's `model_type`."""
 
 
 def config_auto_map() -> dict[str, str]:
     """`auto_map` of the exported `config.json`."""
-    return hub_export.config_auto_map(ECOM2F_SPEC)
+    return hub_folder.config_auto_map(ECOM2F_SPEC)
 
 
 def processor_auto_map() -> dict[str, str]:
     """`auto_map` of the exported `preprocessor_config.json`."""
-    return hub_export.processor_auto_map(ECOM2F_SPEC)
+    return hub_folder.processor_auto_map(ECOM2F_SPEC)
 
 
 def check_model_folder(model_dir: str | Path) -> Path:
     """Check that `model_dir` holds an EcoMask2Former model saved with `save_pretrained` (`NotAnEcoModelError`)."""
-    return hub_export.check_model_folder(model_dir, ECOM2F_SPEC)
+    return hub_folder.check_model_folder(model_dir, ECOM2F_SPEC)
 
 
-def export_model_folder(*, model_dir: str | Path, output_dir: str | Path, **options) -> Path:
-    """Export the EcoMask2Former saved in `model_dir` as a Hub repository folder `output_dir`; returns `output_dir`.
+def write_model_hub_folder(*, model_dir: str | Path, output_dir: str | Path, **options) -> Path:
+    """Write the EcoMask2Former saved in `model_dir` as a Hub repository folder `output_dir`; returns `output_dir`.
 
-    `hub.hub_export.export_folder` with `ECOM2F_SPEC`; `options` are its keywords: `eval_results` (a dict or a JSON
-    path, schema in `hub.hub_ecom2f_card`) and `plot` (a PNG of PQ against GFLOPs) for the card, `repo_id`,
+    `hub.folder.write_hub_folder` with `ECOM2F_SPEC`; `options` are its keywords: `eval_results` (a dict or a JSON
+    path, schema in `hub.card`) and `plot` (a PNG of PQ against GFLOPs) for the card, `repo_id`,
     `license_id`, `image_processor` (an `EcoMask2FormerImageProcessor`), `tags`, `overwrite`. Errors: see there.
     """
-    return hub_export.export_folder(ECOM2F_SPEC, model_dir=model_dir, output_dir=output_dir, **options)
+    return hub_folder.write_hub_folder(ECOM2F_SPEC, model_dir=model_dir, output_dir=output_dir, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point `ecom2f-export`; returns the exit status (2 on a bad input, with the reason)."""
-    return hub_export.main(argv, specs=SPECS, prog="ecom2f-export")
+    """Console entry point `ecom2f-hub-folder`; returns the exit status (2 on a bad input, with the reason)."""
+    return hub_folder.main(argv, specs=SPECS, prog="ecom2f-hub-folder")
 
 
 if __name__ == "__main__":
