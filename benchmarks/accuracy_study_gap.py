@@ -140,7 +140,7 @@ def checkpoint_model(probe: Probe, checkpoint: Path, out: Path, data: Path) -> P
 
 def evaluate_probe(model: Path, out: Path, data: Path, depth: int, seed: int) -> dict:
     from modeling_ecom2f.recipe.arguments import build_evaluate_parser
-    from modeling_ecom2f.recipe.evaluate_job import evaluate_model
+    from modeling_ecom2f.recipe.evaluation_step import evaluate_model
 
     if not (out / "evaluation.json").is_file():
         evaluate_model(build_evaluate_parser().parse_args(

@@ -16,7 +16,7 @@ from typing import Callable
 from ..recipe import arguments
 from ..recipe.derived import derive_exit_dataset
 from ..recipe.early_exit import train_early_exit
-from ..recipe.evaluate_job import evaluate_model
+from ..recipe.evaluation_step import evaluate_model
 from ..recipe.gate_training import train_gate
 from ..recipe.runtime import run_script, run_script_process
 from .main_job import build_run_parser, run_eco_m2f

@@ -243,7 +243,7 @@ def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: di
 
     from ..recipe.derived import derive_exit_dataset
     from ..recipe.early_exit import train_early_exit
-    from ..recipe.evaluate_job import evaluate_model
+    from ..recipe.evaluation_step import evaluate_model
     from ..recipe.gate_training import train_gate
 
     def timed(name, fn):

@@ -20,11 +20,11 @@ from .arguments import (
 from .checkpointing import TrainingProgress, list_checkpoints, resolve_resume
 from .derived import derive_exit_dataset, load_derived_dataset, pq_matrix, quality_matrix
 from .early_exit import train_early_exit
-from .evaluate_job import evaluate_model
-from .evaluation import panoptic_from_counts
+from .evaluation_step import evaluate_model
+from .segmentation_evaluation import panoptic_from_counts
 from .gate_training import train_gate
 from .mode_evaluation import evaluate_modes
-from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
+from .depth_labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
 from .modeling import build_model, load_model, load_trained_model
 from .routing import calibrate_beta, frontier_quality, random_routing, utility_depths
 from .runtime import RecipeError, finish_process, run_script, run_script_process

@@ -31,7 +31,7 @@ import torch
 from .checkpointing import run_fingerprint
 from .data import EpochShuffleSampler, inference_dataloader, load_split, shard_indices
 from .derived import load_derived_dataset, quality_matrix, weights_digest
-from .labels import check_beta, ideal_depths, label_histogram
+from .depth_labels import check_beta, ideal_depths, label_histogram
 from .mode_evaluation import evaluate_modes
 from .modeling import gate_module, rebuild_gate
 from .routing import calibrate_beta, utility_depths

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from .data import inference_dataloader, shard_indices
-from .evaluation import exit_outputs, forward_at_depth
-from .labels import ideal_depths
+from .segmentation_evaluation import exit_outputs, forward_at_depth
+from .depth_labels import ideal_depths
 from .routing import classification_depths, random_routing, utility_depths
 from .runtime import RecipeError, progress_bar
 from .tasks import get_task
@@ -181,7 +181,7 @@ def per_exit_counts(order, by_depth: dict, *, label_info) -> dict:
             "counts": np.stack([np.stack([by_depth[k][i].counts for i in order]) for k in exits])}
 
 
-#: File of `evaluate_job.write_report` holding `per_exit_counts` (NumPy `.npz`).
+#: File of `evaluation_step.write_report` holding `per_exit_counts` (NumPy `.npz`).
 PER_EXIT_COUNTS_FILE = "per_exit_counts.npz"
 
 

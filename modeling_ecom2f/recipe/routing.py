@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..ecom2f_depth import depths_from_gate_logits, utility_gate_depths
-from .labels import check_beta
+from .depth_labels import check_beta
 from .runtime import RecipeError
 
 

@@ -68,7 +68,7 @@ def collect_gates(model, args: argparse.Namespace, *, task=None) -> dict:
 
 
 def write_report(report: dict, output_dir: str | Path, *, title: str, task=None) -> dict[str, Path]:
-    """`evaluation.json`, `per_image.json`, `evaluation.md`, `tradeoff.png` and (segmentation) `per_exit_counts.npz`
+    """`segmentation_evaluation.json`, `per_image.json`, `segmentation_evaluation.md`, `tradeoff.png` and (segmentation) `per_exit_counts.npz`
     in `output_dir`."""
     task = get_task(task)
     out = Path(output_dir)
