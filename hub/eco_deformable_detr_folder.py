@@ -71,16 +71,6 @@ DETR_SPEC = HubFolderSpec(
 )
 
 
-def detection_config_auto_map() -> dict[str, str]:
-    """`auto_map` of the exported `config.json`."""
-    return hub_folder.config_auto_map(DETR_SPEC)
-
-
-def detection_processor_auto_map() -> dict[str, str]:
-    """`auto_map` of the exported `preprocessor_config.json`."""
-    return hub_folder.processor_auto_map(DETR_SPEC)
-
-
 def write_detection_hub_folder(
     *, model_dir: str | Path, output_dir: str | Path, repo_id: str | None = None, overwrite: bool = False,
     license_id: str | None = None, tags: list[str] | None = None,

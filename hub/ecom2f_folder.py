@@ -30,14 +30,7 @@ from processing.image_processing_ecom2f import EcoMask2FormerImageProcessor
 from hub import folder as hub_folder
 from hub.eco_deformable_detr_folder import DETR_SPEC
 from hub.card import check_plot, parse_eval_results, render_model_card
-from hub.folder import (  # noqa: F401  (re-exported: the names this module has always offered)
-    CONFIG_FILE,
-    PROCESSOR_FILE,
-    WEIGHT_FILES,
-    HubFolderSpec,
-    NotAnEcoModelError,
-    UntrainedGateWarning,
-)
+from hub.folder import HubFolderSpec
 
 ECOM2F_SPEC = HubFolderSpec(
     name="EcoMask2Former",
@@ -51,24 +44,8 @@ ECOM2F_SPEC = HubFolderSpec(
     check_plot=check_plot,
     resave_hint=" (a stock Mask2Former checkpoint loads unchanged)",
 )
-MODEL_AUTO_CLASSES = ECOM2F_SPEC.task_auto_classes
 SPECS = (ECOM2F_SPEC, DETR_SPEC)
 """Every model type the Hub folder writer knows; the command line picks one by the folder's `model_type`."""
-
-
-def config_auto_map() -> dict[str, str]:
-    """`auto_map` of the exported `config.json`."""
-    return hub_folder.config_auto_map(ECOM2F_SPEC)
-
-
-def processor_auto_map() -> dict[str, str]:
-    """`auto_map` of the exported `preprocessor_config.json`."""
-    return hub_folder.processor_auto_map(ECOM2F_SPEC)
-
-
-def check_model_folder(model_dir: str | Path) -> Path:
-    """Check that `model_dir` holds an EcoMask2Former model saved with `save_pretrained` (`NotAnEcoModelError`)."""
-    return hub_folder.check_model_folder(model_dir, ECOM2F_SPEC)
 
 
 def write_model_hub_folder(*, model_dir: str | Path, output_dir: str | Path, **options) -> Path:

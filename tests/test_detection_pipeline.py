@@ -16,7 +16,7 @@ from helpers.detection import tiny_eco_detector
 from helpers.hub_fixtures import write_test_images
 from helpers.fake_hub import REPO_ROOT, client_env, run_python
 from hub.eco_deformable_detr_folder import write_detection_hub_folder
-from hub.ecom2f_folder import NotAnEcoModelError, UntrainedGateWarning
+from hub.folder import NotAnEcoModelError, UntrainedGateWarning
 
 PROCESSOR_KWARGS = {"size": {"shortest_edge": 64, "longest_edge": 96}}
 

@@ -29,7 +29,8 @@ from helpers.hub_outputs import assert_same_outputs
 from helpers.models import tiny_stock_config
 from helpers.fake_hub import REPO_ROOT, client_env, run_python
 from hub.card import EvalResultsError
-from hub.ecom2f_folder import NotAnEcoModelError, UntrainedGateWarning, write_model_hub_folder, main
+from hub.ecom2f_folder import main, write_model_hub_folder
+from hub.folder import NotAnEcoModelError, UntrainedGateWarning
 from hub.sources import PROJECT_PACKAGES, HubSourceError, collect_code_files
 
 REPO_ID = "tester/eco-tiny"
@@ -235,7 +236,7 @@ def test_bad_files_and_existing_output(untrained_folder, tmp_path):
 
 SOURCE_CASES = {
     "sibling_is_followed": ("from .helper_mod import x\n", None),
-    "absolute_project_import": ("from modeling_ecom2f.ecom2f_gate import EcoMask2FormerGate\n",
+    "absolute_project_import": ("from modeling_ecom2f.ecom2f_gate import EcoExitGate\n",
                                 "absolute import of a project module"),
     "plain_project_import": ("import hub.card\n", "imports a project package"),
     "sub_package": ("from .data.labels import x\n", "imports a sub-package"),

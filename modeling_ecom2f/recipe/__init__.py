@@ -18,7 +18,7 @@ from .arguments import (
     build_train_gate_parser,
 )
 from .checkpointing import TrainingProgress, list_checkpoints, resolve_resume
-from .derived import derive_exit_dataset, load_derived_dataset, pq_matrix, quality_matrix
+from .derived import derive_exit_dataset, load_derived_dataset, quality_matrix
 from .early_exit import train_early_exit
 from .evaluation_step import evaluate_model
 from .segmentation_evaluation import panoptic_from_counts
@@ -61,7 +61,6 @@ __all__ = [
     "load_model",
     "load_trained_model",
     "panoptic_from_counts",
-    "pq_matrix",
     "quality_matrix",
     "resolve_resume",
     "run_script",

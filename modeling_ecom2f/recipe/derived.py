@@ -86,10 +86,6 @@ def quality_matrix(derived, exit_layers, *, column: str = "pq") -> np.ndarray:
     return quality
 
 
-#: The former name of `quality_matrix` (it also holds box AP), kept for existing callers.
-pq_matrix = quality_matrix
-
-
 def derive_exit_dataset(args: argparse.Namespace) -> dict:
     """Run step 2 from parsed `build_derive_exit_dataset_parser()` arguments; returns the summary dict.
 
@@ -157,7 +153,6 @@ __all__ = [
     "INFO_FILE",
     "derive_exit_dataset",
     "load_derived_dataset",
-    "pq_matrix",
     "quality_matrix",
     "weights_digest",
 ]

@@ -81,7 +81,7 @@ def extract_gate_features(*, accelerator, model, processor, dataset, label_info,
                 again = gate.classifier(pooled)
             if not torch.allclose(again, logits, rtol=1e-4, atol=1e-5):
                 raise RecipeError("the gate is not 'pool then classify': its inputs cannot be cached; "
-                                  "this step needs a gate of modeling_ecom2f.EcoMask2FormerGate's form")
+                                  "this step needs a gate of modeling_ecom2f.EcoExitGate's form")
             rows.extend(zip(batch["indices"].tolist(), pooled.cpu().tolist()))
     finally:
         handle.remove()
