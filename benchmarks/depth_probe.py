@@ -222,7 +222,7 @@ def _difficulty_routing(quality: np.ndarray, columns: list[int], difficulty: dic
 
 
 def go_decision(result: dict) -> dict:
-    """The issue's go criterion: deepest gate exit >= 1 point above the shallowest (mean per-image mIoU) and one
+    """The pilot's go criterion: deepest gate exit >= 1 point above the shallowest (mean per-image mIoU) and one
     gate variant above both the envelope and its random control by > 2 standard errors at >= 2 budgets."""
     columns = result["settings"]["gate_exits"]
     quality = result["mean_image_miou"]

@@ -1,6 +1,6 @@
 """The main job's results page: the trade-off table (every fixed depth, the classification gate, the utility gate at
 each beta, the random-routing control of every gate mode, the oracle), each gate's gain over the fixed-depth frontier
-and over its control, the checks of the issue as measured, and the plot; written to
+and over its control, the acceptance checks as measured, and the plot; written to
 `OUTPUT_DIR/results_main_job.{md,json}` and, for the default preset, to `docs/` (a benchmark other than the default
 one adds its name to the file names: `results_main_job_maze.*`).
 
@@ -28,7 +28,7 @@ from ..recipe.reporting import mode_rows, results_table, save_plot, tradeoff_tab
 from ..recipe.runtime import write_json
 from .report_statistics import DEFAULT_RESAMPLES, bootstrap_gains, difficulty_statistics, per_image_series
 
-#: Margins of the issue's checks, in PQ points.
+#: Margins of the acceptance checks, in PQ points.
 MIN_GAIN_POINTS = 0.5
 MAX_LOSS_POINTS = 0.5
 MAX_ENCODER_FRACTION = 0.70
@@ -59,7 +59,7 @@ def passes(row: dict) -> bool:
 
 
 def checks(rows: list[dict], *, validation_images: int | None = None) -> dict:
-    """The issue's done-when figures on this run, each with its value and whether it is met."""
+    """The acceptance figures on this run, each with its value and whether it is met."""
     fixed = sorted((row for row in rows if row["kind"] == "fixed"), key=lambda row: row["mean_depth"])
     full, shallow = fixed[-1], fixed[0]
     utility = [row for row in rows if row["kind"] == "gate" and row["gate_objective"] == "utility"]
