@@ -238,26 +238,25 @@ def sys_path_edits(path: Path) -> list[str]:
             and node.func.attr in {"insert", "append", "extend"} and ast.unparse(node.func.value) == "sys.path"]
 
 
-def recipe_hub_imports() -> dict[str, list[str]]:
-    """Recipe module -> the `hub` modules it imports."""
+def offending_imports(in_scope, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    """Project module in scope (`in_scope(module)`) -> the names it imports from the `forbidden` packages."""
     out = {}
     for module, path in project_modules().items():
-        if _within(module, "modeling_ecom2f.recipe"):
-            bad = sorted(name for name in imported_names(module, path) if _within(name, "hub"))
+        if in_scope(module):
+            bad = sorted(name for name in imported_names(module, path) if any(_within(name, p) for p in forbidden))
             if bad:
                 out[module] = bad
     return out
+
+
+def recipe_hub_imports() -> dict[str, list[str]]:
+    """Recipe module -> the `hub` modules it imports."""
+    return offending_imports(lambda module: _within(module, "modeling_ecom2f.recipe"), ("hub",))
 
 
 def library_experiments_imports() -> dict[str, list[str]]:
     """Library module (anything but the experiments layer) -> the experiments modules it imports."""
-    out = {}
-    for module, path in project_modules().items():
-        if not _within(module, EXPERIMENTS):
-            bad = sorted(name for name in imported_names(module, path) if _within(name, EXPERIMENTS))
-            if bad:
-                out[module] = bad
-    return out
+    return offending_imports(lambda module: not _within(module, EXPERIMENTS), (EXPERIMENTS,))
 
 
 def library_script_imports() -> dict[str, list[str]]:
