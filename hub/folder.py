@@ -6,7 +6,7 @@ The Hub folder holds `config.json` (its `auto_map`: AutoConfig, AutoModel for th
 classes), the weights, `preprocessor_config.json` (with its AutoImageProcessor `auto_map`), the flat custom-code files
 reached from the model and processor modules (`hub.sources`) and a model card `README.md`, plus the
 evaluation results and trade-off plot when the spec's card takes them. It is written to a temporary sibling folder
-and moved into place at the end, so a failed export leaves no half-written output folder.
+and moved into place at the end, so a failed write leaves no half-written output folder.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class NotAnEcoModelError(ValueError):
 
 
 class UntrainedGateWarning(UserWarning):
-    """The exported model's gate was never trained: it always runs the deepest exit."""
+    """The model's gate was never trained: its Hub folder always runs the deepest exit."""
 
 
 @dataclass(frozen=True)
@@ -75,19 +75,19 @@ class HubFolderSpec:
 
 
 def class_ref(cls: type) -> str:
-    """`auto_map` value of a class: its flat module name (the file name in the export) and its name."""
+    """`auto_map` value of a class: its flat module name (the file name in the Hub folder) and its name."""
     return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
 
 
 def config_auto_map(spec: HubFolderSpec) -> dict[str, str]:
-    """`auto_map` of the exported `config.json`: AutoConfig, AutoModel (the base model) and the task classes."""
+    """`auto_map` of the Hub folder's `config.json`: AutoConfig, AutoModel (the base model) and the task classes."""
     auto_map = {"AutoConfig": class_ref(spec.config_class), "AutoModel": class_ref(spec.base_model_class)}
     auto_map.update({name: class_ref(spec.model_class) for name in spec.task_auto_classes})
     return auto_map
 
 
 def processor_auto_map(spec: HubFolderSpec) -> dict[str, str]:
-    """`auto_map` of the exported `preprocessor_config.json`."""
+    """`auto_map` of the Hub folder's `preprocessor_config.json`."""
     return {"AutoImageProcessor": class_ref(spec.processor_class)}
 
 
@@ -148,8 +148,8 @@ def _load_processor(model_dir: Path, spec: HubFolderSpec, image_processor):
     if (model_dir / PROCESSOR_FILE).is_file():
         return cls.from_pretrained(model_dir)
     warnings.warn(
-        f"{model_dir} has no {PROCESSOR_FILE}: exporting the default {cls.__name__} (the stock settings); save your "
-        "processor into the model folder to export it instead",
+        f"{model_dir} has no {PROCESSOR_FILE}: the Hub folder gets the default {cls.__name__} (the stock settings); save "
+        "your processor into the model folder to use it instead",
         UserWarning,
         stacklevel=4,
     )
@@ -164,7 +164,7 @@ def _prepare_output(output_dir: Path, model_dir: Path, *, overwrite: bool) -> No
         raise FileExistsError(f"output folder {output_dir} exists and is not empty; pass overwrite=True (--overwrite)")
 
 
-def _write_export(staging: Path, spec: HubFolderSpec, *, model, processor, code_files, results, plot: Path | None,
+def _write_contents(staging: Path, spec: HubFolderSpec, *, model, processor, code_files, results, plot: Path | None,
                   card: dict) -> None:
     model.config.auto_map = config_auto_map(spec)
     model.save_pretrained(staging)
@@ -182,13 +182,13 @@ def _write_export(staging: Path, spec: HubFolderSpec, *, model, processor, code_
     (staging / "README.md").write_text(text, encoding="utf-8")
 
 
-#: Sections of a converted checkpoint's card (`ecom2f-convert`) that an export keeps: where the weights come from.
+#: Sections of a converted checkpoint's card (`ecom2f-convert`) that a Hub folder keeps: where the weights come from.
 PROVENANCE_SECTIONS = ("## Source", "## Figures reported by the authors", "## What the conversion did")
 
 
 def _carry_provenance(model_dir: Path, staging: Path) -> None:
-    """A folder written by `ecom2f-convert` keeps its source (file, SHA-256, the authors' figures) in the export:
-    `conversion.json` is copied and the provenance sections of its card are appended to the exported card."""
+    """A folder written by `ecom2f-convert` keeps its source (file, SHA-256, the authors' figures) in its Hub folder:
+    `conversion.json` is copied and the provenance sections of its card are appended to the Hub folder's card."""
     record = model_dir / "conversion.json"
     if not record.is_file():
         return
@@ -218,7 +218,7 @@ def write_hub_folder(
 
     Args:
         spec: the model type's `HubFolderSpec`.
-        model_dir: a folder written by `save_pretrained` (its `preprocessor_config.json`, when present, is exported
+        model_dir: a folder written by `save_pretrained` (its `preprocessor_config.json`, when present, is written
             as the image processor).
         output_dir: the repository folder to create (must be empty or absent unless `overwrite`).
         eval_results: measured results, a dict or a JSON path (schema: `hub.card`), for specs whose card
@@ -226,7 +226,7 @@ def write_hub_folder(
         plot: a PNG of the quality/GFLOPs trade-off, shown in the card (same specs).
         repo_id: the Hub id used in the card's usage code.
         license_id: a Hub license id for the card metadata (e.g. `"apache-2.0"`).
-        image_processor: the processor to export instead of the one saved in `model_dir`.
+        image_processor: the processor to write instead of the one saved in `model_dir`.
         tags: extra Hub tags for the card.
         overwrite: replace an existing non-empty `output_dir`.
 
@@ -251,7 +251,7 @@ def write_hub_folder(
     processor = _load_processor(model_dir, spec, image_processor)
     if not model.config.gate_trained:
         warnings.warn(
-            f"the gate of the model in {model_dir} was never trained (config.gate_trained=False): the export runs "
+            f"the gate of the model in {model_dir} was never trained (config.gate_trained=False): the Hub folder runs "
             f"the deepest exit ({model.config.max_exit} encoder layers) for every image; the model card says so",
             UntrainedGateWarning,
             stacklevel=3,
@@ -260,7 +260,7 @@ def write_hub_folder(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.staging-", dir=output_dir.parent))
     try:
-        _write_export(staging, spec, model=model, processor=processor, code_files=code_files, results=results,
+        _write_contents(staging, spec, model=model, processor=processor, code_files=code_files, results=results,
                       plot=plot, card={"repo_id": repo_id, "license_id": license_id, "tags": tags})
         _carry_provenance(model_dir, staging)
         if output_dir.is_dir():
@@ -305,7 +305,7 @@ def main(argv: list[str] | None, *, specs: Sequence[HubFolderSpec], prog: str) -
     matches, whose checks then say what is wrong). Returns the exit status (2 on a bad input, with the reason)."""
     args = build_parser(prog, names=" or ".join(spec.name for spec in specs)).parse_args(argv)
 
-    def export() -> str:
+    def write() -> str:
         model_type = read_model_type(args.model_dir) if args.model_dir.is_dir() else None
         spec = spec_for_model_type(model_type, specs) or specs[0]
         out = write_hub_folder(
@@ -314,7 +314,7 @@ def main(argv: list[str] | None, *, specs: Sequence[HubFolderSpec], prog: str) -
         )
         return f"wrote the Hub folder {out} from {args.model_dir}: {', '.join(sorted(p.name for p in out.iterdir()))}"
 
-    return run_command(prog, export)
+    return run_command(prog, write)
 
 
 __all__ = [

@@ -73,7 +73,7 @@ def test_pipeline_matches_post_processing(model_folder, image):
     assert [r["label"] for r in results] == [model.config.id2label[int(l)] for l in expected["labels"]]
 
 
-def test_export_rejects_other_folders(tmp_path):
+def test_hub_folder_rejects_other_folders(tmp_path):
     with pytest.raises(NotAnEcoModelError):
         write_detection_hub_folder(model_dir=tmp_path, output_dir=tmp_path / "out")
 
@@ -120,7 +120,7 @@ def test_hub_folder_loads_in_a_fresh_process(model_folder, tmp_path):
     assert all(report["pipeline"])
 
 
-def test_untrained_gate_export_warns(tmp_path):
+def test_untrained_gate_hub_folder_warns(tmp_path):
     folder = tmp_path / "model"
     tiny_eco_detector().save_pretrained(folder)
     with pytest.warns(UntrainedGateWarning):

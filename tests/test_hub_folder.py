@@ -1,4 +1,4 @@
-"""Hub folder: layout, card, bad inputs, and loading the export in a fresh process without the project."""
+"""Hub folder: layout, card, bad inputs, and loading the folder in a fresh process without the project."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def exported(tmp_path_factory):
                            plot=plot)
 
 
-def test_export_layout(exported):
+def test_hub_folder_layout(exported):
     export = exported.export
     code = {f.name for f in collect_code_files()}
     assert {"configuration_ecom2f.py", "modeling_ecom2f.py", "image_processing_ecom2f.py", "ecom2f_gate.py"} <= code
@@ -112,7 +112,7 @@ def test_model_card(exported):
 
 
 @pytest.mark.slow
-def test_export_loads_in_a_fresh_process_without_the_project(exported):
+def test_hub_folder_loads_in_a_fresh_process_without_the_project(exported):
     images = write_test_images(exported.tmp / "images")
     out, cwd = exported.tmp / "fresh.pt", exported.tmp / "cwd"
     cwd.mkdir()

@@ -61,7 +61,7 @@ def pushed(hub, tmp_path_factory):
     return SimpleNamespace(tmp=tmp, model=model, processor=processor, report=report, export=tmp / "work" / "export")
 
 
-def test_the_repository_holds_exactly_the_export(hub, pushed):
+def test_the_repository_holds_exactly_the_hub_folder(hub, pushed):
     local = pushed.report["push_model"]["export"]
     assert sha256_listing(hub.files(REPO_ID)) == local
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "modeling_ecom2f.py",
@@ -71,7 +71,7 @@ def test_the_repository_holds_exactly_the_export(hub, pushed):
     assert sha256_listing(hub.files(REPO_ID, revision="dev")) == local  # the command pushed to a new branch
 
 
-def test_push_failures_are_clear_and_keep_the_export(pushed):
+def test_push_failures_are_clear_and_keep_the_hub_folder(pushed):
     report = pushed.report
     assert report["server_error"]["type"] == "HubPushError"
     assert "the Hub answered HTTP 500" in report["server_error"]["message"]
