@@ -27,7 +27,7 @@ from hub.folder import HubFolderSpec
 
 def render_detection_card(*, config, repo_id: str | None, results=None, plot_name: str | None = None,
                           license_id: str | None = None, tags: list[str] | None = None) -> str:
-    """README.md of an EcoDeformableDetr export (no measured results: `results` and `plot_name` stay `None`)."""
+    """README.md of an EcoDeformableDetr Hub folder (no measured results: `results` and `plot_name` stay `None`)."""
     name = repo_id or "path/to/this/folder"
     gate = (
         "The gate is trained: without `num_encoder_layers` it picks each image's encoder depth."

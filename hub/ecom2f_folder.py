@@ -8,13 +8,13 @@ AutoImageProcessor `auto_map`), the flat custom-code files (`configuration_ecom2
 sibling modules, `image_processing_ecom2f.py`; see `hub.sources`), and a model card `README.md` (see
 `hub.card`), plus the trade-off plot and the evaluation results when given.
 
-Command line (also `python -m hub.ecom2f_folder`); it exports an EcoDeformableDetr folder too, by its
+Command line (also `python -m hub.ecom2f_folder`); it writes an EcoDeformableDetr folder's too, by its
 `model_type`:
 
     ecom2f-hub-folder MODEL_DIR OUTPUT_DIR [--eval-results RESULTS.json] [--plot PLOT.png] [--repo-id NS/NAME]
                   [--license ID] [--overwrite]
 
-A failed export leaves no half-written OUTPUT_DIR. A model whose gate was never trained is exported with an
+A failed write leaves no half-written OUTPUT_DIR. A model whose gate was never trained is written with an
 `UntrainedGateWarning`, and its card says so.
 """
 

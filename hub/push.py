@@ -1,11 +1,11 @@
 """Upload a Hub folder (EcoMask2Former or EcoDeformableDetr): create the repository (and branch) if needed, then commit the folder.
 
-`push_folder` uploads a folder made by `hub.ecom2f_folder`; `push_model` exports first (a saved model folder,
+`push_folder` uploads a folder made by `hub.ecom2f_folder`; `push_model` writes the Hub folder first (a saved model folder,
 or a model object) and then uploads, so that every route gives the same repository layout. The token comes from the usual places (`token=`, else
 `HF_TOKEN`, else the token saved by `hf auth login`); the endpoint from `endpoint=`, else `HF_ENDPOINT`.
 
 A failed upload (server error, refused connection, bad token) raises `HubPushError`, which says what failed and
-where the local export is; the export is never deleted by a failure.
+where the local Hub folder is; a failure never deletes it.
 
 To push a model object with its custom code, call `push_model(model=model, repo_id=...)`. The model's own
 `push_to_hub` is the stock `PushToHubMixin` method (weights and config, no custom code): model code never imports
@@ -14,7 +14,7 @@ To push a model object with its custom code, call `push_model(model=model, repo_
 Command line (also `python -m hub.push`):
 
     ecom2f-push FOLDER REPO_ID [--private] [--revision BRANCH] [--commit-message MSG]
-        FOLDER is an export folder (it has custom code and auto_map) or a saved model folder, which is exported
+        FOLDER is a Hub folder (it has custom code and auto_map) or a saved model folder, whose Hub folder is written
         first (to --hub-dir, or a temporary folder kept only when the upload fails); --eval-results, --plot and
         --license then go into the card.
 """
@@ -51,11 +51,11 @@ DEFAULT_COMMIT_MESSAGE = "Upload EcoMask2Former (custom code, weights, image pro
 
 
 class HubPushError(RuntimeError):
-    """The upload to the Hub failed; the message names the cause and the local export folder (left intact)."""
+    """The upload to the Hub failed; the message names the cause and the local Hub folder (left intact)."""
 
 
 def is_hub_folder(folder: str | Path) -> bool:
-    """Whether `folder` looks like an export: a `config.json` with an `auto_map` and the modeling file beside it."""
+    """Whether `folder` looks like a Hub folder: a `config.json` with an `auto_map` and the modeling file beside it."""
     config = Path(folder) / CONFIG_FILE
     if not config.is_file():
         return False
@@ -93,11 +93,11 @@ class PushOptions(TypedDict, total=False):
 
 
 def push_folder(*, folder: str | Path, repo_id: str, **options: Unpack[PushOptions]) -> CommitInfo:
-    """Upload an export folder to `repo_id` (`namespace/name`), creating the repository and the branch `revision` if
+    """Upload a Hub folder to `repo_id` (`namespace/name`), creating the repository and the branch `revision` if
     needed; `options`: see `PushOptions`.
 
     Raises:
-        ValueError: `folder` is not an export folder (`config.json` with `auto_map` and its code).
+        ValueError: `folder` is not a Hub folder (`config.json` with `auto_map` and its code).
         TypeError: an option that is not a `PushOptions` key.
         HubPushError: the Hub refused or could not be reached (the folder is left as it was).
     """
@@ -123,12 +123,12 @@ def push_folder(*, folder: str | Path, repo_id: str, **options: Unpack[PushOptio
     except (HfHubHTTPError, TransportError, OSError) as error:  # OSError: offline mode, socket errors
         raise HubPushError(
             f"pushing {folder} to {repo_id} on {api.endpoint} failed: {_explain(error)}. "
-            f"The local export {folder} is intact."
+            f"The local Hub folder {folder} is intact."
         ) from error
 
 
 def _spec(model, model_dir: str | Path | None) -> HubFolderSpec:
-    """The export spec of a model object or saved folder, by its `model_type` (EcoMask2Former when unknown, whose
+    """The Hub folder spec of a model object or saved folder, by its `model_type` (EcoMask2Former when unknown, whose
     checks then say what is wrong)."""
     model_type = model.config.model_type if model is not None else None
     if model is None and Path(model_dir).is_dir():
@@ -150,7 +150,7 @@ def push_model(
     tags: list[str] | None = None,
     **options: Unpack[PushOptions],
 ) -> CommitInfo:
-    """Export a model (an object, or a folder saved with `save_pretrained`) and upload it to `repo_id`.
+    """Write the Hub folder of a model (an object, or a folder saved with `save_pretrained`) and upload it to `repo_id`.
 
     Any model type the Hub folder writer knows (`hub.ecom2f_folder.SPECS`: EcoMask2Former, EcoDeformableDetr), chosen by
     its `model_type`. Exactly one of `model` and `model_dir` is required. The Hub folder goes to `hub_dir` when given
@@ -162,7 +162,7 @@ def push_model(
     if (model is None) == (model_dir is None):
         raise ValueError("push_model needs exactly one of model= (a model object) and model_dir= (a saved folder)")
     temporary = hub_dir is None
-    hub_dir = Path(tempfile.mkdtemp(prefix="ecom2f-hub-folder-")) / "export" if temporary else Path(hub_dir)
+    hub_dir = Path(tempfile.mkdtemp(prefix="ecom2f-hub-folder-")) / "hub_folder" if temporary else Path(hub_dir)
     try:
         with tempfile.TemporaryDirectory(prefix="ecom2f-saved-") as saved:
             spec = _spec(model, model_dir)
@@ -185,7 +185,7 @@ def push_model(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecom2f-push", description="Upload an EcoMask2Former model to the Hub.")
-    parser.add_argument("folder", type=Path, help="an export folder, or a saved model folder (exported first)")
+    parser.add_argument("folder", type=Path, help="a Hub folder, or a saved model folder (its Hub folder is written first)")
     parser.add_argument("repo_id", help="namespace/name")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--revision", help="branch to commit to (created if missing)")

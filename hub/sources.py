@@ -2,11 +2,11 @@
 
 A Hub repository holds custom code as flat sibling files that import each other relatively
 (`from .ecom2f_gate import ...`); transformers copies exactly the files reachable that way. The project's sources
-are laid out as packages, so the export starts from the entry modules (the model and the image processor), follows
+are laid out as packages, so the Hub folder writer starts from the entry modules (the model and the image processor), follows
 every relative import to its sibling file, and rewrites the one allowed absolute project import
 (`from configuration.configuration_ecom2f import ...`) into a relative one. Any other import of a project package,
 an import of a sub-package (`from .data.labels import ...`), or `from . import x` (which transformers does not
-follow) stops the export with an `HubSourceError` naming the file and line.
+follow) stops the writer with a `HubSourceError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ABSOLUTE_REWRITES = {
     "configuration.configuration_ecom2f": "configuration_ecom2f",
     "configuration.configuration_eco_deformable_detr": "configuration_eco_deformable_detr",
 }
-"""Absolute project imports the export may rewrite: module -> flat sibling module name."""
+"""Absolute project imports the Hub folder writer may rewrite: module -> flat sibling module name."""
 
 ENTRY_MODULES = ("modeling_ecom2f.modeling_ecom2f", "processing.image_processing_ecom2f")
 """Where the walk starts: the modules named in `auto_map` (the configuration is reached through the model)."""
@@ -36,7 +36,7 @@ class HubSourceError(ValueError):
 
 @dataclass(frozen=True)
 class CodeFile:
-    """One flat custom-code file of the export: its name in the repository, its rewritten text, its origin."""
+    """One flat custom-code file of the Hub folder: its name in the repository, its rewritten text, its origin."""
 
     name: str
     text: str
@@ -85,7 +85,7 @@ def _scan(path: Path) -> tuple[str, list[Path]]:
                 continue
             if module not in ABSOLUTE_REWRITES:
                 raise HubSourceError(
-                    f"{where}: 'from {module} import ...' is an absolute import of a project module that the export "
+                    f"{where}: 'from {module} import ...' is an absolute import of a project module that the writer "
                     f"cannot rewrite (allowed: {sorted(ABSOLUTE_REWRITES)}); use a relative sibling import"
                 )
             index = node.lineno - 1
@@ -111,7 +111,7 @@ def _scan(path: Path) -> tuple[str, list[Path]]:
 
 
 def collect_code_files(*, entry_modules: tuple[str, ...] = ENTRY_MODULES) -> list[CodeFile]:
-    """All custom-code files an export needs, rewritten, in a stable order (entry modules first).
+    """All custom-code files a Hub folder needs, rewritten, in a stable order (entry modules first).
 
     Raises:
         HubSourceError: an import that cannot work in a flat repository, or two files with the same name.

@@ -78,9 +78,9 @@ def test_push_failures_are_clear_and_keep_the_hub_folder(pushed):
     assert "authentication failed (HTTP 401)" in report["bad_token"]["message"]
     assert "could not reach the Hub (ConnectError" in report["refused"]["message"]
     for case in ("server_error", "bad_token", "refused"):
-        assert f"The local export {pushed.export} is intact." in report[case]["message"]
+        assert f"The local Hub folder {pushed.export} is intact." in report[case]["message"]
     assert report["export_intact"]
-    kept = report["temporary_export_failure"]["message"].split("The local export ")[1].split(" is intact")[0]
+    kept = report["temporary_export_failure"]["message"].split("The local Hub folder ")[1].split(" is intact")[0]
     assert (Path(kept) / "config.json").is_file()  # a failed push keeps even a temporary export, and names it
     assert report["cli_failure_status"] == 1
 
