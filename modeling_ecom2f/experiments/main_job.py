@@ -1,13 +1,12 @@
 """The whole ECO-M2F recipe in one command (`ecom2f-main-job`, `examples/run_eco_m2f.py`): data, step 1, step 2,
-step 3 (the paper's
-classification gate for one beta and a utility gate for every beta), the evaluation (fixed depths, gates at several
-betas, the random-routing control of every gate, the oracle), the trade-off table and plot, and a Hub folder.
+step 3 (the paper's classification gate for one beta and a utility gate for every beta), the evaluation (fixed
+depths, gates at several betas, the random-routing control of every gate, the oracle), the trade-off table and plot,
+and a Hub folder.
 
 The default preset starts from the parent shipped for the chosen benchmark (`--benchmark`: `maze`, maze rooms, the
 default, shipped in this package, `parents/maze_rooms/`; `shapes` in a source checkout's
-`examples/parents/depth_benchmark/`; each trained with this
-project's own step-1 script, its folder holding the command, the training log and SHA-256 sums, checked before use)
-and fine-tunes it for a fixed number of steps. Every step does a fixed amount of work, so the figures do not depend
+`examples/parents/depth_benchmark/`; each trained with this project's own step-1 script, its folder holding the
+command, the training log and SHA-256 sums, checked before use) and fine-tunes it for a fixed number of steps. Every step does a fixed amount of work, so the figures do not depend
 on the machine's speed; the wall-clock deadline (`--deadline_minutes`, 20 for the default preset) is enforced while
 the job runs: past it the job stops with an error naming the step it was in, rather than running on.
 Every step reads its inputs from `--output_dir`, so `--steps` can rerun any subset.
@@ -51,6 +50,8 @@ from .presets import (
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
 STEPS = ("data", "step1", "step2", "step3", "eval", "hub_folder")
+
+
 def build_run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Run the whole ECO-M2F recipe (data, steps 1-3, evaluation with "
                                                  "controls, plot, Hub folder) on the embedded synthetic benchmark.")
