@@ -45,8 +45,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_study_variants import (  # noqa: E402  (the benchmarks folder is on the path above)
     GATE_BETAS,
@@ -230,7 +228,7 @@ def run_variant(variant: Variant, preset: Preset, root: Path, seed: int, *, runs
         build_train_gate_parser,
     )
     from modeling_ecom2f.recipe.derived import derive_exit_dataset
-    from modeling_ecom2f.recipe.evaluate_job import evaluate_model
+    from modeling_ecom2f.recipe.evaluation_step import evaluate_model
     from modeling_ecom2f.recipe.gate_training import train_gate
 
     torch.set_num_threads(1)

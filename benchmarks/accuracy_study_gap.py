@@ -27,8 +27,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_study import common_argv, make_data  # noqa: E402
 from accuracy_study_scratch import read_training_log, training_log_rows  # noqa: E402
@@ -92,19 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------ training the probes
 def step1_args(argv: list[str], data: Path, output: Path) -> argparse.Namespace:
     """`train_early_exit.py`'s arguments of the parent command plus `argv` (what `train_benchmark_parent.py` runs)."""
-    import train_benchmark_parent
+    from modeling_ecom2f.experiments import benchmark_parent
 
     from modeling_ecom2f.recipe.arguments import build_train_early_exit_parser
 
     return build_train_early_exit_parser().parse_args(
         ["--dataset", "disk", "--dataset_path", str(data), "--output_dir", str(output),
-         *train_benchmark_parent.PARENT_ARGS, *argv])
+         *benchmark_parent.PARENT_ARGS, *argv])
 
 
 def train_probe(probe: Probe, folder: Path, data: Path, steps: int | None) -> None:
     """The parent's command with the probe's flags, stopped after `steps` steps (None: the whole schedule), skipped
     when that checkpoint (or the trained model) exists and resumed from the last checkpoint otherwise."""
-    import train_benchmark_parent
+    from modeling_ecom2f.experiments import benchmark_parent
 
     done = folder / "model.safetensors" if steps is None else folder / "checkpoints" / f"step_{steps:06d}"
     if done.exists() or (folder / "model.safetensors").is_file():
@@ -115,7 +113,7 @@ def train_probe(probe: Probe, folder: Path, data: Path, steps: int | None) -> No
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.log", "a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
         stop = [] if steps is None else ["--stop_after_steps", str(steps)]
-        train_benchmark_parent.main(["--output_dir", str(folder), "--data_dir", str(data), *probe.argv, *stop,
+        benchmark_parent.main(["--output_dir", str(folder), "--data_dir", str(data), *probe.argv, *stop,
                                      *resume])  # its progress bar: the curve
 
 
@@ -142,7 +140,7 @@ def checkpoint_model(probe: Probe, checkpoint: Path, out: Path, data: Path) -> P
 
 def evaluate_probe(model: Path, out: Path, data: Path, depth: int, seed: int) -> dict:
     from modeling_ecom2f.recipe.arguments import build_evaluate_parser
-    from modeling_ecom2f.recipe.evaluate_job import evaluate_model
+    from modeling_ecom2f.recipe.evaluation_step import evaluate_model
 
     if not (out / "evaluation.json").is_file():
         evaluate_model(build_evaluate_parser().parse_args(

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 from accuracy_study_variants import PARENTS, REPO, SHIPPED, TINY_SCRATCH_ARGV, Preset, Variant
 
-sys.path.insert(0, str(REPO / "examples"))
-
 
 def shipped_folder(variant: Variant, preset: Preset) -> Path | None:
     """The verified shipped model of `variant` (None in the tiny preset or when not shipped)."""
-    from modeling_ecom2f.recipe.pipeline import verify_parent
+    from modeling_ecom2f.experiments.main_job import verify_parent
 
     if preset.parent is None or variant.name not in SHIPPED:
         return None
@@ -58,7 +55,7 @@ def train_from_scratch(variant: Variant, preset: Preset, root: Path, stage, *, r
     """The trained model folder of `variant` and its provenance (`train_command`, `train_folder`, `shipped`),
     training it with the parent's command when no trained model exists. `stage(name, done, fn)` runs `fn` unless
     `done` exists (timed)."""
-    import train_benchmark_parent
+    from modeling_ecom2f.experiments import benchmark_parent
 
     if runs_dir is not None:
         train, data = runs_dir / variant.name, runs_dir / "parent_data"
@@ -74,7 +71,7 @@ def train_from_scratch(variant: Variant, preset: Preset, root: Path, stage, *, r
     resume = ["--resume_from_checkpoint", "latest"] if (train / "checkpoints").is_dir() else []
 
     def run() -> None:
-        summary = train_benchmark_parent.main(argv + resume)
+        summary = benchmark_parent.main(argv + resume)
         if not summary.get("finished"):
             raise SystemExit(f"{variant.name}: training stopped before its last step ({summary.get('completed_steps')})")
 
@@ -85,20 +82,20 @@ def train_from_scratch(variant: Variant, preset: Preset, root: Path, stage, *, r
 def recipe_record(preset: Preset) -> dict:
     """The training recipe every from-scratch model shares (the parent's command), parsed by `train_early_exit.py`'s
     own parser so the summary states what actually ran."""
-    import train_benchmark_parent
+    from modeling_ecom2f.experiments import benchmark_parent
 
     from modeling_ecom2f.recipe.arguments import build_train_early_exit_parser
 
     extra = TINY_SCRATCH_ARGV if preset.parent is None else []
     args = build_train_early_exit_parser().parse_args(
-        ["--dataset", "disk", "--dataset_path", "-", "--output_dir", "-", *train_benchmark_parent.PARENT_ARGS, *extra])
+        ["--dataset", "disk", "--dataset_path", "-", "--output_dir", "-", *benchmark_parent.PARENT_ARGS, *extra])
     summary = (f"{args.max_train_steps} steps, batch {args.per_device_train_batch_size}, AdamW lr "
                f"{args.learning_rate:g} with {args.warmup_ratio:.0%} warm-up then {args.lr_scheduler_type}, weight decay "
                f"{args.weight_decay:g}, gradient clipping {args.max_grad_norm:g}, seed {args.seed}, "
                f"{args.num_threads} thread, on " + ("the study's own tiny images" if extra else
                                                     "the parent's own training images (`train_benchmark_parent.py`: "
                                                     "depth benchmark seed 1, 3000 images)"))
-    return {"summary": summary, "parent_args": list(train_benchmark_parent.PARENT_ARGS), "extra_args": extra}
+    return {"summary": summary, "parent_args": list(benchmark_parent.PARENT_ARGS), "extra_args": extra}
 
 
 def shipped_command(folder: Path) -> str:

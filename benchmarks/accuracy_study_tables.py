@@ -50,7 +50,7 @@ def full_depth_rows(rows: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def checks(rows: list[dict]) -> dict:
-    """The issues' acceptance checks, as measured, per training mode (`_from_scratch` keys for the second mode)."""
+    """The study's acceptance checks, as measured, per training mode (`_from_scratch` keys for the second mode)."""
     full = full_depth_rows(rows)
     out = {}
     for training in TRAININGS:

@@ -9,14 +9,12 @@ import argparse
 import gc
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Hashable
 from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -21,14 +21,12 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from modeling_ecom2f.data import (  # noqa: E402
     SyntheticPanopticConfig,

@@ -38,7 +38,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as common  # noqa: E402
 import benchmark_report as report  # noqa: E402
 import torch  # noqa: E402

@@ -25,7 +25,6 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -109,7 +108,7 @@ def benchmark_size(eco, stock, *, size: int, cores: list[str], repeats: int, war
 
 
 def acceptance(rows: list[dict]) -> dict:
-    """The issue's figures per size and sampling core, reported as measured (nothing is tuned to meet them)."""
+    """The acceptance figures per size and sampling core, reported as measured (nothing is tuned to meet them)."""
     out = {}
     for size in sorted({r["size"] for r in rows}):
         for core in sorted({r["msda_core"] for r in rows if r["variant"] == ECO}):
@@ -161,7 +160,7 @@ def write_markdown(path: Path, meta: dict, rows: list[dict], checks: dict) -> No
     lines += [
         "", f"Contention check: median process-CPU / wall time over all timed runs = {np.median(ratios):.2f} (about "
         f"{env['threads']} when the cores were ours alone); 1-min load average {min(loads):.2f}-{max(loads):.2f} on "
-        f"{env['os_cpu_count']} cores.", "", "Issue acceptance figures (as measured; latency ratios are medians):", "",
+        f"{env['os_cpu_count']} cores.", "", "Acceptance figures (as measured; latency ratios are medians):", "",
     ]
     for key, c in checks.items():
         lines.append(

@@ -21,12 +21,10 @@ import argparse
 import json
 import os
 import platform
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

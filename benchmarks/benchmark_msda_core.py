@@ -8,7 +8,7 @@ Two measurements, each written to its own table under `--out`:
   same inputs. Also reports the max relative difference of the outputs. -> `msda_core.json` / `.md`.
 - `train`: `EcoMultiscaleDeformableAttention` alone (projections, softmax, core), forward (inference, no graph)
   and forward + backward (a loss on the output, gradients of the input and every parameter), at each `--cases` entry
-  `size:d_model:batch:heads` (default: the table of issue 23 plus the recipe's parent, d_model 64 with 4 heads),
+  `size:d_model:batch:heads` (default: the stock speed table's sizes plus the recipe's parent, d_model 64 with 4 heads),
   for the reference core, the embedding-bag core (its hand-written backward) and `auto`, all with the same weights
   and inputs. Also reports the largest gradient difference between the two cores. -> `msda_core_train.json` / `.md`.
 
@@ -25,9 +25,7 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as common  # noqa: E402
 import benchmark_report as report  # noqa: E402
 import torch  # noqa: E402
@@ -41,7 +39,7 @@ from modeling_ecom2f.ecom2f_msda import (  # noqa: E402
 )
 
 STRIDES = (32, 16, 8)
-#: (image size, d_model, batch, heads): issue 23's table (8 heads) and the recipe's parent (64 channels, 4 heads).
+#: (image size, d_model, batch, heads): the stock speed table's sizes (8 heads) and the recipe's parent (64 channels, 4 heads).
 DEFAULT_CASES = ["128:64:16:8", "128:256:8:8", "512:256:2:8", "800:256:1:8", "128:64:8:4"]
 CORES = ("reference", "embedding_bag", "auto")
 

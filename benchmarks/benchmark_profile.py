@@ -19,9 +19,7 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as common  # noqa: E402
 import benchmark_report as report  # noqa: E402
 import torch  # noqa: E402

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common
 import bench_common as common  # noqa: E402
 import torch  # noqa: E402
 from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation  # noqa: E402

@@ -32,7 +32,7 @@ def add_ratios(rows: list[dict], gflops: dict) -> None:
 
 
 def acceptance(rows: list[dict], checks: dict) -> dict:
-    """Issue 7's figures, as measured: full-depth ecom2f (fast core) vs stock at batch 1, eager, each size."""
+    """The speed figures, as measured: full-depth ecom2f (fast core) vs stock at batch 1, eager, each size."""
     out = {}
     for r in rows:
         if r["variant"] == "ecom2f@6" and r["batch"] == 1 and r["mode"] == "eager":

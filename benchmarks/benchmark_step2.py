@@ -24,12 +24,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_ecom2f.data import depth_benchmark_config, make_synthetic_panoptic_dataset  # noqa: E402
 from modeling_ecom2f.recipe.arguments import build_evaluate_parser  # noqa: E402
 from modeling_ecom2f.recipe.data import inference_dataloader  # noqa: E402
-from modeling_ecom2f.recipe.evaluation import BatchEvaluator, forward_at_depth  # noqa: E402
+from modeling_ecom2f.recipe.segmentation_evaluation import BatchEvaluator, forward_at_depth  # noqa: E402
 from modeling_ecom2f.recipe.runtime import make_accelerator  # noqa: E402
 from modeling_ecom2f.recipe.tasks import get_task  # noqa: E402
 

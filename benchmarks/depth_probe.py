@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -225,7 +222,7 @@ def _difficulty_routing(quality: np.ndarray, columns: list[int], difficulty: dic
 
 
 def go_decision(result: dict) -> dict:
-    """The issue's go criterion: deepest gate exit >= 1 point above the shallowest (mean per-image mIoU) and one
+    """The pilot's go criterion: deepest gate exit >= 1 point above the shallowest (mean per-image mIoU) and one
     gate variant above both the envelope and its random control by > 2 standard errors at >= 2 budgets."""
     columns = result["settings"]["gate_exits"]
     quality = result["mean_image_miou"]

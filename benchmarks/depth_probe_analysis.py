@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from modeling_ecom2f.metrics import intersection_and_union, miou_from_counts
-from modeling_ecom2f.recipe.main_job_statistics import spearman
+from modeling_ecom2f.experiments.report_statistics import spearman
 from modeling_ecom2f.recipe.routing import frontier_quality
 
 

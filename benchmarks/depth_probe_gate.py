@@ -21,7 +21,7 @@ from depth_probe_analysis import bootstrap_routing, passes
 
 from modeling_ecom2f.ecom2f_gate import EcoExitGate
 from modeling_ecom2f.recipe.gate_training import holdout_split, utility_targets
-from modeling_ecom2f.recipe.main_job_statistics import spearman
+from modeling_ecom2f.experiments.report_statistics import spearman
 from modeling_ecom2f.recipe.routing import calibrate_beta, utility_depths
 
 

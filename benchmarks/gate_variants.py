@@ -37,7 +37,7 @@ from modeling_ecom2f.metrics import panoptic_from_counts
 from modeling_ecom2f.recipe.arguments import build_train_gate_parser
 from modeling_ecom2f.recipe.derived import load_derived_dataset, quality_matrix
 from modeling_ecom2f.recipe.gate_training import holdout_split
-from modeling_ecom2f.recipe.main_job_statistics import PER_EXIT_COUNTS_FILE, load_per_exit_counts
+from modeling_ecom2f.recipe.mode_evaluation import PER_EXIT_COUNTS_FILE, load_per_exit_counts
 from modeling_ecom2f.recipe.routing import calibrate_beta, utility_depths
 
 

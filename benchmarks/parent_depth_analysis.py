@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling_ecom2f.recipe.main_job_report import mode_rows
-from modeling_ecom2f.recipe.main_job_statistics import (PER_EXIT_COUNTS_FILE, bootstrap_gains, difficulty_statistics,
-                                                        load_per_exit_counts, per_image_series)
+from modeling_ecom2f.experiments.report_statistics import bootstrap_gains, difficulty_statistics, per_image_series
+from modeling_ecom2f.recipe.mode_evaluation import PER_EXIT_COUNTS_FILE, load_per_exit_counts
+from modeling_ecom2f.recipe.reporting import mode_rows
 
 COLUMNS = ("difficulty", "hops", "mean_hops", "rooms", "cells", "nearest_marker_accuracy")
 

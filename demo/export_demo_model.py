@@ -1,12 +1,12 @@
-"""Re-export the demo's shipped model and example images from the main job's Hub export.
+"""Re-export the demo's shipped model and example images from the main job's Hub folder.
 
-    python examples/run_eco_m2f.py                  # the main job (maze rooms): writes outputs/main_job/hub_export
+    python examples/run_eco_m2f.py                  # the main job (maze rooms): writes outputs/main_job/hub_folder
     python demo/export_demo_model.py                # -> demo/model (weights, config, card) and demo/examples
 
 The model is the main job's utility-gate model on the default benchmark, maze rooms (a few MB): there the gate's
 depth depends on the image (a one-room maze needs no encoder layer, four rooms need most), so the page's budget acts
 per image. `--benchmark shapes` exports the main job on shapes instead (run it with `--benchmark shapes`), where every
-exit gives the same quality and the gate decides alike for every image. The Hub export also holds the
+exit gives the same quality and the gate decides alike for every image. The Hub folder also holds the
 model's custom code for `trust_remote_code`; the demo runs with this project installed, so the copy keeps only the
 weights, the configuration and the image processor (both without `auto_map`, which would point at code files the
 copy does not have and make `pipeline(...)` ask to run remote code), the evaluation results and the trade-off
@@ -27,7 +27,7 @@ from PIL import Image
 
 from modeling_ecom2f.data import maze_benchmark_config, render_maze_rooms_sample, render_synthetic_sample
 from modeling_ecom2f.data.synthetic_config import depth_benchmark_config
-from modeling_ecom2f.recipe.main_job_presets import BENCHMARKS, DEFAULT_BENCHMARK
+from modeling_ecom2f.experiments.presets import BENCHMARKS, DEFAULT_BENCHMARK
 
 from demo_engine import BETA_SLIDER  # this folder (the script's own) is on sys.path
 
@@ -41,18 +41,18 @@ DIFFICULTIES = (0.05, 0.35, 0.65, 0.95)
 
 
 def main_job(benchmark: str) -> tuple[str, str]:
-    """`(command, Hub export folder)` of the main job on `benchmark` (the pipeline's naming: a benchmark other than
+    """`(command, Hub folder)` of the main job on `benchmark` (the pipeline's naming: a benchmark other than
     the default adds `--benchmark NAME` and its name to the output folder)."""
     suffix = "" if benchmark == DEFAULT_BENCHMARK else f"_{benchmark}"
     command = "python examples/run_eco_m2f.py" + (f" --benchmark {benchmark}" if suffix else "")
-    return command, f"outputs/main_job{suffix}/hub_export"
+    return command, f"outputs/main_job{suffix}/hub_folder"
 
 
 def copy_model(export: Path, out: Path, *, command: str) -> dict:
     """Copy the export's files the demo needs; returns the model's config as written."""
     missing = [name for name in (*CODE_FREE, COPIED[0]) if not (export / name).is_file()]
     if missing:
-        raise SystemExit(f"{export} is not a complete Hub export (missing {missing}); run the main job first: "
+        raise SystemExit(f"{export} is not a complete Hub folder (missing {missing}); run the main job first: "
                          f"{command}")
     if out.exists():
         shutil.rmtree(out)
@@ -156,7 +156,7 @@ so that a fresh clone runs `python demo/app.py` with no training.
 How it was made: `{main_job(benchmark)[0]}` (the main job on {BENCHMARKS[benchmark].title}: the shipped parent fine-tuned
 for 100 steps, step 2, the utility gate of step 3, evaluation on 600 validation images), then
 `python demo/export_demo_model.py --benchmark {benchmark}`, which copied the weights, configuration and image
-processor (without `auto_map`: the custom-code files of the Hub export are not kept, `import modeling_ecom2f`
+processor (without `auto_map`: the custom-code files of the Hub folder are not kept, `import modeling_ecom2f`
 registers the classes), evaluation results and plot
 from `{export}`, rendered the example images (`demo/examples/`) and wrote `SHA256SUMS`
 (`sha256sum -c SHA256SUMS` in this folder checks them).
@@ -183,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), default=DEFAULT_BENCHMARK,
                         help="whose main job the model comes from, and whose validation images are the examples")
-    parser.add_argument("--export", default=None, help="the main job's Hub export (default: that benchmark's)")
+    parser.add_argument("--export", default=None, help="the main job's Hub folder (default: that benchmark's)")
     parser.add_argument("--out", default=str(HERE / "model"))
     parser.add_argument("--examples_out", default=str(HERE / "examples"))
     parser.add_argument("--search", type=int, default=120, help="validation images searched for the examples")

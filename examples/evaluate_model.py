@@ -5,7 +5,7 @@ validation split: PQ, mIoU, mask AP, GFLOPs and depth histograms, with a trade-o
         --gate_betas 0 0.003 0.01 --output_dir runs/eval
 """
 
-from modeling_ecom2f.recipe.cli import evaluate_command, evaluate_main as main  # noqa: F401  (`main(argv)`: in-process
+from modeling_ecom2f.experiments.cli import evaluate_command, evaluate_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
     evaluate_command()

@@ -5,7 +5,7 @@ each step and the loss weighted by depth); PRO-SCALE flags (`--token_scaling_lay
     python examples/train_early_exit.py --output_dir runs/parent --max_train_steps 200
 """
 
-from modeling_ecom2f.recipe.cli import train_early_exit_command, train_early_exit_main as main  # noqa: F401  (`main(argv)`: in-process
+from modeling_ecom2f.experiments.cli import train_early_exit_command, train_early_exit_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
     train_early_exit_command()

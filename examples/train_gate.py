@@ -5,7 +5,7 @@ utility gate that serves every beta (here calibrated to 70% of the encoder's GFL
         --gate_objective utility --target_encoder_fraction 0.7 --output_dir runs/utility
 """
 
-from modeling_ecom2f.recipe.cli import train_gate_command, train_gate_main as main  # noqa: F401  (`main(argv)`: in-process
+from modeling_ecom2f.experiments.cli import train_gate_command, train_gate_main as main  # noqa: F401  (`main(argv)`: in-process
 
 if __name__ == "__main__":
     train_gate_command()

@@ -39,7 +39,7 @@ from .data import (
 )
 from .ecom2f_depth import sample_exit_depth
 from .ecom2f_detr_outputs import EcoDeformableDetrModelOutput, EcoDeformableDetrObjectDetectionOutput
-from .ecom2f_gate import EcoExitGate, EcoMask2FormerGate
+from .ecom2f_gate import EcoExitGate
 from .ecom2f_outputs import (
     EcoMask2FormerForUniversalSegmentationOutput,
     EcoMask2FormerModelOutput,
@@ -100,7 +100,6 @@ __all__ = [
     "EcoMask2FormerConfig",
     "EcoMask2FormerForUniversalSegmentation",
     "EcoMask2FormerForUniversalSegmentationOutput",
-    "EcoMask2FormerGate",
     "EcoMask2FormerImageProcessor",
     "EcoMask2FormerModel",
     "EcoMask2FormerModelOutput",

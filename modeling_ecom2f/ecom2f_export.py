@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .ecom2f_decoder import EcoMaskedCrossAttention
-from .ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention
+from .ecom2f_msda import EcoMultiscaleDeformableAttention
 from .ecom2f_pixel_decoder import EcoMask2FormerEncoderTokens
 
 MANIFEST_NAME = "manifest.json"
@@ -39,7 +39,7 @@ def export_mode(model: nn.Module, *, attn_implementation: str | None = "eager") 
     cross-attention takes the stock (unfused) path: torch 2.14's ONNX decomposition of CPU sdpa fails on a view,
     `"eager"` exports. `None` leaves attention alone.
     """
-    msda = [m for m in model.modules() if isinstance(m, EcoMask2FormerMultiscaleDeformableAttention)]
+    msda = [m for m in model.modules() if isinstance(m, EcoMultiscaleDeformableAttention)]
     cores = [(m, m.implementation) for m in msda]
     cross = [m for m in model.modules() if isinstance(m, EcoMaskedCrossAttention) and attn_implementation]
     configs = {id(c): c for m in model.modules() if hasattr(c := getattr(m, "config", None), "_attn_implementation")}

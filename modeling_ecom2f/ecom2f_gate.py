@@ -20,8 +20,7 @@ class EcoExitGate(nn.Module):
     `pooling="mean_std"` also feeds the per-channel spatial standard deviation: the input projection ends in a
     GroupNorm, which normalises away much of what a mean alone could tell (a richer input, not the paper's).
 
-    The same gate serves every ecom2f model (EcoMask2Former's pixel decoder, EcoDeformableDetr's encoder); the old
-    name `EcoMask2FormerGate` is kept as an alias.
+    The same gate serves every ecom2f model (EcoMask2Former's pixel decoder, EcoDeformableDetr's encoder).
 
     Args:
         in_channels: channels of the pooled map (`config.feature_size` / `config.d_model`).
@@ -69,6 +68,5 @@ class EcoExitGate(nn.Module):
 
 
 #: The gate's former, Mask2Former-specific name (saved code and user code may import it).
-EcoMask2FormerGate = EcoExitGate
 
-__all__ = ["GATE_POOLINGS", "EcoExitGate", "EcoMask2FormerGate"]
+__all__ = ["GATE_POOLINGS", "EcoExitGate"]

@@ -105,8 +105,7 @@ def resolve_msda_implementation(
 class EcoMultiscaleDeformableAttention(Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention):
     """The stock deformable attention (same parameters and keys) with a selectable sampling core.
 
-    Used by every ecom2f deformable encoder (Mask2Former's pixel decoder, Deformable DETR); the old name
-    `EcoMask2FormerMultiscaleDeformableAttention` is kept as an alias.
+    Used by every ecom2f deformable encoder (Mask2Former's pixel decoder, Deformable DETR).
 
     Args:
         embed_dim, num_heads, n_levels, n_points: as the stock module.
@@ -178,4 +177,3 @@ def init_deformable_attention_(module: EcoMultiscaleDeformableAttention) -> None
 
 
 #: The attention's former, Mask2Former-specific name (saved code and user code may import it).
-EcoMask2FormerMultiscaleDeformableAttention = EcoMultiscaleDeformableAttention

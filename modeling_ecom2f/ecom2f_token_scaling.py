@@ -75,5 +75,3 @@ def light_pixel_embedding(*, feature_size: int) -> nn.Sequential:
     )
 
 
-#: TRC's former, Mask2Former-specific name (the Deformable DETR model uses the same module).
-EcoMask2FormerTokenRecalibration = EcoTokenRecalibration

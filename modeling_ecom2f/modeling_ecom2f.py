@@ -218,7 +218,7 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
 
     `push_to_hub` is the stock method (weights, config). To publish a repository that loads with
     `trust_remote_code=True` (custom code, `auto_map`, model card), use the project's Hub tooling, which this model
-    code does not import: `hub.hub_ecom2f_push.push_model(model=model, repo_id=...)` or the `ecom2f-push` command.
+    code does not import: `hub.push.push_model(model=model, repo_id=...)` or the `ecom2f-push` command.
     """
 
     def __init__(self, config: EcoMask2FormerConfig) -> None:

@@ -3,7 +3,7 @@
     python _hub_push_client.py SAVED_MODEL_DIR WORK_DIR OUT.json REPO_ID BROKEN_REPO_ID REFUSED_ENDPOINT
 
 Pushes and records what happened in OUT.json, every scenario in this one process:
-1. `push_model(model_dir=..., export_dir=WORK/export, private=True)` to REPO_ID (default branch);
+1. `push_model(model_dir=..., hub_dir=WORK/export, private=True)` to REPO_ID (default branch);
 2. the `ecom2f-push` command with the export folder to branch `dev` of REPO_ID;
 3. `push_model(model=<loaded model object>, repo_id=REPO_ID-via-model)`, the route for a model object (the model's
    own `push_to_hub` is the stock one: model code does not import `hub`);
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from hub.hub_ecom2f_push import HubPushError, main as push_main, push_folder, push_model
+from hub.push import HubPushError, main as push_main, push_folder, push_model
 
 
 def listing(folder: Path) -> dict[str, str]:
@@ -40,7 +40,7 @@ def main() -> None:
     export = work / "export"
     report: dict = {}
 
-    info = push_model(model_dir=saved, repo_id=repo, export_dir=export, private=True)
+    info = push_model(model_dir=saved, repo_id=repo, hub_dir=export, private=True)
     report["push_model"] = {"commit_url": info.commit_url, "export": listing(export)}
     report["cli_push_status"] = push_main([str(export), repo, "--revision", "dev", "--commit-message", "to dev"])
 

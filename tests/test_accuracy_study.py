@@ -77,7 +77,7 @@ def test_unknown_variant_is_refused():
 
 
 def test_from_scratch_variants_run_the_parent_command_with_only_their_encoder_flags(tmp_path):
-    import train_benchmark_parent
+    from modeling_ecom2f.experiments import benchmark_parent
 
     pool = {v.name: v for v in accuracy_study_variants.variant_pool(preset="default", mode="from_scratch")}
     assert set(pool) == {"parent", "proscale_333_trc_lpe", "combined_333_trc_lpe"}
@@ -94,7 +94,7 @@ def test_from_scratch_variants_run_the_parent_command_with_only_their_encoder_fl
     from modeling_ecom2f.recipe.arguments import build_train_early_exit_parser
 
     args = build_train_early_exit_parser().parse_args(
-        ["--dataset", "disk", "--dataset_path", "d", "--output_dir", "o", *train_benchmark_parent.PARENT_ARGS,
+        ["--dataset", "disk", "--dataset_path", "d", "--output_dir", "o", *benchmark_parent.PARENT_ARGS,
          *pool["proscale_333_trc_lpe"].encoder_argv()])
     assert (args.max_train_steps, args.per_device_train_batch_size, args.learning_rate, args.seed) == (5000, 8, 5e-4, 0)
     assert (args.encoder_layers, args.token_scaling_layers, args.exit_layers) == (9, [3, 3, 3], [9])
@@ -120,7 +120,7 @@ def test_training_log_is_read_from_the_progress_bar_and_round_trips(tmp_path):
 
 
 def test_a_finished_run_is_shipped_with_its_curve_and_digests_that_verify(tmp_path):
-    from modeling_ecom2f.recipe.pipeline import verify_parent
+    from modeling_ecom2f.experiments.main_job import verify_parent
     from modeling_ecom2f.recipe.runtime import RecipeError
 
     run = tmp_path / "run"

@@ -23,7 +23,7 @@ def test_console_scripts_resolve_to_callables():
 @pytest.mark.parametrize("main", ["train_early_exit_main", "derive_exit_dataset_main", "train_gate_main",
                                   "evaluate_main", "main_job_main"])
 def test_each_entry_point_parses_its_step_arguments(main, capsys):
-    from modeling_ecom2f.recipe import cli
+    from modeling_ecom2f.experiments import cli
 
     with pytest.raises(SystemExit) as info:
         getattr(cli, main)(["--help"])

@@ -165,11 +165,11 @@ def test_command_line(tmp_path, capsys):
     assert "exists and is not empty" in capsys.readouterr().err
 
 
-def test_hub_export_of_a_converted_folder_keeps_its_source(converted, tmp_path):
-    from hub.hub_ecom2f_export import export_model_folder
+def test_hub_folder_of_a_converted_folder_keeps_its_source(converted, tmp_path):
+    from hub.ecom2f_folder import write_model_hub_folder
 
     result = converted["eco_m2f_swint_coco", "pkl"][1]
-    exported = export_model_folder(model_dir=result.output_dir, output_dir=tmp_path / "export")
+    exported = write_model_hub_folder(model_dir=result.output_dir, output_dir=tmp_path / "export")
     card = (exported / "README.md").read_text()
     assert "trust_remote_code=True" in card  # the exporter's own card ...
     assert result.source.sha256 in card and "## What the conversion did" in card  # ... plus the provenance

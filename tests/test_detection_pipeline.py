@@ -1,4 +1,4 @@
-"""After `import modeling_ecom2f`: Auto classes and pipeline("object-detection") use EcoDeformableDetr; the Hub export
+"""After `import modeling_ecom2f`: Auto classes and pipeline("object-detection") use EcoDeformableDetr; the Hub folder
 loads with trust_remote_code in a fresh process that cannot import this project."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from helpers.data import gradient_image
 from helpers.detection import tiny_eco_detector
 from helpers.hub_fixtures import write_test_images
 from helpers.fake_hub import REPO_ROOT, client_env, run_python
-from hub.hub_eco_deformable_detr_export import export_detection_model_folder
-from hub.hub_ecom2f_export import NotAnEcoModelError, UntrainedGateWarning
+from hub.eco_deformable_detr_folder import write_detection_hub_folder
+from hub.folder import NotAnEcoModelError, UntrainedGateWarning
 
 PROCESSOR_KWARGS = {"size": {"shortest_edge": 64, "longest_edge": 96}}
 
@@ -73,15 +73,15 @@ def test_pipeline_matches_post_processing(model_folder, image):
     assert [r["label"] for r in results] == [model.config.id2label[int(l)] for l in expected["labels"]]
 
 
-def test_export_rejects_other_folders(tmp_path):
+def test_hub_folder_rejects_other_folders(tmp_path):
     with pytest.raises(NotAnEcoModelError):
-        export_detection_model_folder(model_dir=tmp_path, output_dir=tmp_path / "out")
+        write_detection_hub_folder(model_dir=tmp_path, output_dir=tmp_path / "out")
 
 
 @pytest.mark.slow
-def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
+def test_hub_folder_loads_in_a_fresh_process(model_folder, tmp_path):
     export = tmp_path / "export"
-    export_detection_model_folder(model_dir=model_folder, output_dir=export, repo_id="tester/eco-detr")
+    write_detection_hub_folder(model_dir=model_folder, output_dir=export, repo_id="tester/eco-detr")
     config = json.loads((export / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_eco_deformable_detr.EcoDeformableDetrConfig",
@@ -120,9 +120,9 @@ def test_hub_export_loads_in_a_fresh_process(model_folder, tmp_path):
     assert all(report["pipeline"])
 
 
-def test_untrained_gate_export_warns(tmp_path):
+def test_untrained_gate_hub_folder_warns(tmp_path):
     folder = tmp_path / "model"
     tiny_eco_detector().save_pretrained(folder)
     with pytest.warns(UntrainedGateWarning):
-        export_detection_model_folder(model_dir=folder, output_dir=tmp_path / "export")
+        write_detection_hub_folder(model_dir=folder, output_dir=tmp_path / "export")
     assert (tmp_path / "export" / "preprocessor_config.json").is_file()

@@ -18,22 +18,15 @@ from modeling_ecom2f import (
 from modeling_ecom2f.ecom2f_early_exit import EcoEarlyExitMixin
 
 
-def test_old_module_names_are_the_task_neutral_classes():
+def test_shared_modules_have_one_task_neutral_name():
+    """The shared modules are exported under their task-neutral names only (no `EcoMask2Former*` aliases)."""
     import modeling_ecom2f
-    from modeling_ecom2f.ecom2f_gate import EcoExitGate, EcoMask2FormerGate
-    from modeling_ecom2f.ecom2f_msda import (
-        EcoMask2FormerMultiscaleDeformableAttention,
-        EcoMultiscaleDeformableAttention,
-    )
-    from modeling_ecom2f.ecom2f_token_scaling import (
-        EcoMask2FormerTokenRecalibration,
-        EcoTokenRecalibration,
-    )
+    from modeling_ecom2f import ecom2f_gate, ecom2f_msda, ecom2f_token_scaling
 
-    assert EcoMask2FormerGate is EcoExitGate
-    assert EcoMask2FormerMultiscaleDeformableAttention is EcoMultiscaleDeformableAttention
-    assert EcoMask2FormerTokenRecalibration is EcoTokenRecalibration
-    assert modeling_ecom2f.EcoMask2FormerGate is modeling_ecom2f.EcoExitGate is EcoExitGate
+    assert modeling_ecom2f.EcoExitGate is ecom2f_gate.EcoExitGate
+    for module, old in ((ecom2f_gate, "EcoMask2FormerGate"), (ecom2f_msda, "EcoMask2FormerMultiscaleDeformableAttention"),
+                        (ecom2f_token_scaling, "EcoMask2FormerTokenRecalibration"), (modeling_ecom2f, "EcoMask2FormerGate")):
+        assert not hasattr(module, old), old
 
 
 def test_both_models_share_the_early_exit_base_gate_access_and_freezing():

@@ -28,7 +28,7 @@ from modeling_ecom2f.ecom2f_export import (
     program_to_onnx,
     run_exported,
 )
-from modeling_ecom2f.ecom2f_msda import EcoMask2FormerMultiscaleDeformableAttention
+from modeling_ecom2f.ecom2f_msda import EcoMultiscaleDeformableAttention
 
 needs_onnx = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime", "onnxscript")),
@@ -200,7 +200,7 @@ def test_choose_depths_rounds_up_to_an_exported_exit():
 
 def test_export_mode_restores_the_model():
     model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config()).train()
-    cores = [m for m in model.modules() if isinstance(m, EcoMask2FormerMultiscaleDeformableAttention)]
+    cores = [m for m in model.modules() if isinstance(m, EcoMultiscaleDeformableAttention)]
     backbone_config = model.model.pixel_level_module.encoder.config
     assert backbone_config._attn_implementation == "sdpa" and cores[0].implementation == "auto"
     with pytest.raises(RuntimeError, match="inside"), export_mode(model):

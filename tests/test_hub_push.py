@@ -61,7 +61,7 @@ def pushed(hub, tmp_path_factory):
     return SimpleNamespace(tmp=tmp, model=model, processor=processor, report=report, export=tmp / "work" / "export")
 
 
-def test_the_repository_holds_exactly_the_export(hub, pushed):
+def test_the_repository_holds_exactly_the_hub_folder(hub, pushed):
     local = pushed.report["push_model"]["export"]
     assert sha256_listing(hub.files(REPO_ID)) == local
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "modeling_ecom2f.py",
@@ -71,16 +71,16 @@ def test_the_repository_holds_exactly_the_export(hub, pushed):
     assert sha256_listing(hub.files(REPO_ID, revision="dev")) == local  # the command pushed to a new branch
 
 
-def test_push_failures_are_clear_and_keep_the_export(pushed):
+def test_push_failures_are_clear_and_keep_the_hub_folder(pushed):
     report = pushed.report
     assert report["server_error"]["type"] == "HubPushError"
     assert "the Hub answered HTTP 500" in report["server_error"]["message"]
     assert "authentication failed (HTTP 401)" in report["bad_token"]["message"]
     assert "could not reach the Hub (ConnectError" in report["refused"]["message"]
     for case in ("server_error", "bad_token", "refused"):
-        assert f"The local export {pushed.export} is intact." in report[case]["message"]
+        assert f"The local Hub folder {pushed.export} is intact." in report[case]["message"]
     assert report["export_intact"]
-    kept = report["temporary_export_failure"]["message"].split("The local export ")[1].split(" is intact")[0]
+    kept = report["temporary_export_failure"]["message"].split("The local Hub folder ")[1].split(" is intact")[0]
     assert (Path(kept) / "config.json").is_file()  # a failed push keeps even a temporary export, and names it
     assert report["cli_failure_status"] == 1
 

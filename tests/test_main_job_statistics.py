@@ -6,9 +6,10 @@ import pytest
 from scipy.stats import spearmanr
 
 from modeling_ecom2f.metrics import panoptic_from_counts
-from modeling_ecom2f.recipe.main_job_report import checks, mode_rows, passes
-from modeling_ecom2f.recipe.main_job_statistics import (bootstrap_gains, difficulty_statistics, load_per_exit_counts,
-                                                        mode_counts, save_per_exit_counts)
+from modeling_ecom2f.experiments.report import checks, passes
+from modeling_ecom2f.experiments.report_statistics import bootstrap_gains, difficulty_statistics, mode_counts
+from modeling_ecom2f.recipe.mode_evaluation import load_per_exit_counts, save_per_exit_counts
+from modeling_ecom2f.recipe.reporting import mode_rows
 from modeling_ecom2f.recipe.routing import frontier_quality
 
 CATEGORIES, THINGS = [0, 1], [0]
@@ -156,8 +157,8 @@ def test_per_exit_counts_round_trip(tmp_path):
 
 def test_maze_benchmark_wiring_of_the_main_job():
     from modeling_ecom2f.data import MazeRoomsConfig
-    from modeling_ecom2f.recipe.pipeline import (BENCHMARKS, DEFAULT_BENCHMARK, PRESETS, Paths, benchmark_summary,
-                                                 build_run_parser, data_config, parent_folder, step1_argv)
+    from modeling_ecom2f.experiments.main_job import (BENCHMARKS, DEFAULT_BENCHMARK, PRESETS, Paths, benchmark_summary,
+                                                      build_run_parser, data_config, parent_folder, step1_argv)
 
     assert DEFAULT_BENCHMARK == "maze"
     args = build_run_parser().parse_args([])
@@ -176,7 +177,7 @@ def test_maze_benchmark_wiring_of_the_main_job():
 
 
 def test_utility_gate_form_per_benchmark_with_command_line_overrides():
-    from modeling_ecom2f.recipe.pipeline import RecipeError, UtilityGateForm, build_run_parser, utility_gate_form
+    from modeling_ecom2f.experiments.main_job import RecipeError, UtilityGateForm, build_run_parser, utility_gate_form
 
     def form(*argv):
         return utility_gate_form(build_run_parser().parse_args(list(argv)))

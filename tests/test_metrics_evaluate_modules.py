@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,10 +11,9 @@ import pytest
 import torch
 from helpers.data import STUFF, THINGS, random_reference
 
-from modeling_ecom2f.metrics import mask_average_precision, mean_iou, panoptic_quality
+from modeling_ecom2f.metrics import evaluate_module_path, mask_average_precision, mean_iou, panoptic_quality
 
 evaluate = pytest.importorskip("evaluate")
-ROOT = Path(__file__).resolve().parents[1] / "evaluate_metrics"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +50,7 @@ def processed():
 
 
 def test_panoptic_quality_module(processed):
-    metric = evaluate.load(str(ROOT / "ecom2f_panoptic_quality"))
+    metric = evaluate.load(evaluate_module_path("ecom2f_panoptic_quality"))
     out = metric.compute(
         predictions=processed["panoptic"], references=processed["refs"], thing_ids=THINGS, stuff_ids=STUFF
     )
@@ -62,7 +60,7 @@ def test_panoptic_quality_module(processed):
 
 
 def test_mean_iou_module(processed):
-    metric = evaluate.load(str(ROOT / "ecom2f_mean_iou"))
+    metric = evaluate.load(evaluate_module_path("ecom2f_mean_iou"))
     semantic_refs = []
     for ref in processed["refs"]:
         seg = ref["segmentation"].numpy()
@@ -76,7 +74,7 @@ def test_mean_iou_module(processed):
 
 
 def test_mask_ap_module(processed):
-    metric = evaluate.load(str(ROOT / "ecom2f_mask_ap"))
+    metric = evaluate.load(evaluate_module_path("ecom2f_mask_ap"))
     for batch_pred, batch_ref in zip(processed["instance"], processed["refs"]):
         metric.add(prediction=batch_pred, reference=batch_ref)
     out = metric.compute(thing_ids=THINGS, stuff_ids=STUFF)

@@ -1,4 +1,4 @@
-"""Bad input to the model forward gives a `ValueError` naming `pixel_values` (issue 15), not an error from deep
+"""Bad input to the model forward gives a `ValueError` naming `pixel_values`, not an error from deep
 inside torch; the smallest runnable size is derived from the config (backbone stride, GroupNorm groups)."""
 
 from __future__ import annotations

@@ -93,9 +93,9 @@ def test_gate_beta_is_refused_for_a_classification_gate_and_validated():
 
 
 def test_mean_std_gate_pooling_sees_texture_that_the_mean_misses():
-    from modeling_ecom2f.ecom2f_gate import EcoMask2FormerGate
+    from modeling_ecom2f.ecom2f_gate import EcoExitGate
 
-    gate = EcoMask2FormerGate(in_channels=2, num_exits=3, pooling="mean_std")
+    gate = EcoExitGate(in_channels=2, num_exits=3, pooling="mean_std")
     assert gate.classifier.in_features == 4
     flat = torch.zeros(1, 2, 4, 4)
     checker = (torch.arange(16).reshape(1, 1, 4, 4) % 2).float().expand(1, 2, 4, 4) * 2 - 1  # same mean, std 1
@@ -109,4 +109,4 @@ def test_mean_std_gate_pooling_sees_texture_that_the_mean_misses():
         mask[:, :, 4:] = True
         torch.testing.assert_close(gate(padded, mask), gate(checker))
     with pytest.raises(ValueError, match="gate_pooling"):
-        EcoMask2FormerGate(in_channels=2, num_exits=3, pooling="max")
+        EcoExitGate(in_channels=2, num_exits=3, pooling="max")

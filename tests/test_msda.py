@@ -196,7 +196,7 @@ def test_auto_core_follows_the_pass(monkeypatch):
     assert seen and all(grad and dim == head_dim for dim, grad in seen)
 
 
-# Non-finite input (issue 15): the fast core must agree with the reference per (query, head) and never index out of
+# Non-finite input: the fast core must agree with the reference per (query, head) and never index out of
 # range. `_corrupt` writes a fault into a few (image 0) queries only.
 FAULTS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "huge": 1e30, "-huge": -1e30}
 

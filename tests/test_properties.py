@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis, issue 15): the image processor, the metrics and the depth resolution either give a
+"""Property-based tests (hypothesis): the image processor, the metrics and the depth resolution either give a
 valid result or a clear error for any input drawn, never a crash from deep inside. Tiny inputs, few examples."""
 
 from __future__ import annotations

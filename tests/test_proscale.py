@@ -8,7 +8,7 @@ from transformers import Mask2FormerForUniversalSegmentation
 
 from helpers.models import tiny_eco_config, tiny_stock_config
 from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
-from modeling_ecom2f.ecom2f_token_scaling import EcoMask2FormerTokenRecalibration
+from modeling_ecom2f.ecom2f_token_scaling import EcoTokenRecalibration
 
 STAGED = {"token_scaling_layers": [1, 1, 2], "exit_layers": [1, 2, 3, 4]}
 
@@ -138,7 +138,7 @@ def test_per_image_depth_inside_stages_equals_single_runs(pixel_values):
 
 def test_token_recalibration_reads_channels_per_position():
     torch.manual_seed(0)
-    trc = EcoMask2FormerTokenRecalibration(feature_size=32, temperature=0.1)
+    trc = EcoTokenRecalibration(feature_size=32, temperature=0.1)
     maps = [torch.randn(2, 32, 2, 3), torch.randn(2, 32, 4, 6), torch.randn(2, 32, 8, 12)]
     out = trc(maps)
     resized = torch.nn.functional.interpolate(maps[2], size=(2, 3), mode="bilinear", align_corners=False)

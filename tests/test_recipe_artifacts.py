@@ -1,4 +1,4 @@
-"""Corrupt artifacts give one `RecipeError` naming the file (issue 15): a truncated derived Parquet file, a model
+"""Corrupt artifacts give one `RecipeError` naming the file: a truncated derived Parquet file, a model
 folder with a missing or truncated safetensors shard, a corrupt or foreign `config.json`."""
 
 from __future__ import annotations

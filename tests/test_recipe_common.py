@@ -16,7 +16,7 @@ from modeling_ecom2f.metrics import (
 )
 from modeling_ecom2f.recipe import RecipeError, histogram_table, ideal_depths, label_histogram
 from modeling_ecom2f.recipe.data import EpochShuffleSampler, shard_indices
-from modeling_ecom2f.recipe.evaluation import coco_mask_ap, panoptic_from_counts
+from modeling_ecom2f.recipe.segmentation_evaluation import coco_mask_ap, panoptic_from_counts
 
 
 # ----------------------------------------------------------------------------------------------------------- labels

@@ -17,7 +17,6 @@ from modeling_ecom2f.recipe import (  # noqa: E402
     ideal_depths,
     label_histogram,
     load_derived_dataset,
-    pq_matrix,
     quality_matrix,
 )
 from processing.image_processing_ecom2f import EcoMask2FormerImageProcessor  # noqa: E402
@@ -69,7 +68,7 @@ def test_labels_for_any_beta_come_from_the_stored_table(tiny_chain):
 
 def test_an_old_format_derived_set_still_reads(tmp_path):
     """A step-2 folder written before `derived_info.json` named its task and quality column (only `pq` per exit):
-    read as segmentation with quality `pq`; `pq_matrix`, the former name, is still `quality_matrix`."""
+    read as segmentation with quality `pq`."""
     import datasets
 
     rows = [{"index": i, "image_id": f"img{i}", "pq": [shallow, 0.5], "sq": [0.8, 0.9], "rq": [0.3, 0.6],
@@ -81,5 +80,4 @@ def test_an_old_format_derived_set_still_reads(tmp_path):
     derived, info = load_derived_dataset(tmp_path)
     expected = np.array([r["pq"] for r in rows])
     np.testing.assert_allclose(quality_matrix(derived, info["exit_layers"]), expected)
-    assert pq_matrix is quality_matrix
     np.testing.assert_array_equal(ideal_depths(expected, [2, 3], 0.0), [3, 3, 2])

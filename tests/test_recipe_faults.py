@@ -1,4 +1,4 @@
-"""Step 2 and the evaluation name the image whose model output is not finite (issue 15) instead of crashing deep
+"""Step 2 and the evaluation name the image whose model output is not finite instead of crashing deep
 inside a post-processor or silently scoring it."""
 
 from __future__ import annotations

@@ -126,8 +126,8 @@ def test_tiny_main_job_single_process(tmp_path):
     assert set(per_image["spearman_gate_depth_vs_difficulty"]) == {r["name"] for r in result["modes"]
                                                                    if r["kind"] == "gate"}
     assert (tmp_path / "docs" / "per_image_difficulty.png").is_file()
-    if "skipped" not in summary["export"]:
-        files = set(summary["export"]["files"])
+    if "skipped" not in summary["hub_folder"]:
+        files = set(summary["hub_folder"]["files"])
         assert {"config.json", "model.safetensors", "README.md", "preprocessor_config.json"} <= files
 
 
@@ -240,7 +240,7 @@ def test_classification_gate_needs_a_beta(tiny_chain, tmp_path):
 
 
 def test_main_job_enforces_its_wall_clock_deadline(tmp_path):
-    from modeling_ecom2f.recipe.pipeline import DeadlineExceeded, build_run_parser, run_eco_m2f
+    from modeling_ecom2f.experiments.main_job import DeadlineExceeded, build_run_parser, run_eco_m2f
 
     args = build_run_parser().parse_args(["--preset", "tiny", "--output_dir", str(tmp_path / "job"), "--docs_dir", "",
                                           "--deadline_minutes", "0.002", "--steps", "data,step1,step2"])
@@ -250,7 +250,7 @@ def test_main_job_enforces_its_wall_clock_deadline(tmp_path):
 
 def test_shipped_parent_is_checked_against_its_sums(tmp_path):
     from modeling_ecom2f.recipe import RecipeError
-    from modeling_ecom2f.recipe.pipeline import verify_parent
+    from modeling_ecom2f.experiments.main_job import verify_parent
 
     folder = tmp_path / "parent"
     folder.mkdir()

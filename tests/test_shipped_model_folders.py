@@ -49,7 +49,7 @@ print("LOADED", type(config).__name__, type(processor).__name__, type(model).__n
 
 def test_the_shipped_folders_are_found():
     names = {folder.relative_to(ROOT).as_posix() for folder in FOLDERS}
-    assert {"demo/model", "examples/parents/maze_rooms"} <= names, names
+    assert {"demo/model", "modeling_ecom2f/experiments/parents/maze_rooms"} <= names, names
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""A training step whose loss or gradients are non-finite is skipped, counted and logged; the run goes on (issue 15)."""
+"""A training step whose loss or gradients are non-finite is skipped, counted and logged; the run goes on."""
 
 from __future__ import annotations
 

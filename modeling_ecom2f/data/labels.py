@@ -101,15 +101,6 @@ class SegmentationLabelInfo:
             name=str(data.get("name", "")),
         )
 
-    def to_json(self) -> str:
-        """The :meth:`to_dict` form as a JSON string."""
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "SegmentationLabelInfo":
-        """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
-
     def attach_to(self, dataset: Any) -> Any:
         """Write this metadata into ``dataset.info.description`` (as ``{"ecom2f_label_info": ...}``); returns it."""
         dataset.info.description = json.dumps({_DESCRIPTION_KEY: self.to_dict()}, sort_keys=True)

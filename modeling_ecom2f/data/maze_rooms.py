@@ -19,7 +19,7 @@ format (rooms are thing instances of their marker's class, walls are stuff).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -274,11 +274,6 @@ def make_maze_rooms_panoptic_dataset(*, config: MazeRoomsConfig | None = None):
     return rendered_dataset_dict(render, counts=counts, features=features, label_info=label_info), label_info
 
 
-def config_to_dict(config: MazeRoomsConfig) -> dict:
-    """Plain-dict form (JSON-serialisable)."""
-    return {f.name: getattr(config, f.name) for f in fields(config)}
-
-
-__all__ = ["MAZE_DIFFICULTY_COLUMNS", "MazeRoomsConfig", "config_to_dict", "hop_distances", "kruskal_tree",
+__all__ = ["MAZE_DIFFICULTY_COLUMNS", "MazeRoomsConfig", "hop_distances", "kruskal_tree",
            "make_maze_rooms_panoptic_dataset", "maze_benchmark_config", "maze_label_info", "render_maze_rooms",
            "render_maze_rooms_sample"]

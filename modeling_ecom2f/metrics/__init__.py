@@ -3,10 +3,12 @@ the one COCOeval driver (data-set box and mask AP). The recipe computes no metri
 
 All take the outputs of the image processor's ``post_process_*`` methods directly, and ground truth as produced by
 ``modeling_ecom2f.data`` (``panoptic_reference`` / ``semantic_reference``). Every figure is a fraction in [0, 1].
+The same metrics as ``evaluate`` modules: ``evaluate.load(evaluate_module_path("ecom2f_panoptic_quality"))``.
 """
 
 from .box_ap import IOU_THRESHOLDS, PerImageBoxAP, per_image_box_ap
 from .coco_eval import COCO_SUMMARY_NAMES, coco_summary, index_mask_detections, run_coco_eval
+from .evaluate_support import EVALUATE_MODULES, evaluate_module_path
 from .inputs import SegmentTable, to_segment_table
 from .mask_ap import coco_gt_and_detections, mask_average_precision
 from .mean_iou import MeanIoUResult, intersection_and_union, mean_iou, miou_from_counts
@@ -25,6 +27,7 @@ __all__ = [
     "PerImageBoxAP",
     "per_image_box_ap",
     "COCO_SUMMARY_NAMES",
+    "EVALUATE_MODULES",
     "MeanIoUResult",
     "PanopticQualityAccumulator",
     "PanopticQualityResult",
@@ -32,6 +35,7 @@ __all__ = [
     "SegmentTable",
     "coco_gt_and_detections",
     "coco_summary",
+    "evaluate_module_path",
     "index_mask_detections",
     "intersection_and_union",
     "mask_average_precision",

@@ -1,4 +1,5 @@
-"""What the ``evaluate`` wrappers in ``evaluate_metrics/`` share: their Arrow schemas and input shaping.
+"""What the ``evaluate`` wrappers in ``evaluate_modules/`` (package data) share: where they are
+(``evaluate_module_path``), their Arrow schemas and input shaping.
 
 ``evaluate.load(<folder>)`` runs each wrapper as a standalone module, so the shared code lives here, in the package
 they import anyway. ``evaluate`` stores inputs in Arrow with a fixed schema and rejects dicts whose keys differ from
@@ -10,12 +11,16 @@ outputs as is. ``datasets`` and ``evaluate`` are imported only when a wrapper as
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "EVALUATE_MODULES",
     "REFERENCE_SEGMENT_KEYS",
+    "evaluate_module_path",
     "SchemaInputs",
     "entries_for_schema",
     "entry_feature",
@@ -23,6 +28,18 @@ __all__ = [
     "maps_for_schema",
     "metric_info",
 ]
+
+#: The ``evaluate`` modules shipped in ``modeling_ecom2f/metrics/evaluate_modules/``.
+EVALUATE_MODULES = ("ecom2f_mask_ap", "ecom2f_mean_iou", "ecom2f_panoptic_quality")
+
+
+def evaluate_module_path(name: str) -> str:
+    """The folder of the shipped ``evaluate`` module ``name`` (one of ``EVALUATE_MODULES``), for
+    ``evaluate.load(evaluate_module_path("ecom2f_panoptic_quality"))``; it works offline, installed or in a checkout."""
+    if name not in EVALUATE_MODULES:
+        raise ValueError(f"name: one of {EVALUATE_MODULES}, got {name!r}")
+    return str(Path(str(files(__package__) / "evaluate_modules" / name)))
+
 
 #: Keys (and defaults) of a panoptic ground truth's segments in the wrappers' schemas.
 REFERENCE_SEGMENT_KEYS = {"id": None, "category_id": None, "iscrowd": 0}

@@ -1,5 +1,6 @@
 """The ECO-M2F training and evaluation recipe behind `examples/` (step 1 early-exit training, step 2 derived data set,
-step 3 gate training, evaluation, and the whole main job), as reusable functions; the same step functions run the
+step 3 gate training, evaluation), as reusable functions (the whole main job that chains them, and the console
+scripts, are in `modeling_ecom2f.experiments`); the same step functions run the
 detection recipe (EcoDeformableDetr, per-image box AP) when the namespace says `task="detection"` (see `tasks`).
 
 Each step is a function of the `argparse.Namespace` its parser returns, so the example scripts are thin and Python
@@ -17,23 +18,20 @@ from .arguments import (
     build_train_gate_parser,
 )
 from .checkpointing import TrainingProgress, list_checkpoints, resolve_resume
-from .derived import derive_exit_dataset, load_derived_dataset, pq_matrix, quality_matrix
+from .derived import derive_exit_dataset, load_derived_dataset, quality_matrix
 from .early_exit import train_early_exit
-from .evaluate_job import evaluate_model
-from .evaluation import panoptic_from_counts
+from .evaluation_step import evaluate_model
+from .segmentation_evaluation import panoptic_from_counts
 from .gate_training import train_gate
 from .mode_evaluation import evaluate_modes
-from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
+from .depth_labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
 from .modeling import build_model, load_model, load_trained_model
-from .pipeline import DEFAULT_BETA, PRESETS, build_run_parser, run_eco_m2f
 from .routing import calibrate_beta, frontier_quality, random_routing, utility_depths
 from .runtime import RecipeError, finish_process, run_script, run_script_process
 from .tasks import RecipeTask, get_task
 
 __all__ = [
-    "DEFAULT_BETA",
     "DEFAULT_BETA_GRID",
-    "PRESETS",
     "RecipeError",
     "RecipeTask",
     "TrainingProgress",
@@ -48,7 +46,6 @@ __all__ = [
     "build_detection_train_gate_parser",
     "build_evaluate_parser",
     "build_model",
-    "build_run_parser",
     "build_train_early_exit_parser",
     "build_train_gate_parser",
     "derive_exit_dataset",
@@ -64,10 +61,8 @@ __all__ = [
     "load_model",
     "load_trained_model",
     "panoptic_from_counts",
-    "pq_matrix",
     "quality_matrix",
     "resolve_resume",
-    "run_eco_m2f",
     "run_script",
     "run_script_process",
     "train_early_exit",

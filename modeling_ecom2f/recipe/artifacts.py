@@ -1,4 +1,4 @@
-"""Checks of saved artifacts before they are loaded: a corrupt file is one `RecipeError` that names it (issue 15),
+"""Checks of saved artifacts before they are loaded: a corrupt file is one `RecipeError` that names it,
 not a `SafetensorError`/`JSONDecodeError`/`ArrowInvalid` from deep inside a loader.
 
 Safetensors files are checked from their header alone (the format: an 8-byte little-endian header length, a JSON

@@ -2,7 +2,7 @@
 pass per batch: the backbone, input projections and encoder layers 1..k are shared by all exits, and the FPN and
 decoder run once per exit, `EcoMask2FormerForUniversalSegmentation.forward_exits`); per image we store the PQ (and
 SQ, RQ, loss) at each depth. Ideal-depth labels for any beta come from it without
-rerunning the model (`labels.ideal_depths`).
+rerunning the model (`depth_labels.ideal_depths`).
 
 On disk (`--output_dir`): `derived.parquet` (a `datasets.Dataset`: `index`, `image_id`, `pq`, `sq`, `rq`, `loss`,
 each metric a list in `exit_layers` order), `derived_info.json` (exits, split, the parent's weights digest, the
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import check_parquet_file, read_json_file
-from .labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
+from .depth_labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
 from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
 from .tasks import get_task, load_trained_run
 
@@ -84,10 +84,6 @@ def quality_matrix(derived, exit_layers, *, column: str = "pq") -> np.ndarray:
         raise RecipeError(f"derived {column} rows must have one value per exit {list(exit_layers)}, got shape "
                           f"{quality.shape}")
     return quality
-
-
-#: The former name of `quality_matrix` (it also holds box AP), kept for existing callers.
-pq_matrix = quality_matrix
 
 
 def derive_exit_dataset(args: argparse.Namespace) -> dict:
@@ -157,7 +153,6 @@ __all__ = [
     "INFO_FILE",
     "derive_exit_dataset",
     "load_derived_dataset",
-    "pq_matrix",
     "quality_matrix",
     "weights_digest",
 ]

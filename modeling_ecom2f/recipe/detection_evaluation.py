@@ -29,7 +29,7 @@ from ..ecom2f_detr_flops import count_detection_gflops
 from ..metrics import coco_summary, per_image_box_ap
 from .data import inference_dataloader, shard_indices
 from .detection import EcoDeformableDetrCollator
-from .evaluation import GFlopsTable, exit_outputs, processed_sizes, spread
+from .segmentation_evaluation import GFlopsTable, exit_outputs, processed_sizes, spread
 from .reporting import mode_table, percent, points_delta
 from .runtime import RecipeError, progress_bar
 

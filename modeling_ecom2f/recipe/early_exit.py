@@ -13,6 +13,7 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -54,12 +55,13 @@ def check_depth_agreement(accelerator, depth: int) -> None:
                            "sampler must be seeded identically on every process")
 
 
-def train_early_exit(args: argparse.Namespace) -> dict:
+def train_early_exit(args: argparse.Namespace, *, publish: Callable[..., Any] | None = None) -> dict:
     """Run step 1 from parsed `build_train_early_exit_parser()` arguments; returns the summary dict.
 
     Writes to `--output_dir`: the trained model and processor (`save_pretrained`), `checkpoints/step_*`, and
     `train_early_exit_summary.json`. The task (`args.task`, see `tasks.get_task`) picks the model, the batches
-    and the validation metric (PQ for segmentation, box AP for detection).
+    and the validation metric (PQ for segmentation, box AP for detection). With `--push_to_hub`, `publish`
+    uploads the result (see `runtime.push_to_hub`).
     """
     task = get_task(args)
     accelerator = make_accelerator(args, gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -142,7 +144,7 @@ def train_early_exit(args: argparse.Namespace) -> dict:
                     {k: round(100 * v[quality], 2) for k, v in summary["validation"].items()})
         accelerator.log({f"val/{quality}_{k}": v[quality] for k, v in summary["validation"].items()},
                         step=result.progress.completed_steps)
-    summary["hub_commit"] = push_to_hub(accelerator, args, model_dir=Path(model_dir))
+    summary["hub_commit"] = push_to_hub(accelerator, args, model_dir=Path(model_dir), publish=publish)
     write_summary(accelerator, args.output_dir, "train_early_exit", summary)
     end_run(accelerator)
     return summary

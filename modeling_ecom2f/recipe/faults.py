@@ -1,5 +1,5 @@
 """Fault reports of the recipe: name the images whose model outputs are not finite, instead of crashing deep inside
-a post-processor or silently scoring a NaN prediction (issue 15).
+a post-processor or silently scoring a NaN prediction.
 
 Step 2 (`segmentation.derive_rows`) and the evaluation (`evaluation.BatchEvaluator.records`) call
 `check_finite_outputs` on every batch: a NaN/Inf logit is an error that names the image id(s) and the depth, so the

@@ -23,6 +23,7 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ import torch
 from .checkpointing import run_fingerprint
 from .data import EpochShuffleSampler, inference_dataloader, load_split, shard_indices
 from .derived import load_derived_dataset, quality_matrix, weights_digest
-from .labels import check_beta, ideal_depths, label_histogram
+from .depth_labels import check_beta, ideal_depths, label_histogram
 from .mode_evaluation import evaluate_modes
 from .modeling import gate_module, rebuild_gate
 from .routing import calibrate_beta, utility_depths
@@ -80,7 +81,7 @@ def extract_gate_features(*, accelerator, model, processor, dataset, label_info,
                 again = gate.classifier(pooled)
             if not torch.allclose(again, logits, rtol=1e-4, atol=1e-5):
                 raise RecipeError("the gate is not 'pool then classify': its inputs cannot be cached; "
-                                  "this step needs a gate of modeling_ecom2f.EcoMask2FormerGate's form")
+                                  "this step needs a gate of modeling_ecom2f.EcoExitGate's form")
             rows.extend(zip(batch["indices"].tolist(), pooled.cpu().tolist()))
     finally:
         handle.remove()
@@ -134,11 +135,12 @@ def _utility_report(predicted: np.ndarray, quality: np.ndarray, exits: list[int]
     return report
 
 
-def train_gate(args: argparse.Namespace) -> dict:
+def train_gate(args: argparse.Namespace, *, publish: Callable[..., Any] | None = None) -> dict:
     """Run step 3 from parsed `build_train_gate_parser()` arguments; returns the summary dict.
 
     Writes to `--output_dir`: the model with the trained gate (`config.gate_trained = True`) and its processor,
-    `checkpoints/step_*` and `train_gate_summary.json`.
+    `checkpoints/step_*` and `train_gate_summary.json`. With `--push_to_hub`, `publish` uploads the result (see
+    `runtime.push_to_hub`).
     """
     task = get_task(args)
     objective = getattr(args, "gate_objective", "classification")
@@ -283,7 +285,7 @@ def train_gate(args: argparse.Namespace) -> dict:
         elif part in summary:
             logger.info("utility gate %s: mse %.5f", part, summary[part]["mse"])
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    summary["hub_commit"] = push_to_hub(accelerator, args, model_dir=Path(model_dir))
+    summary["hub_commit"] = push_to_hub(accelerator, args, model_dir=Path(model_dir), publish=publish)
     write_summary(accelerator, args.output_dir, "train_gate", summary)
     end_run(accelerator)
     return summary

@@ -12,14 +12,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .data import inference_dataloader, shard_indices
-from .evaluation import exit_outputs, forward_at_depth
-from .labels import ideal_depths
+from .segmentation_evaluation import exit_outputs, forward_at_depth
+from .depth_labels import ideal_depths
 from .routing import classification_depths, random_routing, utility_depths
 from .runtime import RecipeError, progress_bar
 from .tasks import get_task
@@ -180,6 +181,29 @@ def per_exit_counts(order, by_depth: dict, *, label_info) -> dict:
             "counts": np.stack([np.stack([by_depth[k][i].counts for i in order]) for k in exits])}
 
 
+#: File of `evaluation_step.write_report` holding `per_exit_counts` (NumPy `.npz`).
+PER_EXIT_COUNTS_FILE = "per_exit_counts.npz"
+
+
+def save_per_exit_counts(path: str | Path, data: dict) -> Path:
+    """Write `per_exit_counts` (see `mode_evaluation.per_exit_counts`) as a compressed `.npz`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{key: np.asarray(value) for key, value in data.items()})
+    return path
+
+
+def load_per_exit_counts(path: str | Path) -> dict:
+    """Read what `save_per_exit_counts` wrote: `exits`, `indices`, `category_ids`, `thing_ids` as lists, `counts`
+    `(K, N, 4, C)` as an array."""
+    with np.load(Path(path)) as saved:
+        data = {key: saved[key] for key in saved.files}
+    missing = {"exits", "indices", "category_ids", "thing_ids", "counts"} - set(data)
+    if missing:
+        raise RecipeError(f"{path} lacks {sorted(missing)}: it is not a per-exit counts file of the evaluation")
+    return {key: (value if key == "counts" else value.tolist()) for key, value in data.items()}
+
+
 def _route(order, by_depth, *, exits, depths, specs, gate_outputs, oracle_betas, random_routing_controls,
            routing_seed, evaluator) -> dict:
     """Mode name -> (records chosen per image, mode metadata)."""
@@ -221,4 +245,5 @@ def _route(order, by_depth, *, exits, depths, specs, gate_outputs, oracle_betas,
     return modes
 
 
-__all__ = ["GateSpec", "evaluate_modes", "per_exit_counts"]
+__all__ = ["PER_EXIT_COUNTS_FILE", "GateSpec", "evaluate_modes", "load_per_exit_counts", "per_exit_counts",
+           "save_per_exit_counts"]

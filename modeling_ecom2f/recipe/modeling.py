@@ -189,7 +189,7 @@ def gate_module(model) -> torch.nn.Module:
 def rebuild_gate(model, *, hidden_size: int | None, objective: str, pooling: str = "mean") -> torch.nn.Module:
     """Give `model` a freshly initialised gate of the given form (step 3 may choose another gate than the parent's
     untrained one: a hidden layer, a utility objective); the config records the new form. Returns the gate."""
-    from ..ecom2f_gate import EcoMask2FormerGate
+    from ..ecom2f_gate import EcoExitGate
 
     model.config.gate_hidden_size = hidden_size
     model.config.gate_objective = objective
@@ -198,7 +198,7 @@ def rebuild_gate(model, *, hidden_size: int | None, objective: str, pooling: str
     old = gate_module(model)
     first = old.classifier if isinstance(old.classifier, torch.nn.Linear) else old.classifier[0]
     in_channels = first.in_features // (2 if getattr(old, "pooling", "mean") == "mean_std" else 1)
-    gate = EcoMask2FormerGate(in_channels=in_channels, num_exits=model.config.num_exits, hidden_size=hidden_size,
+    gate = EcoExitGate(in_channels=in_channels, num_exits=model.config.num_exits, hidden_size=hidden_size,
                               pooling=pooling)
     torch.nn.init.normal_(gate.classifier.weight if hidden_size is None else gate.classifier[0].weight,
                           std=model.config.init_std)
@@ -209,15 +209,6 @@ def rebuild_gate(model, *, hidden_size: int | None, objective: str, pooling: str
     owner = model.model if getattr(model.model, "gate", None) is not None else model.model.pixel_level_module.decoder
     owner.gate = gate
     return gate
-
-
-def gate_state(model) -> dict:
-    """The gate's weights (copies), e.g. to swap gates of one parent during evaluation."""
-    return {k: v.detach().clone() for k, v in gate_module(model).state_dict().items()}
-
-
-def load_gate_state(model, state: dict) -> None:
-    gate_module(model).load_state_dict(state)
 
 
 def count_parameters(model) -> dict[str, int]:
@@ -237,8 +228,6 @@ __all__ = [
     "eco_overrides",
     "fresh_config",
     "gate_module",
-    "gate_state",
-    "load_gate_state",
     "load_model",
     "load_trained_model",
     "rebuild_gate",

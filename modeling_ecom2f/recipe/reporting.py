@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .routing import frontier_quality
+
 
 def _mode_kind(name: str) -> str:
     return name.split("_", 1)[0]  # depth / gate / oracle
@@ -116,7 +118,7 @@ def save_plot(fig, ax, path: str | Path, *, xlabel: str, ylabel: str, title: str
 
 
 def hub_eval_results(report: dict, *, dataset_name: str, split: str | None, gate_mode: str | None) -> dict:
-    """The evaluation-results dict of `hub.hub_ecom2f_card` (PQ in points, total GFLOPs) for one gate."""
+    """The evaluation-results dict of `hub.card` (PQ in points, total GFLOPs) for one gate."""
     data: dict = {"dataset": {"name": dataset_name, **({"split": split} if split else {})}}
     data["exits"] = [{"depth": int(n.split("_")[1]), "pq": round(100 * r["pq"], 3),
                       "gflops": round(r["gflops"]["total_mean"], 6)}
@@ -136,5 +138,54 @@ def compact_summary(report: dict) -> dict:
             for name, r in report["modes"].items()}
 
 
-__all__ = ["compact_summary", "full_depth_mode", "hub_eval_results", "mode_table", "percent", "points_delta",
-           "results_table", "save_plot", "tradeoff_plot"]
+def mode_rows(report: dict) -> list[dict]:
+    """The modes of an evaluation report in the `results_main_job.json` contract, with frontier/control gains."""
+    full = full_depth_mode(report)
+    base = report["modes"][full]["gflops"]["encoder_mean"]
+    rows = []
+    for name, r in report["modes"].items():
+        rows.append({
+            "name": name, "kind": r.get("kind", name.split("_", 1)[0]), "pq": 100 * r["pq"],
+            "pq_things": 100 * r["pq_things"], "pq_stuff": 100 * r["pq_stuff"],
+            "miou": None if r.get("miou") is None else 100 * r["miou"],
+            "mask_ap": None if not r.get("mask_ap") else 100 * r["mask_ap"]["AP"],
+            "encoder_gflops_fraction": r["gflops"]["encoder_mean"] / base, "encoder_gflops": r["gflops"]["encoder_mean"],
+            "total_gflops": r["gflops"]["total_mean"], "mean_depth": r["mean_depth"],
+            "depth_histogram": r["depth_histogram"], "beta": r.get("beta"), "gate_objective": r.get("gate_objective"),
+            "controls": r.get("controls"),
+        })
+    points = [(row["encoder_gflops_fraction"], row["pq"]) for row in rows if row["kind"] == "fixed"]
+    by_name = {row["name"]: row for row in rows}
+    for row in rows:
+        if row["kind"] in ("gate", "random_routing", "oracle"):
+            row["frontier_pq"] = frontier_quality(points, row["encoder_gflops_fraction"])
+            row["gain_over_frontier"] = row["pq"] - row["frontier_pq"]
+        if row["kind"] == "gate":
+            control = by_name.get(f"random_{row['name']}")
+            row["gain_over_random"] = None if control is None else row["pq"] - control["pq"]
+    return rows
+
+
+def tradeoff_table(rows: list[dict]) -> str:
+    """Each gate against the fixed-depth frontier and its random-routing control (`mode_rows`; with `_se` fields
+    when the rows carry bootstrap standard errors), PQ in points."""
+    lines = ["| mode | kind | beta | PQ | PQ things | PQ stuff | encoder GFLOPs (% of full) | mean depth | "
+             "gain over frontier (SE) | gain over random (SE) |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(value, spec="+.2f"):
+        return "" if value is None else format(value, spec)
+
+    def gain(row, name):
+        se = row.get(f"{name}_se")
+        return fmt(row.get(name)) + ("" if se is None or row.get(name) is None else f" ({se:.2f})")
+
+    for row in rows:
+        lines.append(f"| {row['name']} | {row['kind']} | {fmt(row['beta'], 'g')} | {row['pq']:.2f} | "
+                     f"{row['pq_things']:.2f} | {row['pq_stuff']:.2f} | {100 * row['encoder_gflops_fraction']:.1f}% | "
+                     f"{row['mean_depth']:.2f} | {gain(row, 'gain_over_frontier')} | "
+                     f"{gain(row, 'gain_over_random')} |")
+    return "\n".join(lines)
+
+
+__all__ = ["compact_summary", "full_depth_mode", "hub_eval_results", "mode_rows", "mode_table", "percent",
+           "points_delta", "results_table", "save_plot", "tradeoff_plot", "tradeoff_table"]

@@ -2,7 +2,7 @@
 fixed-depth frontier, and the budget calibration of a utility gate's beta.
 
 Everything here is NumPy on small per-image arrays; the model never runs. Conventions: `exit_layers` are the
-depths of the gate's columns; beta is in quality-fraction units per encoder layer (see `labels`).
+depths of the gate's columns; beta is in quality-fraction units per encoder layer (see `depth_labels`).
 
 - A *classification* gate (ECO-M2F, arXiv 2404.15244 Sec. 3.3) scores the exits for the one beta it was trained
   for: depth `exit_layers[argmax]`.
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..ecom2f_depth import depths_from_gate_logits, utility_gate_depths
-from .labels import check_beta
+from .depth_labels import check_beta
 from .runtime import RecipeError
 
 

@@ -1,5 +1,5 @@
 """The run-time conventions every recipe step shares: the Accelerator, logging on the main process only, trackers,
-the summary JSON and the Hub push.
+the summary JSON and the Hub push (through a publisher the caller passes).
 
 Data-parallel training and unused parameters: an early exit at depth k leaves encoder layers k+1.. without
 gradient, and step 1 never runs the gate. We build the Accelerator with
@@ -18,7 +18,7 @@ import math
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
@@ -148,24 +148,25 @@ def write_summary(accelerator, output_dir: str | Path, name: str, data: dict) ->
     return path
 
 
-def push_to_hub(accelerator, args: argparse.Namespace, *, model_dir: str | Path, eval_results: dict | None = None,
-                plot: str | Path | None = None) -> str | None:
-    """Export `model_dir` through the project's Hub code and upload it to `--hub_model_id` (main process)."""
+def push_to_hub(accelerator, args: argparse.Namespace, *, model_dir: str | Path, publish: Callable[..., Any] | None,
+                eval_results: dict | None = None, plot: str | Path | None = None) -> str | None:
+    """Upload `model_dir` to `--hub_model_id` on the main process with `publish` (keyword arguments `repo_id`,
+    `model_dir`, `eval_results`, `plot`, `private`, `token`; the console scripts pass `hub`'s `push_model`, which the
+    recipe does not import). Returns the commit URL, None without `--push_to_hub`."""
     if not getattr(args, "push_to_hub", False):
         return None
     if not args.hub_model_id:
         raise RecipeError("--push_to_hub needs --hub_model_id namespace/name")
     if getattr(args, "task", None) == "detection":
-        raise RecipeError("--push_to_hub is for segmentation models; export a detector with `python -m "
-                          "hub.hub_eco_deformable_detr_export MODEL_DIR EXPORT_DIR`, then `ecom2f-push EXPORT_DIR ...`")
+        raise RecipeError("--push_to_hub is for segmentation models; write a detector's Hub folder with `python -m "
+                          "hub.eco_deformable_detr_folder MODEL_DIR EXPORT_DIR`, then `ecom2f-push EXPORT_DIR ...`")
+    if publish is None:
+        raise RecipeError("--push_to_hub needs a publisher: run the step through its console script (which passes "
+                          "hub's push_model) or call it with publish=hub.push.push_model")
     url = None
     if accelerator.is_main_process:
-        try:
-            from hub.hub_ecom2f_push import push_model
-        except ImportError as error:  # the hub/ sources are not importable in this installation
-            raise RecipeError(f"--push_to_hub needs the project's hub/ code, which does not import: {error}") from error
-        info = push_model(repo_id=args.hub_model_id, model_dir=model_dir, eval_results=eval_results, plot=plot,
-                          private=args.hub_private or None, token=args.hub_token)
+        info = publish(repo_id=args.hub_model_id, model_dir=model_dir, eval_results=eval_results, plot=plot,
+                       private=args.hub_private or None, token=args.hub_token)
         url = getattr(info, "commit_url", str(info))
         logger.info("pushed %s to %s: %s", model_dir, args.hub_model_id, url)
     accelerator.wait_for_everyone()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .data import inference_dataloader, shard_indices
-from .evaluation import BatchEvaluator, exit_outputs, panoptic_from_counts
+from .segmentation_evaluation import BatchEvaluator, exit_outputs, panoptic_from_counts
 from .runtime import progress_bar
 
 

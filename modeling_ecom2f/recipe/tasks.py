@@ -1,5 +1,5 @@
 """The recipe's task registry: the `RecipeTask` of each task, assembled from its modules, and `get_task`, which the
-steps (step 1 `early_exit`, step 2 `derived`, step 3 `gate_training`, `mode_evaluation`, `evaluate_job`) use to
+steps (step 1 `early_exit`, step 2 `derived`, step 3 `gate_training`, `mode_evaluation`, `evaluation_step`) use to
 find theirs.
 
 A step finds its task with `get_task(args)`: the `task` attribute its parser sets (`"segmentation"` when absent, so
@@ -26,7 +26,7 @@ from .detection import (
     detection_model_inputs,
     load_trained_detector,
 )
-from .evaluation import BatchEvaluator, ModeAccumulator, summarize_mode
+from .segmentation_evaluation import BatchEvaluator, ModeAccumulator, summarize_mode
 from .modeling import build_model, load_trained_model
 from .reporting import compact_summary, results_table
 from .runtime import RecipeError

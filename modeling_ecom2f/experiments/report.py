@@ -1,10 +1,10 @@
 """The main job's results page: the trade-off table (every fixed depth, the classification gate, the utility gate at
 each beta, the random-routing control of every gate mode, the oracle), each gate's gain over the fixed-depth frontier
-and over its control, the checks of the issue as measured, and the plot; written to
+and over its control, the acceptance checks as measured, and the plot; written to
 `OUTPUT_DIR/results_main_job.{md,json}` and, for the default preset, to `docs/` (a benchmark other than the default
 one adds its name to the file names: `results_main_job_maze.*`).
 
-Each routed mode's gains carry bootstrap standard errors (`main_job_statistics.bootstrap_gains`: validation images
+Each routed mode's gains carry bootstrap standard errors (`report_statistics.bootstrap_gains`: validation images
 resampled, every term recomputed), and `per_image` relates the per-image gain of depth and each gate's depth to the
 generator's recorded difficulty (a diagnostic: no model or gate input reads it).
 
@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .main_job_statistics import (DEFAULT_RESAMPLES, PER_EXIT_COUNTS_FILE, bootstrap_gains, difficulty_statistics,
-                                  load_per_exit_counts, per_image_series)
-from .reporting import full_depth_mode, results_table, save_plot
-from .routing import frontier_quality
-from .runtime import write_json
+from ..recipe.mode_evaluation import PER_EXIT_COUNTS_FILE, load_per_exit_counts
+from ..recipe.reporting import mode_rows, results_table, save_plot, tradeoff_table
+from ..recipe.runtime import write_json
+from .report_statistics import DEFAULT_RESAMPLES, bootstrap_gains, difficulty_statistics, per_image_series
 
-#: Margins of the issue's checks, in PQ points.
+#: Margins of the acceptance checks, in PQ points.
 MIN_GAIN_POINTS = 0.5
 MAX_LOSS_POINTS = 0.5
 MAX_ENCODER_FRACTION = 0.70
@@ -40,34 +39,6 @@ MIN_VALIDATION_IMAGES = 500
 MIN_STANDARD_ERRORS = 2.0
 #: Distinct gate points (betas giving different routings) that must pass.
 MIN_PASSING_BETAS = 2
-
-
-def mode_rows(report: dict) -> list[dict]:
-    """The modes of an evaluation report in the `results_main_job.json` contract, with frontier/control gains."""
-    full = full_depth_mode(report)
-    base = report["modes"][full]["gflops"]["encoder_mean"]
-    rows = []
-    for name, r in report["modes"].items():
-        rows.append({
-            "name": name, "kind": r.get("kind", name.split("_", 1)[0]), "pq": 100 * r["pq"],
-            "pq_things": 100 * r["pq_things"], "pq_stuff": 100 * r["pq_stuff"],
-            "miou": None if r.get("miou") is None else 100 * r["miou"],
-            "mask_ap": None if not r.get("mask_ap") else 100 * r["mask_ap"]["AP"],
-            "encoder_gflops_fraction": r["gflops"]["encoder_mean"] / base, "encoder_gflops": r["gflops"]["encoder_mean"],
-            "total_gflops": r["gflops"]["total_mean"], "mean_depth": r["mean_depth"],
-            "depth_histogram": r["depth_histogram"], "beta": r.get("beta"), "gate_objective": r.get("gate_objective"),
-            "controls": r.get("controls"),
-        })
-    points = [(row["encoder_gflops_fraction"], row["pq"]) for row in rows if row["kind"] == "fixed"]
-    by_name = {row["name"]: row for row in rows}
-    for row in rows:
-        if row["kind"] in ("gate", "random_routing", "oracle"):
-            row["frontier_pq"] = frontier_quality(points, row["encoder_gflops_fraction"])
-            row["gain_over_frontier"] = row["pq"] - row["frontier_pq"]
-        if row["kind"] == "gate":
-            control = by_name.get(f"random_{row['name']}")
-            row["gain_over_random"] = None if control is None else row["pq"] - control["pq"]
-    return rows
 
 
 def add_standard_errors(rows: list[dict], errors: dict[str, dict]) -> list[dict]:
@@ -88,7 +59,7 @@ def passes(row: dict) -> bool:
 
 
 def checks(rows: list[dict], *, validation_images: int | None = None) -> dict:
-    """The issue's done-when figures on this run, each with its value and whether it is met."""
+    """The acceptance figures on this run, each with its value and whether it is met."""
     fixed = sorted((row for row in rows if row["kind"] == "fixed"), key=lambda row: row["mean_depth"])
     full, shallow = fixed[-1], fixed[0]
     utility = [row for row in rows if row["kind"] == "gate" and row["gate_objective"] == "utility"]
@@ -120,25 +91,6 @@ def checks(rows: list[dict], *, validation_images: int | None = None) -> dict:
                                       f"{100 * MAX_ENCODER_FRACTION:.0f}% of its encoder GFLOPs", "met": bool(close)},
     })
     return figures
-
-
-def tradeoff_table(rows: list[dict]) -> str:
-    lines = ["| mode | kind | beta | PQ | PQ things | PQ stuff | encoder GFLOPs (% of full) | mean depth | "
-             "gain over frontier (SE) | gain over random (SE) |", "|---|---|---|---|---|---|---|---|---|---|"]
-
-    def fmt(value, spec="+.2f"):
-        return "" if value is None else format(value, spec)
-
-    def gain(row, name):
-        se = row.get(f"{name}_se")
-        return fmt(row.get(name)) + ("" if se is None or row.get(name) is None else f" ({se:.2f})")
-
-    for row in rows:
-        lines.append(f"| {row['name']} | {row['kind']} | {fmt(row['beta'], 'g')} | {row['pq']:.2f} | "
-                     f"{row['pq_things']:.2f} | {row['pq_stuff']:.2f} | {100 * row['encoder_gflops_fraction']:.1f}% | "
-                     f"{row['mean_depth']:.2f} | {gain(row, 'gain_over_frontier')} | "
-                     f"{gain(row, 'gain_over_random')} |")
-    return "\n".join(lines)
 
 
 #: Smallest distance (percentage points of encoder cost) between two beta labels of the trade-off plot.
@@ -201,7 +153,7 @@ def _groups(level: np.ndarray, bins: int) -> list[np.ndarray]:
 
 
 def per_image_plot(series: dict[str, dict], path: Path, *, title: str, bins: int = 5) -> Path:
-    """One row of two panels per column (`series`: column label -> `main_job_statistics.per_image_series`): the
+    """One row of two panels per column (`series`: column label -> `report_statistics.per_image_series`): the
     per-image PQ gain of full depth over the shallowest (points, with its mean per group of images) and each gate
     mode's mean chosen depth per group (groups: one per value of a column of few values, else quintiles)."""
     import matplotlib
@@ -391,5 +343,4 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-__all__ = ["add_standard_errors", "checks", "mode_rows", "passes", "per_image_plot", "publish_results", "tradeoff_plot",
-           "tradeoff_table"]
+__all__ = ["add_standard_errors", "checks", "passes", "per_image_plot", "publish_results", "tradeoff_plot"]

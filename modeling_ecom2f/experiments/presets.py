@@ -1,9 +1,17 @@
-"""What the main job (`examples/run_eco_m2f.py`) runs on: its size presets, the synthetic benchmarks with their shipped
-parents, and the recipe's defaults (betas, the utility gate's form per benchmark, its encoder budget)."""
+"""What the main job (`ecom2f-main-job`, `examples/run_eco_m2f.py`) runs on: its size presets, the synthetic
+benchmarks with their parents, and the recipe's defaults (betas, the utility gate's form per benchmark, its encoder
+budget).
+
+The maze-rooms parent (the default benchmark's) is package data of this package (`parents/maze_rooms/`, read through
+`importlib.resources`), so the main job runs from an installed wheel. The shapes benchmark's parent stays in a source
+checkout (`examples/parents/depth_benchmark/`, beside the other folders the benchmarks use); from an installed
+package, `--benchmark shapes` needs `--parent FOLDER` (or `--parent scratch`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 from configuration.configuration_ecom2f import EcoMask2FormerConfig
@@ -25,8 +33,10 @@ class UtilityGateForm:
                              gate_input_level=self.input_level)
 
 
-#: The parents shipped with the repository (a source checkout): see each README for the command that trains it.
-PARENTS_DIR = Path(__file__).resolve().parents[2] / "examples" / "parents"
+#: The parents shipped inside this package (package data): see each README for the command that trains it.
+PACKAGE_PARENTS_DIR = Path(str(files(__package__) / "parents"))
+#: The parents of a source checkout (`examples/parents/`; absent from an installed package).
+CHECKOUT_PARENTS_DIR = Path(__file__).resolve().parents[2] / "examples" / "parents"
 
 
 @dataclass(frozen=True)
@@ -46,12 +56,12 @@ class Benchmark:
 BENCHMARKS = {
     "shapes": Benchmark(name="shapes", title="the synthetic depth benchmark (shapes)",
                         difficulty="difficulty: the shapes generator's d in [0, 1] (object count and size, occlusion, "
-                                   "clutter, colour similarity, noise)", parent=PARENTS_DIR / "depth_benchmark",
+                                   "clutter, colour similarity, noise)", parent=CHECKOUT_PARENTS_DIR / "depth_benchmark",
                         utility_gate=UtilityGateForm(pooling="mean_std", hidden_size=32, input_level=0)),
     # no augmentation: a scale jitter moves the cells off the token grid and a crop can cut a room's marker out
     "maze": Benchmark(name="maze", title="the maze-rooms benchmark",
                       difficulty="hops: the largest hop distance (cells along open passages) from a free cell to its "
-                                 "room's marker", parent=PARENTS_DIR / "maze_rooms", step1_args=("--no_augmentation",),
+                                 "room's marker", parent=PACKAGE_PARENTS_DIR / "maze_rooms", step1_args=("--no_augmentation",),
                       analysis_columns=("rooms",),
                       # 1/16 (8x8 tokens at 128 px) rather than 1/32 (4x4, coarser than a maze cell): the paper's
                       # linear gate on it was the best form on held-out training images (benchmarks/gate_variants.py)
@@ -118,5 +128,5 @@ DEFAULT_TARGET_FRACTION = 0.7
 
 
 __all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "DEFAULT_BETA", "DEFAULT_TARGET_FRACTION", "DEFAULT_UTILITY_BETAS",
-           "PARENTS_DIR", "PRESETS", "SHIPPED", "SHIPPED_PARENT", "Benchmark", "Preset",
+           "CHECKOUT_PARENTS_DIR", "PACKAGE_PARENTS_DIR", "PRESETS", "SHIPPED", "SHIPPED_PARENT", "Benchmark", "Preset",
            "UtilityGateForm"]

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .mode_evaluation import GateSpec, evaluate_modes
-from .reporting import full_depth_mode, tradeoff_plot
-from .main_job_statistics import PER_EXIT_COUNTS_FILE, save_per_exit_counts
+from .mode_evaluation import PER_EXIT_COUNTS_FILE, GateSpec, evaluate_modes, save_per_exit_counts
+from .reporting import full_depth_mode, mode_rows, tradeoff_plot, tradeoff_table
 from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
 from .tasks import get_task, load_trained_run
 
@@ -69,7 +68,7 @@ def collect_gates(model, args: argparse.Namespace, *, task=None) -> dict:
 
 
 def write_report(report: dict, output_dir: str | Path, *, title: str, task=None) -> dict[str, Path]:
-    """`evaluation.json`, `per_image.json`, `evaluation.md`, `tradeoff.png` and (segmentation) `per_exit_counts.npz`
+    """`segmentation_evaluation.json`, `per_image.json`, `segmentation_evaluation.md`, `tradeoff.png` and (segmentation) `per_exit_counts.npz`
     in `output_dir`."""
     task = get_task(task)
     out = Path(output_dir)
@@ -83,8 +82,6 @@ def write_report(report: dict, output_dir: str | Path, *, title: str, task=None)
     table = task.results_table(report)
     if (task.name == "segmentation" and any(r.get("kind") == "gate" for r in report["modes"].values())
             and full_depth_mode(report) is not None):
-        from .main_job_report import mode_rows, tradeoff_table
-
         table += ("\n\nEach gate against the fixed-depth frontier (upper concave envelope of the fixed depths) and "
                   "against its random-routing control (its own decisions shuffled across images), PQ in points:\n\n"
                   + tradeoff_table(mode_rows(report)))

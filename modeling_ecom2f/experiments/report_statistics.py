@@ -13,38 +13,16 @@ the per-image link between depth and the generator's recorded difficulty.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..metrics import panoptic_from_counts
-from .routing import frontier_quality
-from .runtime import RecipeError
+from ..recipe.routing import frontier_quality
+from ..recipe.runtime import RecipeError
 
-#: File of `write_report` holding `per_exit_counts` (NumPy `.npz`).
-PER_EXIT_COUNTS_FILE = "per_exit_counts.npz"
-#: Bootstrap resamples of the main job's report (the issue asks for at least 1000).
+#: Bootstrap resamples of the main job's report.
 DEFAULT_RESAMPLES = 1000
-
-
-def save_per_exit_counts(path: str | Path, data: dict) -> Path:
-    """Write `per_exit_counts` (see `mode_evaluation.per_exit_counts`) as a compressed `.npz`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **{key: np.asarray(value) for key, value in data.items()})
-    return path
-
-
-def load_per_exit_counts(path: str | Path) -> dict:
-    """Read what `save_per_exit_counts` wrote: `exits`, `indices`, `category_ids`, `thing_ids` as lists, `counts`
-    `(K, N, 4, C)` as an array."""
-    with np.load(Path(path)) as saved:
-        data = {key: saved[key] for key in saved.files}
-    missing = {"exits", "indices", "category_ids", "thing_ids", "counts"} - set(data)
-    if missing:
-        raise RecipeError(f"{path} lacks {sorted(missing)}: it is not a per-exit counts file of the evaluation")
-    return {key: (value if key == "counts" else value.tolist()) for key, value in data.items()}
 
 
 def mode_counts(per_exit: dict, rows: Sequence[dict]) -> np.ndarray:
@@ -75,7 +53,7 @@ def bootstrap_gains(per_exit: dict, per_image: dict, modes: Sequence[dict], *, r
     Args:
         per_exit: `per_exit_counts` of the evaluation.
         per_image: mode name -> per-image rows (`index`, `depth`, `encoder_gflops`), as in `per_image.json`.
-        modes: the report's mode rows (`name`, `kind`, `controls`, `mean_depth`; see `main_job_report.mode_rows`).
+        modes: the report's mode rows (`name`, `kind`, `controls`, `mean_depth`; see `recipe.reporting.mode_rows`).
         resamples: bootstrap resamples (images drawn with replacement).
 
     Returns mode name -> `{"gain_over_frontier_se", "gain_over_random_se" (gates with a control), "resamples"}` for
@@ -167,5 +145,5 @@ def difficulty_statistics(per_image: dict, modes: Sequence[dict], difficulty: np
                      "share_positive": float((gain > 0).mean())}}
 
 
-__all__ = ["DEFAULT_RESAMPLES", "PER_EXIT_COUNTS_FILE", "bootstrap_gains", "difficulty_statistics",
-           "load_per_exit_counts", "mode_counts", "per_image_series", "save_per_exit_counts", "spearman"]
+__all__ = ["DEFAULT_RESAMPLES", "bootstrap_gains", "difficulty_statistics", "mode_counts", "per_image_series",
+           "spearman"]

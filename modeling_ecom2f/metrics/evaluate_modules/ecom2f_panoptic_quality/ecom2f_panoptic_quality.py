@@ -1,8 +1,8 @@
 """`evaluate` wrapper of ``modeling_ecom2f.metrics.panoptic_quality`` (PQ, SQ, RQ; all / things / stuff; per class).
 
-Load it from a local path, with the Hub offline::
+Load it from the installed package's folder, with the Hub offline::
 
-    metric = evaluate.load("evaluate_metrics/ecom2f_panoptic_quality")
+    metric = evaluate.load(evaluate_module_path("ecom2f_panoptic_quality"))  # from modeling_ecom2f.metrics
     metric.compute(predictions=processor.post_process_panoptic_segmentation(outputs, target_sizes=sizes),
                    references=[panoptic_reference(row) for row in rows], thing_ids=[...], stuff_ids=[...])
 

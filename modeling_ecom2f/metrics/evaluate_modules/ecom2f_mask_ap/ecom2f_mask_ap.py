@@ -1,6 +1,6 @@
 """`evaluate` wrapper of ``modeling_ecom2f.metrics.mask_average_precision`` (COCO mask AP via pycocotools).
 
-    metric = evaluate.load("evaluate_metrics/ecom2f_mask_ap")
+    metric = evaluate.load(evaluate_module_path("ecom2f_mask_ap"))  # from modeling_ecom2f.metrics
     metric.compute(predictions=processor.post_process_instance_segmentation(outputs, target_sizes=sizes),
                    references=[panoptic_reference(row) for row in rows], thing_ids=[...], stuff_ids=[...])
 

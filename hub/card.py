@@ -1,4 +1,4 @@
-"""Model card (README.md) of an exported EcoMask2Former: YAML metadata, measured results, the gate, usage.
+"""Model card (README.md) of an EcoMask2Former Hub folder: YAML metadata, measured results, the gate, usage.
 
 Evaluation results come from an optional JSON file (or dict) with this schema; every number is copied as given,
 and without the file the card says that metrics were not measured (no number is ever made up):
@@ -190,13 +190,13 @@ def _card_metadata(*, model_name: str, results: EvalResults | None, license_id: 
 def _results_section(results: EvalResults | None, *, plot_name: str | None) -> str:
     if results is None:
         text = (
-            "Metrics were not measured for this export: no evaluation results were given, so this card reports "
+            "Metrics were not measured for this model: no evaluation results were given, so this card reports "
             "no PQ or GFLOPs figures."
         )
     else:
         split = f", {results.dataset_split}" if results.dataset_split else ""
         lines = [
-            f"Panoptic quality on {results.dataset_name}{split}, from the evaluation results given at export.",
+            f"Panoptic quality on {results.dataset_name}{split}, from the evaluation results given with the model.",
             "",
             "| Encoder depth | PQ | GFLOPs |",
             "|---|---|---|",
@@ -229,7 +229,7 @@ def render_model_card(
     *, config, repo_id: str | None, results: EvalResults | None, plot_name: str | None,
     license_id: str | None = None, tags: list[str] | None = None,
 ) -> str:
-    """The full README.md text of an export of a model with this `EcoMask2FormerConfig`."""
+    """The full README.md text of the Hub folder of a model with this `EcoMask2FormerConfig`."""
     model_id = repo_id or "<namespace>/<repository>"
     model_name = repo_id.split("/")[-1] if repo_id else "ecom2f-model"
     metadata = _card_metadata(model_name=model_name, results=results, license_id=license_id, tags=list(tags or []))

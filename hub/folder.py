@@ -1,12 +1,12 @@
-"""One Hub exporter for every model of the project: a saved model folder -> a repository folder that loads with
-`trust_remote_code=True`. What differs between models is an `ExportSpec` (the classes, the `auto_map` entries, the
-code entry modules, the model card); `hub.hub_ecom2f_export` and `hub.hub_eco_deformable_detr_export` hold the specs.
+"""One Hub folder writer for every model of the project: a saved model folder -> a repository folder that loads with
+`trust_remote_code=True`. What differs between models is an `HubFolderSpec` (the classes, the `auto_map` entries, the
+code entry modules, the model card); `hub.ecom2f_folder` and `hub.eco_deformable_detr_folder` hold the specs.
 
-The export holds `config.json` (its `auto_map`: AutoConfig, AutoModel for the base model, and the task Auto
+The Hub folder holds `config.json` (its `auto_map`: AutoConfig, AutoModel for the base model, and the task Auto
 classes), the weights, `preprocessor_config.json` (with its AutoImageProcessor `auto_map`), the flat custom-code files
-reached from the model and processor modules (`hub.hub_ecom2f_sources`) and a model card `README.md`, plus the
+reached from the model and processor modules (`hub.sources`) and a model card `README.md`, plus the
 evaluation results and trade-off plot when the spec's card takes them. It is written to a temporary sibling folder
-and moved into place at the end, so a failed export leaves no half-written output folder.
+and moved into place at the end, so a failed write leaves no half-written output folder.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.hub_ecom2f_card import PLOT_FILE_NAME, RESULTS_FILE_NAME
-from hub.hub_ecom2f_sources import collect_code_files, write_code_files
+from hub.card import PLOT_FILE_NAME, RESULTS_FILE_NAME
+from hub.sources import collect_code_files, write_code_files
 
 CONFIG_FILE = "config.json"
 PROCESSOR_FILE = "preprocessor_config.json"
@@ -34,12 +34,12 @@ class NotAnEcoModelError(ValueError):
 
 
 class UntrainedGateWarning(UserWarning):
-    """The exported model's gate was never trained: it always runs the deepest exit."""
+    """The model's gate was never trained: its Hub folder always runs the deepest exit."""
 
 
 @dataclass(frozen=True)
-class ExportSpec:
-    """What one model type needs from the exporter.
+class HubFolderSpec:
+    """What one model type needs from the Hub folder writer.
 
     Attributes:
         name: the model's name in messages (`"EcoMask2Former"`).
@@ -75,19 +75,19 @@ class ExportSpec:
 
 
 def class_ref(cls: type) -> str:
-    """`auto_map` value of a class: its flat module name (the file name in the export) and its name."""
+    """`auto_map` value of a class: its flat module name (the file name in the Hub folder) and its name."""
     return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
 
 
-def config_auto_map(spec: ExportSpec) -> dict[str, str]:
-    """`auto_map` of the exported `config.json`: AutoConfig, AutoModel (the base model) and the task classes."""
+def config_auto_map(spec: HubFolderSpec) -> dict[str, str]:
+    """`auto_map` of the Hub folder's `config.json`: AutoConfig, AutoModel (the base model) and the task classes."""
     auto_map = {"AutoConfig": class_ref(spec.config_class), "AutoModel": class_ref(spec.base_model_class)}
     auto_map.update({name: class_ref(spec.model_class) for name in spec.task_auto_classes})
     return auto_map
 
 
-def processor_auto_map(spec: ExportSpec) -> dict[str, str]:
-    """`auto_map` of the exported `preprocessor_config.json`."""
+def processor_auto_map(spec: HubFolderSpec) -> dict[str, str]:
+    """`auto_map` of the Hub folder's `preprocessor_config.json`."""
     return {"AutoImageProcessor": class_ref(spec.processor_class)}
 
 
@@ -104,7 +104,7 @@ def read_model_type(model_dir: Path) -> str | None:
         raise NotAnEcoModelError(f"{config_path} is not a JSON object: {error}") from None
 
 
-def check_model_folder(model_dir: str | Path, spec: ExportSpec) -> Path:
+def check_model_folder(model_dir: str | Path, spec: HubFolderSpec) -> Path:
     """Check that `model_dir` holds a model of `spec` saved with `save_pretrained`; returns it as a `Path`.
 
     Raises:
@@ -123,12 +123,12 @@ def check_model_folder(model_dir: str | Path, spec: ExportSpec) -> Path:
     return model_dir
 
 
-def spec_for_model_type(model_type: str | None, specs: Sequence[ExportSpec]) -> ExportSpec | None:
+def spec_for_model_type(model_type: str | None, specs: Sequence[HubFolderSpec]) -> HubFolderSpec | None:
     """The spec of `model_type` among `specs`, or `None`."""
     return next((spec for spec in specs if spec.model_type == model_type), None)
 
 
-def _load_model(model_dir: Path, spec: ExportSpec):
+def _load_model(model_dir: Path, spec: HubFolderSpec):
     try:
         model, info = spec.model_class.from_pretrained(model_dir, output_loading_info=True)
     except (RuntimeError, OSError) as error:  # shape mismatches, unreadable weight files
@@ -139,7 +139,7 @@ def _load_model(model_dir: Path, spec: ExportSpec):
     return model
 
 
-def _load_processor(model_dir: Path, spec: ExportSpec, image_processor):
+def _load_processor(model_dir: Path, spec: HubFolderSpec, image_processor):
     cls = spec.processor_class
     if image_processor is not None:
         if not isinstance(image_processor, cls):
@@ -148,8 +148,8 @@ def _load_processor(model_dir: Path, spec: ExportSpec, image_processor):
     if (model_dir / PROCESSOR_FILE).is_file():
         return cls.from_pretrained(model_dir)
     warnings.warn(
-        f"{model_dir} has no {PROCESSOR_FILE}: exporting the default {cls.__name__} (the stock settings); save your "
-        "processor into the model folder to export it instead",
+        f"{model_dir} has no {PROCESSOR_FILE}: the Hub folder gets the default {cls.__name__} (the stock settings); save "
+        "your processor into the model folder to use it instead",
         UserWarning,
         stacklevel=4,
     )
@@ -164,7 +164,7 @@ def _prepare_output(output_dir: Path, model_dir: Path, *, overwrite: bool) -> No
         raise FileExistsError(f"output folder {output_dir} exists and is not empty; pass overwrite=True (--overwrite)")
 
 
-def _write_export(staging: Path, spec: ExportSpec, *, model, processor, code_files, results, plot: Path | None,
+def _write_contents(staging: Path, spec: HubFolderSpec, *, model, processor, code_files, results, plot: Path | None,
                   card: dict) -> None:
     model.config.auto_map = config_auto_map(spec)
     model.save_pretrained(staging)
@@ -182,13 +182,13 @@ def _write_export(staging: Path, spec: ExportSpec, *, model, processor, code_fil
     (staging / "README.md").write_text(text, encoding="utf-8")
 
 
-#: Sections of a converted checkpoint's card (`ecom2f-convert`) that an export keeps: where the weights come from.
+#: Sections of a converted checkpoint's card (`ecom2f-convert`) that a Hub folder keeps: where the weights come from.
 PROVENANCE_SECTIONS = ("## Source", "## Figures reported by the authors", "## What the conversion did")
 
 
 def _carry_provenance(model_dir: Path, staging: Path) -> None:
-    """A folder written by `ecom2f-convert` keeps its source (file, SHA-256, the authors' figures) in the export:
-    `conversion.json` is copied and the provenance sections of its card are appended to the exported card."""
+    """A folder written by `ecom2f-convert` keeps its source (file, SHA-256, the authors' figures) in its Hub folder:
+    `conversion.json` is copied and the provenance sections of its card are appended to the Hub folder's card."""
     record = model_dir / "conversion.json"
     if not record.is_file():
         return
@@ -201,8 +201,8 @@ def _carry_provenance(model_dir: Path, staging: Path) -> None:
         (staging / "README.md").write_text(f"{text}\n\n{converted}\n", encoding="utf-8")
 
 
-def export_folder(
-    spec: ExportSpec,
+def write_hub_folder(
+    spec: HubFolderSpec,
     *,
     model_dir: str | Path,
     output_dir: str | Path,
@@ -214,25 +214,25 @@ def export_folder(
     tags: list[str] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Export the `spec` model saved in `model_dir` as a Hub repository folder `output_dir`; returns `output_dir`.
+    """Write the `spec` model saved in `model_dir` as a Hub repository folder `output_dir`; returns `output_dir`.
 
     Args:
-        spec: the model type's `ExportSpec`.
-        model_dir: a folder written by `save_pretrained` (its `preprocessor_config.json`, when present, is exported
+        spec: the model type's `HubFolderSpec`.
+        model_dir: a folder written by `save_pretrained` (its `preprocessor_config.json`, when present, is written
             as the image processor).
         output_dir: the repository folder to create (must be empty or absent unless `overwrite`).
-        eval_results: measured results, a dict or a JSON path (schema: `hub.hub_ecom2f_card`), for specs whose card
+        eval_results: measured results, a dict or a JSON path (schema: `hub.card`), for specs whose card
             shows them; `None`: the card says that metrics were not measured.
         plot: a PNG of the quality/GFLOPs trade-off, shown in the card (same specs).
         repo_id: the Hub id used in the card's usage code.
         license_id: a Hub license id for the card metadata (e.g. `"apache-2.0"`).
-        image_processor: the processor to export instead of the one saved in `model_dir`.
+        image_processor: the processor to write instead of the one saved in `model_dir`.
         tags: extra Hub tags for the card.
         overwrite: replace an existing non-empty `output_dir`.
 
     Raises:
         NotAnEcoModelError: `model_dir` is not a `spec` model folder.
-        ExportSourceError: the model sources contain an import that cannot work as Hub custom code.
+        HubSourceError: the model sources contain an import that cannot work as Hub custom code.
         EvalResultsError, FileNotFoundError, ValueError: bad `eval_results` or `plot`, or ones the spec cannot show.
         FileExistsError: `output_dir` is not empty and `overwrite` is off.
 
@@ -251,7 +251,7 @@ def export_folder(
     processor = _load_processor(model_dir, spec, image_processor)
     if not model.config.gate_trained:
         warnings.warn(
-            f"the gate of the model in {model_dir} was never trained (config.gate_trained=False): the export runs "
+            f"the gate of the model in {model_dir} was never trained (config.gate_trained=False): the Hub folder runs "
             f"the deepest exit ({model.config.max_exit} encoder layers) for every image; the model card says so",
             UntrainedGateWarning,
             stacklevel=3,
@@ -260,7 +260,7 @@ def export_folder(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.staging-", dir=output_dir.parent))
     try:
-        _write_export(staging, spec, model=model, processor=processor, code_files=code_files, results=results,
+        _write_contents(staging, spec, model=model, processor=processor, code_files=code_files, results=results,
                       plot=plot, card={"repo_id": repo_id, "license_id": license_id, "tags": tags})
         _carry_provenance(model_dir, staging)
         if output_dir.is_dir():
@@ -275,10 +275,11 @@ def export_folder(
 
 
 def build_parser(prog: str, *, names: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=f"Export a saved {names} model folder as a Hub repository.")
+    parser = argparse.ArgumentParser(prog=prog,
+                                     description=f"Write a saved {names} model folder as a Hub repository folder.")
     parser.add_argument("model_dir", type=Path, help="folder written by save_pretrained")
     parser.add_argument("output_dir", type=Path, help="repository folder to create")
-    parser.add_argument("--eval-results", type=Path, help="JSON of measured results (schema: hub/hub_ecom2f_card.py)")
+    parser.add_argument("--eval-results", type=Path, help="JSON of measured results (schema: hub/card.py)")
     parser.add_argument("--plot", type=Path, help="PNG trade-off plot (PQ against GFLOPs) to show in the card")
     parser.add_argument("--repo-id", help="Hub repository id used in the card (namespace/name)")
     parser.add_argument("--license", dest="license_id", help="Hub license id for the card metadata")
@@ -299,25 +300,25 @@ def run_command(prog: str, action: Callable[[], str], *, failures: dict[type, in
     return 0
 
 
-def main(argv: list[str] | None, *, specs: Sequence[ExportSpec], prog: str) -> int:
-    """Command line of the exporter: the spec is chosen by the folder's `model_type` (the first one when no spec
+def main(argv: list[str] | None, *, specs: Sequence[HubFolderSpec], prog: str) -> int:
+    """Command line of the Hub folder writer: the spec is chosen by the folder's `model_type` (the first one when no spec
     matches, whose checks then say what is wrong). Returns the exit status (2 on a bad input, with the reason)."""
     args = build_parser(prog, names=" or ".join(spec.name for spec in specs)).parse_args(argv)
 
-    def export() -> str:
+    def write() -> str:
         model_type = read_model_type(args.model_dir) if args.model_dir.is_dir() else None
         spec = spec_for_model_type(model_type, specs) or specs[0]
-        out = export_folder(
+        out = write_hub_folder(
             spec, model_dir=args.model_dir, output_dir=args.output_dir, eval_results=args.eval_results,
             plot=args.plot, repo_id=args.repo_id, license_id=args.license_id, overwrite=args.overwrite,
         )
-        return f"exported {args.model_dir} -> {out}: {', '.join(sorted(p.name for p in out.iterdir()))}"
+        return f"wrote the Hub folder {out} from {args.model_dir}: {', '.join(sorted(p.name for p in out.iterdir()))}"
 
-    return run_command(prog, export)
+    return run_command(prog, write)
 
 
 __all__ = [
-    "CONFIG_FILE", "PROCESSOR_FILE", "WEIGHT_FILES", "ExportSpec", "NotAnEcoModelError", "UntrainedGateWarning",
-    "check_model_folder", "class_ref", "config_auto_map", "export_folder", "main", "processor_auto_map",
+    "CONFIG_FILE", "PROCESSOR_FILE", "WEIGHT_FILES", "HubFolderSpec", "NotAnEcoModelError", "UntrainedGateWarning",
+    "check_model_folder", "class_ref", "config_auto_map", "write_hub_folder", "main", "processor_auto_map",
     "read_model_type", "run_command", "spec_for_model_type",
 ]

@@ -1,11 +1,12 @@
-"""The whole ECO-M2F recipe in one command (`examples/run_eco_m2f.py`): data, step 1, step 2, step 3 (the paper's
-classification gate for one beta and a utility gate for every beta), the evaluation (fixed depths, gates at several
-betas, the random-routing control of every gate, the oracle), the trade-off table and plot, and a Hub-ready export.
+"""The whole ECO-M2F recipe in one command (`ecom2f-main-job`, `examples/run_eco_m2f.py`): data, step 1, step 2,
+step 3 (the paper's classification gate for one beta and a utility gate for every beta), the evaluation (fixed
+depths, gates at several betas, the random-routing control of every gate, the oracle), the trade-off table and plot,
+and a Hub folder.
 
 The default preset starts from the parent shipped for the chosen benchmark (`--benchmark`: `maze`, maze rooms, the
-default, in `examples/parents/maze_rooms/`; `shapes` in `examples/parents/depth_benchmark/`; each trained with this
-project's own step-1 script, its folder holding the command, the training log and SHA-256 sums, checked before use)
-and fine-tunes it for a fixed number of steps. Every step does a fixed amount of work, so the figures do not depend
+default, shipped in this package, `parents/maze_rooms/`; `shapes` in a source checkout's
+`examples/parents/depth_benchmark/`; each trained with this project's own step-1 script, its folder holding the
+command, the training log and SHA-256 sums, checked before use) and fine-tunes it for a fixed number of steps. Every step does a fixed amount of work, so the figures do not depend
 on the machine's speed; the wall-clock deadline (`--deadline_minutes`, 20 for the default preset) is enforced while
 the job runs: past it the job stops with an error naming the step it was in, rather than running on.
 Every step reads its inputs from `--output_dir`, so `--steps` can rerun any subset.
@@ -14,11 +15,9 @@ Every step reads its inputs from `--output_dir`, so `--steps` can rerun any subs
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import logging
 import shutil
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,13 +25,15 @@ from pathlib import Path
 import torch
 
 from ..ecom2f_gate import GATE_POOLINGS
-from .arguments import (
+from ..recipe.arguments import (
     build_derive_exit_dataset_parser,
     build_evaluate_parser,
     build_train_early_exit_parser,
     build_train_gate_parser,
 )
-from .main_job_presets import (
+from ..recipe.runtime import RecipeError, write_json
+from .deadline import DeadlineExceeded, wall_clock_deadline
+from .presets import (
     BENCHMARKS,
     DEFAULT_BENCHMARK,
     DEFAULT_BETA,
@@ -45,14 +46,15 @@ from .main_job_presets import (
     Preset,
     UtilityGateForm,
 )
-from .runtime import RecipeError, write_json
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
-STEPS = ("data", "step1", "step2", "step3", "eval", "export")
+STEPS = ("data", "step1", "step2", "step3", "eval", "hub_folder")
+
+
 def build_run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Run the whole ECO-M2F recipe (data, steps 1-3, evaluation with "
-                                                 "controls, plot, export) on the embedded synthetic benchmark.")
+                                                 "controls, plot, Hub folder) on the embedded synthetic benchmark.")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), default=DEFAULT_BENCHMARK,
                         help=f"the synthetic benchmark of the benchmark presets and its shipped parent (default: "
@@ -72,7 +74,7 @@ def build_run_parser() -> argparse.ArgumentParser:
                         help="encoder budget the utility gate's default beta is calibrated for (held-out images)")
     parser.add_argument("--utility_gate_pooling", choices=GATE_POOLINGS, default=None,
                         help="input pooling of the utility gate (default: the benchmark's, see "
-                             "main_job_presets.BENCHMARKS; the classification gate keeps the paper's mean)")
+                             "experiments.presets.BENCHMARKS; the classification gate keeps the paper's mean)")
     parser.add_argument("--utility_gate_hidden_size", type=int, default=None,
                         help="hidden layer of the utility gate (0: the paper's single linear layer; default: the "
                              "benchmark's)")
@@ -107,7 +109,7 @@ class Paths:
         self.classification_gate = self.root / "step3_gate_classification"
         self.utility_gate = self.root / "step3_gate_utility"
         self.eval = self.root / "evaluation"
-        self.export = self.root / "hub_export"
+        self.hub_folder = self.root / "hub_folder"
 
 
 def _common(preset: Preset, paths: Paths, args: argparse.Namespace) -> list[str]:
@@ -135,7 +137,7 @@ def verify_parent(folder: str | Path) -> dict[str, str]:
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise RecipeError(f"parent folder {folder} has no config.json: pass --parent <model folder> or --parent scratch "
-                          "(the shipped parent lives in a source checkout under examples/parents/)")
+                          "(the shapes benchmark's parent lives in a source checkout under examples/parents/)")
     sums = folder / "SHA256SUMS"
     if not sums.is_file():
         return {}
@@ -199,35 +201,6 @@ def make_data(preset: Preset, paths: Paths, args: argparse.Namespace) -> float:
     return time.perf_counter() - start
 
 
-class DeadlineExceeded(RecipeError):
-    """The main job ran past its wall-clock deadline."""
-
-
-@contextlib.contextmanager
-def wall_clock_deadline(seconds: float | None, *, where: callable):
-    """Raise `DeadlineExceeded` in the main thread once `seconds` of wall time have passed (POSIX `SIGALRM`);
-    `where()` names the step then running. No-op for `None`/0 or off the main thread / without `SIGALRM`."""
-    import threading
-
-    usable = bool(seconds) and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
-    if not usable:
-        yield
-        return
-
-    def expire(signum, frame):
-        raise DeadlineExceeded(f"the main job passed its {seconds / 60:g}-minute deadline during {where()}; its "
-                               "results so far are in the output folder. Rerun the remaining steps with --steps, or "
-                               "raise --deadline_minutes on a slow or busy machine")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0.0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def run_eco_m2f(args: argparse.Namespace) -> dict:
     """Run the main job; returns its summary (also `OUTPUT_DIR/run_eco_m2f_summary.json`)."""
     t0 = time.perf_counter()
@@ -258,7 +231,7 @@ def run_eco_m2f(args: argparse.Namespace) -> dict:
     state = PartialState(cpu=args.cpu)
     summary["num_processes"] = state.num_processes
     if state.is_main_process:
-        from .main_job_report import publish_results
+        from .report import publish_results
 
         publish_results(summary, paths=paths, args=args)
         write_json(paths.root / "run_eco_m2f_summary.json", summary)
@@ -269,10 +242,10 @@ def run_eco_m2f(args: argparse.Namespace) -> dict:
 def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: dict, t0: float, current: list) -> None:
     from accelerate import PartialState
 
-    from .derived import derive_exit_dataset
-    from .early_exit import train_early_exit
-    from .evaluate_job import evaluate_model
-    from .gate_training import train_gate
+    from ..recipe.derived import derive_exit_dataset
+    from ..recipe.early_exit import train_early_exit
+    from ..recipe.evaluation_step import evaluate_model
+    from ..recipe.gate_training import train_gate
 
     def timed(name, fn):
         current[0] = name
@@ -328,8 +301,8 @@ def _run_steps(args, preset: Preset, paths: Paths, steps: list[str], summary: di
             "--gate_betas", *map(str, betas), "--oracle_betas", str(args.beta)] + (
             ["--no_mask_ap"] if preset.benchmark else [])  # mask AP's instance post-processing is the slowest part
         summary["eval"] = timed("eval", lambda: evaluate_model(build_evaluate_parser().parse_args(argv)))
-    if "export" in steps and state.is_main_process:
-        summary["export"] = timed("export", lambda: export_main_model(paths, args))
+    if "hub_folder" in steps and state.is_main_process:
+        summary["hub_folder"] = timed("hub_folder", lambda: write_main_hub_folder(paths, args))
 
 
 def utility_gate_form(args: argparse.Namespace) -> UtilityGateForm:
@@ -366,18 +339,18 @@ def _saved_gate_beta(folder: Path) -> float | None:
     return json.loads(config.read_text(encoding="utf-8")).get("gate_beta") if config.is_file() else None
 
 
-def export_main_model(paths: Paths, args: argparse.Namespace) -> dict:
-    """Hub-ready export of the utility-gate model (default beta: the calibrated one), with the evaluation results and
+def write_main_hub_folder(paths: Paths, args: argparse.Namespace) -> dict:
+    """The Hub folder of the utility-gate model (default beta: the calibrated one), with the evaluation results and
     plot, via hub/."""
     import json
     import warnings
 
     try:
-        from hub.hub_ecom2f_export import export_model_folder
+        from hub.ecom2f_folder import write_model_hub_folder
     except ImportError as error:
-        print(f"[run_eco_m2f] export skipped: the project's hub/ export code does not import ({error})", flush=True)
+        print(f"[run_eco_m2f] Hub folder skipped: the project's hub/ code does not import ({error})", flush=True)
         return {"skipped": str(error)}
-    from .reporting import hub_eval_results
+    from ..recipe.reporting import hub_eval_results
 
     beta = _saved_gate_beta(paths.utility_gate)
     report_file = paths.eval / "evaluation.json"
@@ -390,9 +363,9 @@ def export_main_model(paths: Paths, args: argparse.Namespace) -> dict:
         plot = paths.eval / "tradeoff.png"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = export_model_folder(model_dir=paths.utility_gate, output_dir=paths.export, eval_results=eval_results,
+        out = write_model_hub_folder(model_dir=paths.utility_gate, output_dir=paths.hub_folder, eval_results=eval_results,
                                   plot=plot, overwrite=True)
-    return {"export_dir": str(out), "gate_beta": beta, "files": sorted(p.name for p in Path(out).iterdir())}
+    return {"hub_folder": str(out), "gate_beta": beta, "files": sorted(p.name for p in Path(out).iterdir())}
 
 
 __all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "DEFAULT_BETA", "DEFAULT_TARGET_FRACTION", "DEFAULT_UTILITY_BETAS",

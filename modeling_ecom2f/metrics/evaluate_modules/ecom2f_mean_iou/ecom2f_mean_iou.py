@@ -1,6 +1,6 @@
 """`evaluate` wrapper of ``modeling_ecom2f.metrics.mean_iou``.
 
-    metric = evaluate.load("evaluate_metrics/ecom2f_mean_iou")
+    metric = evaluate.load(evaluate_module_path("ecom2f_mean_iou"))  # from modeling_ecom2f.metrics
     metric.compute(predictions=processor.post_process_semantic_segmentation(outputs, target_sizes=sizes),
                    references=[semantic_reference(row) for row in rows], num_labels=C, ignore_index=255)
 

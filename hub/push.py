@@ -1,21 +1,21 @@
-"""Upload a Hub export (EcoMask2Former or EcoDeformableDetr): create the repository (and branch) if needed, then commit the folder.
+"""Upload a Hub folder (EcoMask2Former or EcoDeformableDetr): create the repository (and branch) if needed, then commit the folder.
 
-`push_folder` uploads a folder made by `hub.hub_ecom2f_export`; `push_model` exports first (a saved model folder,
+`push_folder` uploads a folder made by `hub.ecom2f_folder`; `push_model` writes the Hub folder first (a saved model folder,
 or a model object) and then uploads, so that every route gives the same repository layout. The token comes from the usual places (`token=`, else
 `HF_TOKEN`, else the token saved by `hf auth login`); the endpoint from `endpoint=`, else `HF_ENDPOINT`.
 
 A failed upload (server error, refused connection, bad token) raises `HubPushError`, which says what failed and
-where the local export is; the export is never deleted by a failure.
+where the local Hub folder is; a failure never deletes it.
 
 To push a model object with its custom code, call `push_model(model=model, repo_id=...)`. The model's own
 `push_to_hub` is the stock `PushToHubMixin` method (weights and config, no custom code): model code never imports
 `hub` (docs/architecture.md, tests/test_architecture.py).
 
-Command line (also `python -m hub.hub_ecom2f_push`):
+Command line (also `python -m hub.push`):
 
     ecom2f-push FOLDER REPO_ID [--private] [--revision BRANCH] [--commit-message MSG]
-        FOLDER is an export folder (it has custom code and auto_map) or a saved model folder, which is exported
-        first (to --export-dir, or a temporary folder kept only when the upload fails); --eval-results, --plot and
+        FOLDER is a Hub folder (it has custom code and auto_map) or a saved model folder, whose Hub folder is written
+        first (to --hub-dir, or a temporary folder kept only when the upload fails); --eval-results, --plot and
         --license then go into the card.
 """
 
@@ -37,11 +37,11 @@ try:  # the HTTP client of huggingface_hub: httpx2 from 2.0, httpx before
 except ImportError:  # pragma: no cover - huggingface_hub 1.x
     from httpx import HTTPError as TransportError
 
-from hub.hub_ecom2f_export import SPECS
-from hub.hub_export import (
+from hub.ecom2f_folder import SPECS
+from hub.folder import (
     CONFIG_FILE,
-    ExportSpec,
-    export_folder,
+    HubFolderSpec,
+    write_hub_folder,
     read_model_type,
     run_command,
     spec_for_model_type,
@@ -51,11 +51,11 @@ DEFAULT_COMMIT_MESSAGE = "Upload EcoMask2Former (custom code, weights, image pro
 
 
 class HubPushError(RuntimeError):
-    """The upload to the Hub failed; the message names the cause and the local export folder (left intact)."""
+    """The upload to the Hub failed; the message names the cause and the local Hub folder (left intact)."""
 
 
-def is_export_folder(folder: str | Path) -> bool:
-    """Whether `folder` looks like an export: a `config.json` with an `auto_map` and the modeling file beside it."""
+def is_hub_folder(folder: str | Path) -> bool:
+    """Whether `folder` looks like a Hub folder: a `config.json` with an `auto_map` and the modeling file beside it."""
     config = Path(folder) / CONFIG_FILE
     if not config.is_file():
         return False
@@ -93,11 +93,11 @@ class PushOptions(TypedDict, total=False):
 
 
 def push_folder(*, folder: str | Path, repo_id: str, **options: Unpack[PushOptions]) -> CommitInfo:
-    """Upload an export folder to `repo_id` (`namespace/name`), creating the repository and the branch `revision` if
+    """Upload a Hub folder to `repo_id` (`namespace/name`), creating the repository and the branch `revision` if
     needed; `options`: see `PushOptions`.
 
     Raises:
-        ValueError: `folder` is not an export folder (`config.json` with `auto_map` and its code).
+        ValueError: `folder` is not a Hub folder (`config.json` with `auto_map` and its code).
         TypeError: an option that is not a `PushOptions` key.
         HubPushError: the Hub refused or could not be reached (the folder is left as it was).
     """
@@ -105,10 +105,10 @@ def push_folder(*, folder: str | Path, repo_id: str, **options: Unpack[PushOptio
     if unknown:
         raise TypeError(f"push_folder got unknown options {unknown}; allowed: {sorted(PushOptions.__annotations__)}")
     folder, revision = Path(folder), options.get("revision")
-    if not is_export_folder(folder):
+    if not is_hub_folder(folder):
         raise ValueError(
-            f"{folder} is not a Hub export (no config.json with auto_map and its code files); "
-            "make one with hub.hub_ecom2f_export.export_model_folder or push_model"
+            f"{folder} is not a Hub folder (no config.json with auto_map and its code files); "
+            "make one with hub.ecom2f_folder.write_model_hub_folder or push_model"
         )
     api = HfApi(endpoint=options.get("endpoint"), token=options.get("token"))
     try:
@@ -123,12 +123,12 @@ def push_folder(*, folder: str | Path, repo_id: str, **options: Unpack[PushOptio
     except (HfHubHTTPError, TransportError, OSError) as error:  # OSError: offline mode, socket errors
         raise HubPushError(
             f"pushing {folder} to {repo_id} on {api.endpoint} failed: {_explain(error)}. "
-            f"The local export {folder} is intact."
+            f"The local Hub folder {folder} is intact."
         ) from error
 
 
-def _spec(model, model_dir: str | Path | None) -> ExportSpec:
-    """The export spec of a model object or saved folder, by its `model_type` (EcoMask2Former when unknown, whose
+def _spec(model, model_dir: str | Path | None) -> HubFolderSpec:
+    """The Hub folder spec of a model object or saved folder, by its `model_type` (EcoMask2Former when unknown, whose
     checks then say what is wrong)."""
     model_type = model.config.model_type if model is not None else None
     if model is None and Path(model_dir).is_dir():
@@ -142,7 +142,7 @@ def push_model(
     model=None,
     model_dir: str | Path | None = None,
     image_processor=None,
-    export_dir: str | Path | None = None,
+    hub_dir: str | Path | None = None,
     eval_results: dict | str | Path | None = None,
     plot: str | Path | None = None,
     license_id: str | None = None,
@@ -150,47 +150,47 @@ def push_model(
     tags: list[str] | None = None,
     **options: Unpack[PushOptions],
 ) -> CommitInfo:
-    """Export a model (an object, or a folder saved with `save_pretrained`) and upload it to `repo_id`.
+    """Write the Hub folder of a model (an object, or a folder saved with `save_pretrained`) and upload it to `repo_id`.
 
-    Any model type the exporter knows (`hub.hub_ecom2f_export.SPECS`: EcoMask2Former, EcoDeformableDetr), chosen by
-    its `model_type`. Exactly one of `model` and `model_dir` is required. The export goes to `export_dir` when given
+    Any model type the Hub folder writer knows (`hub.ecom2f_folder.SPECS`: EcoMask2Former, EcoDeformableDetr), chosen by
+    its `model_type`. Exactly one of `model` and `model_dir` is required. The Hub folder goes to `hub_dir` when given
     (kept; it must be empty or absent), else to a temporary folder that is deleted after a successful upload and kept
     (and named in the error) after a failed one. `tags` are added to the card's tags; `max_shard_size` is passed to
-    `save_pretrained` for a model object. The other arguments are those of `hub.hub_export.export_folder` and
+    `save_pretrained` for a model object. The other arguments are those of `hub.folder.write_hub_folder` and
     `PushOptions`.
     """
     if (model is None) == (model_dir is None):
         raise ValueError("push_model needs exactly one of model= (a model object) and model_dir= (a saved folder)")
-    temporary = export_dir is None
-    export_dir = Path(tempfile.mkdtemp(prefix="ecom2f-export-")) / "export" if temporary else Path(export_dir)
+    temporary = hub_dir is None
+    hub_dir = Path(tempfile.mkdtemp(prefix="ecom2f-hub-folder-")) / "hub_folder" if temporary else Path(hub_dir)
     try:
         with tempfile.TemporaryDirectory(prefix="ecom2f-saved-") as saved:
             spec = _spec(model, model_dir)
             if model is not None:
                 model.save_pretrained(saved, **({} if max_shard_size is None else {"max_shard_size": max_shard_size}))
                 model_dir = saved
-            export_folder(
-                spec, model_dir=model_dir, output_dir=export_dir, eval_results=eval_results, plot=plot,
+            write_hub_folder(
+                spec, model_dir=model_dir, output_dir=hub_dir, eval_results=eval_results, plot=plot,
                 repo_id=repo_id, license_id=license_id, image_processor=image_processor, tags=tags,
             )
     except BaseException:
         if temporary:
-            shutil.rmtree(export_dir.parent, ignore_errors=True)
+            shutil.rmtree(hub_dir.parent, ignore_errors=True)
         raise
-    info = push_folder(folder=export_dir, repo_id=repo_id, **options)
+    info = push_folder(folder=hub_dir, repo_id=repo_id, **options)
     if temporary:
-        shutil.rmtree(export_dir.parent, ignore_errors=True)
+        shutil.rmtree(hub_dir.parent, ignore_errors=True)
     return info
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecom2f-push", description="Upload an EcoMask2Former model to the Hub.")
-    parser.add_argument("folder", type=Path, help="an export folder, or a saved model folder (exported first)")
+    parser.add_argument("folder", type=Path, help="a Hub folder, or a saved model folder (its Hub folder is written first)")
     parser.add_argument("repo_id", help="namespace/name")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--revision", help="branch to commit to (created if missing)")
     parser.add_argument("--commit-message", help="commit message")
-    parser.add_argument("--export-dir", type=Path, help="where to export a saved model folder (kept)")
+    parser.add_argument("--hub-dir", type=Path, help="where to write the Hub folder of a saved model folder (kept)")
     parser.add_argument("--eval-results", type=Path, help="JSON of measured results, for the card")
     parser.add_argument("--plot", type=Path, help="PNG trade-off plot, for the card")
     parser.add_argument("--license", dest="license_id", help="Hub license id, for the card")
@@ -204,11 +204,11 @@ def main(argv: list[str] | None = None) -> int:
                   commit_message=args.commit_message)
 
     def push() -> str:
-        if is_export_folder(args.folder):
+        if is_hub_folder(args.folder):
             info = push_folder(folder=args.folder, **common)
         else:
             info = push_model(
-                model_dir=args.folder, export_dir=args.export_dir, eval_results=args.eval_results, plot=args.plot,
+                model_dir=args.folder, hub_dir=args.hub_dir, eval_results=args.eval_results, plot=args.plot,
                 license_id=args.license_id, **common,
             )
         return f"pushed {args.folder} to {args.repo_id}: {info.commit_url}"

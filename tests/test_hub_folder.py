@@ -1,4 +1,4 @@
-"""Hub export: layout, card, bad inputs, and loading the export in a fresh process without the project."""
+"""Hub folder: layout, card, bad inputs, and loading the folder in a fresh process without the project."""
 
 from __future__ import annotations
 
@@ -28,16 +28,17 @@ from helpers.hub_fixtures import (
 from helpers.hub_outputs import assert_same_outputs
 from helpers.models import tiny_stock_config
 from helpers.fake_hub import REPO_ROOT, client_env, run_python
-from hub.hub_ecom2f_card import EvalResultsError
-from hub.hub_ecom2f_export import NotAnEcoModelError, UntrainedGateWarning, export_model_folder, main
-from hub.hub_ecom2f_sources import PROJECT_PACKAGES, ExportSourceError, collect_code_files
+from hub.card import EvalResultsError
+from hub.ecom2f_folder import main, write_model_hub_folder
+from hub.folder import NotAnEcoModelError, UntrainedGateWarning
+from hub.sources import PROJECT_PACKAGES, HubSourceError, collect_code_files
 
 REPO_ID = "tester/eco-tiny"
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A trained-gate tiny model exported with `python -m hub.hub_ecom2f_export` from the repository root."""
+    """A trained-gate tiny model exported with `python -m hub.ecom2f_folder` from the repository root."""
     tmp = tmp_path_factory.mktemp("export")
     model, processor = trained_gate_model(), tiny_processor()
     saved = save_model_folder(tmp / "saved", model=model, processor=processor)
@@ -46,7 +47,7 @@ def exported(tmp_path_factory):
     plot = tiny_png(tmp / "plot.png")
     export = tmp / "export"
     run_python(
-        ["-m", "hub.hub_ecom2f_export", str(saved), str(export), "--eval-results", str(tmp / "results.json"),
+        ["-m", "hub.ecom2f_folder", str(saved), str(export), "--eval-results", str(tmp / "results.json"),
          "--plot", str(plot), "--repo-id", REPO_ID, "--license", "apache-2.0"],
         env=client_env(hub=None, home=tmp / "hf_home"), cwd=REPO_ROOT, project_importable=True,
     )
@@ -54,7 +55,7 @@ def exported(tmp_path_factory):
                            plot=plot)
 
 
-def test_export_layout(exported):
+def test_hub_folder_layout(exported):
     export = exported.export
     code = {f.name for f in collect_code_files()}
     assert {"configuration_ecom2f.py", "modeling_ecom2f.py", "image_processing_ecom2f.py", "ecom2f_gate.py"} <= code
@@ -111,7 +112,7 @@ def test_model_card(exported):
 
 
 @pytest.mark.slow
-def test_export_loads_in_a_fresh_process_without_the_project(exported):
+def test_hub_folder_loads_in_a_fresh_process_without_the_project(exported):
     images = write_test_images(exported.tmp / "images")
     out, cwd = exported.tmp / "fresh.pt", exported.tmp / "cwd"
     cwd.mkdir()
@@ -145,7 +146,7 @@ def untrained_folder(tmp_path_factory):
 
 def test_untrained_gate_and_no_results(untrained_folder, tmp_path):
     with pytest.warns(UntrainedGateWarning, match="never trained"):
-        out = export_model_folder(model_dir=untrained_folder, output_dir=tmp_path / "export")
+        out = write_model_hub_folder(model_dir=untrained_folder, output_dir=tmp_path / "export")
     card = (out / "README.md").read_text()
     assert "Metrics were not measured" in card and "model-index" not in card and "| Encoder depth |" not in card
     assert "**The gate of this model was never trained**" in card
@@ -173,7 +174,7 @@ def test_not_an_ecom2f_folder(tmp_path, case):
     source = tmp_path / "model"
     source.mkdir()
     with pytest.raises(NotAnEcoModelError, match=message):
-        export_model_folder(model_dir=make(source), output_dir=tmp_path / "export")
+        write_model_hub_folder(model_dir=make(source), output_dir=tmp_path / "export")
     assert not (tmp_path / "export").exists()
 
 
@@ -207,37 +208,37 @@ def test_bad_eval_results(untrained_folder, tmp_path, case):
     mutate, message = BAD_RESULTS[case]
     results = mutate(eval_results_for(trained_gate_model().config))
     with pytest.raises(EvalResultsError, match=message):
-        export_model_folder(model_dir=untrained_folder, output_dir=tmp_path / "export", eval_results=results)
+        write_model_hub_folder(model_dir=untrained_folder, output_dir=tmp_path / "export", eval_results=results)
     assert not (tmp_path / "export").exists()
 
 
 def test_bad_files_and_existing_output(untrained_folder, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(EvalResultsError, match="is not valid JSON"):
-        export_model_folder(model_dir=untrained_folder, output_dir=tmp_path / "a", eval_results=tmp_path / "bad.json")
+        write_model_hub_folder(model_dir=untrained_folder, output_dir=tmp_path / "a", eval_results=tmp_path / "bad.json")
     (tmp_path / "plot.png").write_text("not a png")
     with pytest.raises(ValueError, match="is not a PNG file"):
-        export_model_folder(model_dir=untrained_folder, output_dir=tmp_path / "a", plot=tmp_path / "plot.png")
+        write_model_hub_folder(model_dir=untrained_folder, output_dir=tmp_path / "a", plot=tmp_path / "plot.png")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        export_model_folder(model_dir=untrained_folder, output_dir=tmp_path / "a", plot=tmp_path / "missing.png")
+        write_model_hub_folder(model_dir=untrained_folder, output_dir=tmp_path / "a", plot=tmp_path / "missing.png")
     with pytest.raises(ValueError, match="must be outside the model folder"):
-        export_model_folder(model_dir=untrained_folder, output_dir=untrained_folder / "export")
+        write_model_hub_folder(model_dir=untrained_folder, output_dir=untrained_folder / "export")
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="overwrite=True"):  # checked before anything is loaded
-        export_model_folder(model_dir=untrained_folder, output_dir=occupied)
+        write_model_hub_folder(model_dir=untrained_folder, output_dir=occupied)
     assert (occupied / "keep.txt").read_text() == "mine"
     with pytest.warns(UntrainedGateWarning):
-        export_model_folder(model_dir=untrained_folder, output_dir=occupied, overwrite=True)
+        write_model_hub_folder(model_dir=untrained_folder, output_dir=occupied, overwrite=True)
     assert not (occupied / "keep.txt").exists() and (occupied / "config.json").is_file()
 
 
 SOURCE_CASES = {
     "sibling_is_followed": ("from .helper_mod import x\n", None),
-    "absolute_project_import": ("from modeling_ecom2f.ecom2f_gate import EcoMask2FormerGate\n",
+    "absolute_project_import": ("from modeling_ecom2f.ecom2f_gate import EcoExitGate\n",
                                 "absolute import of a project module"),
-    "plain_project_import": ("import hub.hub_ecom2f_card\n", "imports a project package"),
+    "plain_project_import": ("import hub.card\n", "imports a project package"),
     "sub_package": ("from .data.labels import x\n", "imports a sub-package"),
     "from_dot_import": ("from . import helper_mod\n", "is not followed by transformers"),
     "missing_sibling": ("from .not_there import x\n", "does not exist"),
@@ -256,7 +257,7 @@ def test_source_import_rules(tmp_path, monkeypatch, case):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     if message is not None:
-        with pytest.raises(ExportSourceError, match=message):
+        with pytest.raises(HubSourceError, match=message):
             collect_code_files(entry_modules=(f"{package.name}.modeling_probe",))
         return
     files = {f.name: f.text for f in collect_code_files(entry_modules=(f"{package.name}.modeling_probe",))}

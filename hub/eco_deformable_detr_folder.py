@@ -1,15 +1,15 @@
 """Turn a saved EcoDeformableDetr detector folder into a Hub repository folder that loads with
 `trust_remote_code=True` (AutoConfig, AutoModel, AutoModelForObjectDetection, AutoImageProcessor, and so
-`pipeline("object-detection")`): the EcoDeformableDetr `ExportSpec` of the project's one exporter
-(`hub.hub_export`).
+`pipeline("object-detection")`): the EcoDeformableDetr `HubFolderSpec` of the project's one Hub folder writer
+(`hub.folder`).
 
-The export holds `config.json` and `preprocessor_config.json` with their `auto_map`, `model.safetensors` (the stock
+The Hub folder holds `config.json` and `preprocessor_config.json` with their `auto_map`, `model.safetensors` (the stock
 Deformable DETR file keys plus the gate), the flat custom-code files (`configuration_eco_deformable_detr.py`,
 `configuration_ecom2f.py`, `modeling_eco_deformable_detr.py` and its `ecom2f_*` siblings,
-`image_processing_eco_deformable_detr.py`; see `hub.hub_ecom2f_sources`) and a short model card.
+`image_processing_eco_deformable_detr.py`; see `hub.sources`) and a short model card.
 
-Command line: `python -m hub.hub_eco_deformable_detr_export MODEL_DIR OUTPUT_DIR [--repo-id NS/NAME] [--overwrite]`
-(the same command as `ecom2f-export`, which picks the model by its `model_type`).
+Command line: `python -m hub.eco_deformable_detr_folder MODEL_DIR OUTPUT_DIR [--repo-id NS/NAME] [--overwrite]`
+(the same command as `ecom2f-hub-folder`, which picks the model by its `model_type`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from configuration.configuration_eco_deformable_detr import EcoDeformableDetrCon
 from modeling_ecom2f import EcoDeformableDetrForObjectDetection, EcoDeformableDetrModel
 from processing.image_processing_eco_deformable_detr import EcoDeformableDetrImageProcessor
 
-from hub import hub_export
-from hub.hub_export import ExportSpec
+from hub import folder as hub_folder
+from hub.folder import HubFolderSpec
 
 
 def render_detection_card(*, config, repo_id: str | None, results=None, plot_name: str | None = None,
                           license_id: str | None = None, tags: list[str] | None = None) -> str:
-    """README.md of an EcoDeformableDetr export (no measured results: `results` and `plot_name` stay `None`)."""
+    """README.md of an EcoDeformableDetr Hub folder (no measured results: `results` and `plot_name` stay `None`)."""
     name = repo_id or "path/to/this/folder"
     gate = (
         "The gate is trained: without `num_encoder_layers` it picks each image's encoder depth."
@@ -60,7 +60,7 @@ detector = pipeline("object-detection", model="{name}", trust_remote_code=True)
 """
 
 
-DETR_SPEC = ExportSpec(
+DETR_SPEC = HubFolderSpec(
     name="EcoDeformableDetr",
     config_class=EcoDeformableDetrConfig,
     model_class=EcoDeformableDetrForObjectDetection,
@@ -71,31 +71,21 @@ DETR_SPEC = ExportSpec(
 )
 
 
-def detection_config_auto_map() -> dict[str, str]:
-    """`auto_map` of the exported `config.json`."""
-    return hub_export.config_auto_map(DETR_SPEC)
-
-
-def detection_processor_auto_map() -> dict[str, str]:
-    """`auto_map` of the exported `preprocessor_config.json`."""
-    return hub_export.processor_auto_map(DETR_SPEC)
-
-
-def export_detection_model_folder(
+def write_detection_hub_folder(
     *, model_dir: str | Path, output_dir: str | Path, repo_id: str | None = None, overwrite: bool = False,
     license_id: str | None = None, tags: list[str] | None = None,
 ) -> Path:
-    """Export the detector saved in `model_dir` as a Hub repository folder `output_dir`; returns `output_dir`.
+    """Write the detector saved in `model_dir` as a Hub repository folder `output_dir`; returns `output_dir`.
 
-    `hub.hub_export.export_folder` with `DETR_SPEC` (errors and warnings are documented there).
+    `hub.folder.write_hub_folder` with `DETR_SPEC` (errors and warnings are documented there).
     """
-    return hub_export.export_folder(DETR_SPEC, model_dir=model_dir, output_dir=output_dir, repo_id=repo_id,
+    return hub_folder.write_hub_folder(DETR_SPEC, model_dir=model_dir, output_dir=output_dir, repo_id=repo_id,
                                     license_id=license_id, tags=tags, overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m hub.hub_eco_deformable_detr_export`; returns the exit status (2 on a bad input)."""
-    return hub_export.main(argv, specs=(DETR_SPEC,), prog="hub_eco_deformable_detr_export")
+    """`python -m hub.eco_deformable_detr_folder`; returns the exit status (2 on a bad input)."""
+    return hub_folder.main(argv, specs=(DETR_SPEC,), prog="eco_deformable_detr_folder")
 
 
 if __name__ == "__main__":
