@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import time
@@ -119,3 +120,11 @@ def add_timing_arguments(parser: argparse.ArgumentParser, *, repeats: int, warmu
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+
+
+def write_results(out: Path, stem: str, payload: dict, lines: list[str]) -> None:
+    """`<stem>.json` (the payload) and `<stem>.md` (the lines) under `out`; the Markdown is printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

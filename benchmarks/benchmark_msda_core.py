@@ -22,7 +22,6 @@ Variants are interleaved round-robin, the starting one rotated each round, `--re
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 
@@ -180,10 +179,7 @@ def meta_args(args: argparse.Namespace) -> dict:
 
 
 def write(args: argparse.Namespace, stem: str, payload: dict, lines: list[str]) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    common.write_results(args.out, stem, payload, lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,6 @@ Writes `gpu_suite_<device>.json` and `.md` under `--out`. Not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -167,12 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join(["python benchmarks/gpu_suite.py", *(argv if argv is not None else sys.argv[1:])]),
         **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"gpu_suite_{device.type}"
-    (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    lines = markdown(payload)
-    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    common.write_results(args.out, f"gpu_suite_{device.type}", payload, markdown(payload))
     return payload
 
 

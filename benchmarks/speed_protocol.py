@@ -26,7 +26,6 @@ Writes `<name>.json` and `<name>.md` under `--out` (default `speed_protocol`). N
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -177,7 +176,8 @@ def standin_gains(models: dict, x: torch.Tensor, *, rounds: int, warmup: int) ->
                                       repeats=rounds, warmup=warmup)
         swap(part, stock, fast)
         stats = {k: common.latency_stats(v) for k, v in runs.items()}
-        out[name] = {"part": path, "stock_ms": stats["stock"]["median_ms"], "standin_ms": stats["stand-in"]["median_ms"],
+        out[name] = {"part": path, "stock_ms": stats["stock"]["median_ms"],
+                     "standin_ms": stats["stand-in"]["median_ms"],
                      "saved_ms": stats["stock"]["median_ms"] - stats["stand-in"]["median_ms"],
                      "gain": stats["stock"]["median_ms"] / stats["stand-in"]["median_ms"]}
         print(f"[gain] {name}: {out[name]}", flush=True)
@@ -243,8 +243,9 @@ def run(args: argparse.Namespace) -> dict:
         gemm[threads] = gemm_rate(threads)
         for size in args.sizes:
             load_before = os.getloadavg()
-            stats = time_cell(models, timers, {"stock": ("stock", {}), "ecom2f": ("ecom2f", {})}, images(1, size, args.seed),
-                              size, rounds=args.rounds, warmup=args.warmup)
+            calls = {"stock": ("stock", {}), "ecom2f": ("ecom2f", {})}
+            stats = time_cell(models, timers, calls, images(1, size, args.seed), size, rounds=args.rounds,
+                              warmup=args.warmup)
             rate = gemm[threads]["median_gmacs"]
             cell = {"size": size, "threads": threads, "batch": 1, "load_before": load_before,
                     "load_after": os.getloadavg(), "gemm_gmacs": rate,
@@ -311,8 +312,8 @@ def markdown(payload: dict) -> list[str]:
              f"Times: median (min) ms. Fraction = G multiply-adds (fvcore convention) per second over the "
              f"{GEMM_N}x{GEMM_N} float32 GEMM rate at the same thread count, measured in this run. "
              f"Command: `{meta['command']}`; run took {meta['wall_s']:.0f} s. {meta['note']}", "",
-             "| size | threads | load avg (1 min) | GEMM G/s | stock ms | ecom2f ms | speed-up (median) | speed-up (min) "
-             "| stock fraction | ecom2f fraction |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| size | threads | load avg (1 min) | GEMM G/s | stock ms | ecom2f ms | speed-up (median) "
+             "| speed-up (min) | stock fraction | ecom2f fraction |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c in payload["cells"]:
         s, e = c["models"]["stock"]["forward"], c["models"]["ecom2f"]["forward"]
         lines.append(f"| {c['size']} | {c['threads']} | {c['load_before'][0]:.2f} -> {c['load_after'][0]:.2f} | "
@@ -388,11 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join(["python benchmarks/speed_protocol.py", *(argv if argv is not None else sys.argv[1:])]),
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    lines = markdown(payload)
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    common.write_results(args.out, args.name, payload, markdown(payload))
     return payload
 
 

@@ -71,7 +71,10 @@ def window_plan(batch: int, height: int, width: int, window: int, shift: int, de
         SimpleNamespace(window_size=window, shift_size=shift), height_pad, width_pad, dtype=torch.float32,
         device=torch.device("cpu"),
     )  # (windows, w^2, w^2) or None
-    boundary = (stock_mask != 0).flatten(1).any(1) if stock_mask is not None else torch.zeros(rows * cols, dtype=torch.bool)
+    if stock_mask is None:
+        boundary = torch.zeros(rows * cols, dtype=torch.bool)
+    else:
+        boundary = (stock_mask != 0).flatten(1).any(1)  # windows the shift mask touches
     order = torch.cat([(~boundary).nonzero().squeeze(1), boundary.nonzero().squeeze(1)])  # interior windows first
     n_interior = int((~boundary).sum())
     tokens = height * width

@@ -108,19 +108,24 @@ def test_swin_layer_gradients_equal_stock():
 # --- deformable encoder layer ---------------------------------------------------------------------------------------
 
 
-def encoder_inputs(eco, x):
-    layer = eco.model.pixel_level_module.decoder.encoder.layers[0]
+def captured_call(eco, path: str, x: torch.Tensor) -> tuple[torch.nn.Module, tuple, dict]:
+    """The submodule at `path` and the arguments it receives in `eco(pixel_values=x)`."""
+    module = eco.get_submodule(path)
     captured = {}
-    handle = layer.register_forward_pre_hook(lambda _, a, k: captured.update(args=a, kwargs=k), with_kwargs=True)
+    handle = module.register_forward_pre_hook(lambda _, a, k: captured.update(args=a, kwargs=k), with_kwargs=True)
     with torch.no_grad():
         eco(pixel_values=x)
     handle.remove()
-    return layer, captured["args"], captured["kwargs"]
+    return module, captured["args"], captured["kwargs"]
+
+
+ENCODER_LAYER, DECODER = "model.pixel_level_module.decoder.encoder.layers.0", "model.transformer_module.decoder"
 
 
 def test_encoder_layer_equals_stock(pair):
     _, eco = pair
-    layer, args, kwargs = encoder_inputs(eco, torch.randn(2, 3, 75, 53, generator=torch.Generator().manual_seed(7)))
+    x = torch.randn(2, 3, 75, 53, generator=torch.Generator().manual_seed(7))
+    layer, args, kwargs = captured_call(eco, ENCODER_LAYER, x)
     assert type(layer) is EcoFastPixelDecoderEncoderLayer
     reference = stock_copy(layer, EcoMask2FormerPixelDecoderEncoderLayer)
     with torch.inference_mode():
@@ -129,7 +134,8 @@ def test_encoder_layer_equals_stock(pair):
 
 def test_encoder_layer_gradients_flow(pair):
     _, eco = pair
-    layer, args, kwargs = encoder_inputs(eco, torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(8)))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(8))
+    layer, args, kwargs = captured_call(eco, ENCODER_LAYER, x)
     layer = copy.deepcopy(layer)
     layer(*args, **kwargs)[0].square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
@@ -164,19 +170,10 @@ def test_unblock_full_rows_matches_the_stock_rule():
     assert not unblock_full_rows(mask.clone())[1, 2].any() and unblock_full_rows(mask.clone())[0].equal(mask[0])
 
 
-def decoder_call(eco, x):
-    decoder = eco.model.transformer_module.decoder
-    captured = {}
-    handle = decoder.register_forward_pre_hook(lambda _, a, k: captured.update(args=a, kwargs=k), with_kwargs=True)
-    with torch.no_grad():
-        eco(pixel_values=x)
-    handle.remove()
-    return decoder, captured["args"], captured["kwargs"]
-
-
 def test_masked_decoder_equals_stock(pair):
     _, eco = pair
-    decoder, args, kwargs = decoder_call(eco, torch.randn(2, 3, 75, 53, generator=torch.Generator().manual_seed(12)))
+    x = torch.randn(2, 3, 75, 53, generator=torch.Generator().manual_seed(12))
+    decoder, args, kwargs = captured_call(eco, DECODER, x)
     assert type(decoder) is EcoMaskedAttentionDecoder
     reference = stock_copy(decoder, Mask2FormerMaskedAttentionDecoder)
     with torch.inference_mode():
@@ -188,7 +185,8 @@ def test_masked_decoder_equals_stock(pair):
 
 def test_masked_decoder_gradients_equal_stock(pair):
     _, eco = pair
-    decoder, args, kwargs = decoder_call(eco, torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(13)))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(13))
+    decoder, args, kwargs = captured_call(eco, DECODER, x)
     grads = []
     for module in (copy.deepcopy(decoder), stock_copy(decoder, Mask2FormerMaskedAttentionDecoder)):
         out = module(*args, **kwargs)
