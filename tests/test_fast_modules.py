@@ -122,12 +122,20 @@ def captured_call(eco, path: str, x: torch.Tensor) -> tuple[torch.nn.Module, tup
 ENCODER_LAYER, DECODER = "model.pixel_level_module.decoder.encoder.layers.0", "model.transformer_module.decoder"
 
 
+def stand_in_and_stock(eco, path: str, stand_in: type, stock: type, seed: int):
+    """The stand-in at `path` (checked to be installed), a stock-class copy of it and their captured arguments, from a
+    batch of 2 images of 75x53 (padding in Swin's windows)."""
+    x = torch.randn(2, 3, 75, 53, generator=torch.Generator().manual_seed(seed))
+    module, args, kwargs = captured_call(eco, path, x)
+    assert type(module) is stand_in
+    return module, stock_copy(module, stock), args, kwargs
+
+
 def test_encoder_layer_equals_stock(pair):
     _, eco = pair
-    x = torch.randn(2, 3, 75, 53, generator=torch.Generator().manual_seed(7))
-    layer, args, kwargs = captured_call(eco, ENCODER_LAYER, x)
-    assert type(layer) is EcoFastPixelDecoderEncoderLayer
-    reference = stock_copy(layer, EcoMask2FormerPixelDecoderEncoderLayer)
+    layer, reference, args, kwargs = stand_in_and_stock(
+        eco, ENCODER_LAYER, EcoFastPixelDecoderEncoderLayer, EcoMask2FormerPixelDecoderEncoderLayer, seed=7
+    )
     with torch.inference_mode():
         assert (layer(*args, **kwargs)[0] - reference(*args, **kwargs)[0]).abs().max() <= ATOL
 
@@ -172,10 +180,9 @@ def test_unblock_full_rows_matches_the_stock_rule():
 
 def test_masked_decoder_equals_stock(pair):
     _, eco = pair
-    x = torch.randn(2, 3, 75, 53, generator=torch.Generator().manual_seed(12))
-    decoder, args, kwargs = captured_call(eco, DECODER, x)
-    assert type(decoder) is EcoMaskedAttentionDecoder
-    reference = stock_copy(decoder, Mask2FormerMaskedAttentionDecoder)
+    decoder, reference, args, kwargs = stand_in_and_stock(
+        eco, DECODER, EcoMaskedAttentionDecoder, Mask2FormerMaskedAttentionDecoder, seed=12
+    )
     with torch.inference_mode():
         got, expected = decoder(*args, **kwargs), reference(*args, **kwargs)
     for a, b in zip(got.masks_queries_logits + got.intermediate_hidden_states,
