@@ -3,7 +3,8 @@
 Same weights (stock loads ecom2f's state dict, `bench_common.stock_twin`), same input, batch 1, eager, inference
 mode. For each thread count and size: one warm-up round, then `--rounds` rounds interleaved round-robin
 (`bench_common.interleaved`), min and median. Measured in the same run: the 2048x2048 float32 GEMM rate (multiply-adds
-per second, `torch.mm`, median of 5 after 3 warm-up calls) at the same thread count, and the load average before and after each cell.
+per second, `torch.mm`, median of 5 after 3 warm-up calls) at the same thread count, and the load average before
+and after each cell.
 Every part (backbone, deformable encoder, input projections + FPN + mask projection, transformer decoder with the
 class head, panoptic post-processing; forward hooks, `benchmark_profile.PartTimer`) is reported as time and as a
 fraction of the GEMM rate: its multiply-adds (fvcore convention, `ecom2f_flops.count_gflops`) per second over the
