@@ -27,8 +27,8 @@ import numpy as np
 
 from .artifacts import check_parquet_file, read_json_file
 from .depth_labels import DEFAULT_BETA_GRID, histogram_table, ideal_depths, label_histogram
-from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
-from .tasks import get_task, load_trained_run
+from .runtime import RecipeError, end_run, write_json, write_summary
+from .tasks import start_trained_run
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
@@ -92,12 +92,9 @@ def derive_exit_dataset(args: argparse.Namespace) -> dict:
     The task (`args.task`, see `tasks.get_task`) picks the per-image quality: PQ for segmentation, COCO box AP on
     the image for detection (`metrics.per_image_box_ap`).
     """
-    task = get_task(args)
-    if not args.model_name_or_path:
-        raise RecipeError("step 2 needs --model_name_or_path (the step-1 model folder)")
-    accelerator = make_accelerator(args, project_name="ecom2f_step2")
     start = time.perf_counter()
-    dataset, label_info, model, processor = load_trained_run(task, args, split=args.split, device=accelerator.device)
+    task, accelerator, dataset, label_info, model, processor = start_trained_run(
+        args, step="step 2", project_name="ecom2f_step2")
     exits = list(model.config.exit_layers)
     quality = task.quality
     logger.info("***** Step 2: derived data set (per-image %s) *****", task.quality_label)

@@ -14,8 +14,8 @@ import torch
 
 from .mode_evaluation import PER_EXIT_COUNTS_FILE, GateSpec, evaluate_modes, save_per_exit_counts
 from .reporting import full_depth_mode, mode_rows, tradeoff_plot, tradeoff_table
-from .runtime import RecipeError, end_run, make_accelerator, write_json, write_summary
-from .tasks import get_task, load_trained_run
+from .runtime import RecipeError, end_run, write_json, write_summary
+from .tasks import get_task, start_trained_run
 
 logger = logging.getLogger("modeling_ecom2f.recipe")
 
@@ -94,12 +94,9 @@ def write_report(report: dict, output_dir: str | Path, *, title: str, task=None)
 
 def evaluate_model(args: argparse.Namespace) -> dict:
     """Run the evaluation from parsed `build_evaluate_parser()` arguments; returns the summary dict."""
-    task = get_task(args)
-    if not args.model_name_or_path:
-        raise RecipeError("evaluation needs --model_name_or_path")
-    accelerator = make_accelerator(args, project_name="ecom2f_eval")
     start = time.perf_counter()
-    dataset, label_info, model, processor = load_trained_run(task, args, split=args.split, device=accelerator.device)
+    task, accelerator, dataset, label_info, model, processor = start_trained_run(
+        args, step="evaluation", project_name="ecom2f_eval")
     gates = collect_gates(model, args, task=task)
     depths = args.depths if args.depths else None
     logger.info("***** Evaluation: %d %s images; depths %s, gates %s, oracle betas %s *****", len(dataset),

@@ -29,7 +29,7 @@ from .detection import (
 from .segmentation_evaluation import BatchEvaluator, ModeAccumulator, summarize_mode
 from .modeling import build_model, load_trained_model
 from .reporting import compact_summary, results_table
-from .runtime import RecipeError
+from .runtime import RecipeError, make_accelerator
 from .segmentation import derive_rows
 from .task_protocol import RecipeTask
 
@@ -90,4 +90,15 @@ def load_trained_run(task: RecipeTask, args, *, split: str, device):
     return dataset, label_info, model, processor
 
 
-__all__ = ["RecipeTask", "TASKS", "detection_task", "get_task", "load_trained_run", "segmentation_task"]
+def start_trained_run(args, *, step: str, project_name: str):
+    """What steps 2 and the evaluation start with: `(task, accelerator, dataset, label_info, model, processor)` for
+    the trained model `--model_name_or_path` on `--split`; a `RecipeError` naming `step` when no model is given."""
+    task = get_task(args)
+    if not args.model_name_or_path:
+        raise RecipeError(f"{step} needs --model_name_or_path (the step-1 model folder)")
+    accelerator = make_accelerator(args, project_name=project_name)
+    return (task, accelerator, *load_trained_run(task, args, split=args.split, device=accelerator.device))
+
+
+__all__ = ["RecipeTask", "TASKS", "detection_task", "get_task", "load_trained_run", "segmentation_task",
+           "start_trained_run"]
