@@ -66,8 +66,11 @@ def test_depth_sampler_is_seeded_and_uniform():
 
 
 def test_gate_only_training_learns_the_depth_labels():
+    # 64 channels in the input projection's 32 GroupNorm groups: with the helpers' 32 channels each channel is
+    # normalised alone, so its spatial mean (what the paper's gate pools) is the same for every image and the gate
+    # could only learn the label prior.
     torch.manual_seed(0)
-    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config(exit_layers=[1, 2, 3, 4]))
+    model = EcoMask2FormerForUniversalSegmentation(tiny_eco_config(exit_layers=[1, 2, 3, 4], feature_size=64))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     params = model.freeze_all_but_gate()
     assert [n for n, p in model.named_parameters() if p.requires_grad] == [
@@ -75,8 +78,11 @@ def test_gate_only_training_learns_the_depth_labels():
         "model.pixel_level_module.decoder.gate.classifier.bias",
     ]
     optimizer = torch.optim.AdamW(params, lr=0.05)
-    images = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    images[2:] += 2.0  # two easy images and two "different" ones
+    generator = torch.Generator().manual_seed(2)
+    ramp = torch.linspace(-1, 1, 64)
+    smooth = (ramp[:, None] * ramp[None, :]).expand(3, 64, 64)  # (3, H, W)
+    images = torch.stack([smooth + 0.05 * torch.randn(3, 64, 64, generator=generator) for _ in range(2)]
+                         + [torch.randn(3, 64, 64, generator=generator) for _ in range(2)])  # smooth vs noise
     labels = torch.tensor([1, 1, 4, 4])
     model.eval()  # frozen parts in inference mode; the gate is trained on their features
     for _ in range(60):
