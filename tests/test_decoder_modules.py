@@ -7,11 +7,9 @@ import copy
 import pytest
 import torch
 from torch import nn
-from transformers import Mask2FormerForUniversalSegmentation
 from transformers.models.mask2former.modeling_mask2former import Mask2FormerMaskPredictor
 
-from helpers.models import tiny_eco_config, tiny_labels, tiny_stock_config
-from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
+from helpers.models import tiny_labels, tiny_stock_and_eco
 from modeling_ecom2f.ecom2f_decoder import EcoMaskedCrossAttention, EcoMaskPredictor
 from modeling_ecom2f.ecom2f_export import export_mode
 
@@ -19,12 +17,7 @@ from modeling_ecom2f.ecom2f_export import export_mode
 @pytest.fixture(scope="module")
 def pair():
     """A stock model and an ecom2f model holding its weights (both eval)."""
-    torch.manual_seed(0)
-    stock = Mask2FormerForUniversalSegmentation(tiny_stock_config()).eval()
-    eco = EcoMask2FormerForUniversalSegmentation(tiny_eco_config()).eval()
-    missing = eco.load_state_dict(stock.state_dict(), strict=False).missing_keys
-    assert all(".gate." in k for k in missing)
-    return stock, eco
+    return tiny_stock_and_eco()
 
 
 def test_the_model_uses_the_stand_ins_with_stock_keys(pair):

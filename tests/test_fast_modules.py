@@ -7,12 +7,11 @@ import copy
 
 import pytest
 import torch
-from transformers import Mask2FormerForUniversalSegmentation, SwinConfig
+from transformers import SwinConfig
 from transformers.models.mask2former.modeling_mask2former import Mask2FormerMaskedAttentionDecoder
 from transformers.models.swin.modeling_swin import SwinLayer
 
-from helpers.models import tiny_eco_config, tiny_stock_config
-from modeling_ecom2f import EcoMask2FormerForUniversalSegmentation
+from helpers.models import tiny_stock_and_eco
 from modeling_ecom2f.ecom2f_blocked_ffn import blocked_feed_forward
 from modeling_ecom2f.ecom2f_encoder import EcoMask2FormerPixelDecoderEncoderLayer
 from modeling_ecom2f.ecom2f_fast_encoder_layer import EcoFastPixelDecoderEncoderLayer
@@ -40,13 +39,7 @@ def stock_copy(module: torch.nn.Module, stock_class: type) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def pair():
     """A stock model and an ecom2f model holding its weights, randomised (both eval)."""
-    torch.manual_seed(0)
-    stock = Mask2FormerForUniversalSegmentation(tiny_stock_config()).eval()
-    randomize(stock, seed=1, std=0.1)
-    eco = EcoMask2FormerForUniversalSegmentation(tiny_eco_config()).eval()
-    missing = eco.load_state_dict(stock.state_dict(), strict=False).missing_keys
-    assert all(".gate." in k for k in missing)
-    return stock, eco
+    return tiny_stock_and_eco(prepare_stock=lambda stock: randomize(stock, seed=1, std=0.1))
 
 
 def test_every_stand_in_is_installed_with_the_stock_keys(pair):

@@ -43,6 +43,23 @@ def tiny_eco_model(seed: int = 0, **overrides) -> EcoMask2FormerForUniversalSegm
     return EcoMask2FormerForUniversalSegmentation(tiny_eco_config(**overrides)).eval()
 
 
+def tiny_stock_and_eco(*, prepare_stock=None):
+    """A tiny stock Mask2Former and an EcoMask2Former holding its weights (both eval; only the gate is new).
+
+    `prepare_stock(stock)` may change the stock weights (e.g. randomise them) before the ecom2f model takes them.
+    """
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    torch.manual_seed(0)
+    stock = Mask2FormerForUniversalSegmentation(tiny_stock_config()).eval()
+    if prepare_stock is not None:
+        prepare_stock(stock)
+    eco = EcoMask2FormerForUniversalSegmentation(tiny_eco_config()).eval()
+    missing = eco.load_state_dict(stock.state_dict(), strict=False).missing_keys
+    assert all(".gate." in k for k in missing), missing
+    return stock, eco
+
+
 def tiny_labels(batch_size: int, height: int, width: int, *, num_labels: int = 5, seed: int = 0):
     """Random binary masks and classes in the format of the image processor (lists of per-image tensors)."""
     generator = torch.Generator().manual_seed(seed)
