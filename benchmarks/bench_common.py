@@ -113,6 +113,13 @@ def environment(threads: int) -> dict:
     }
 
 
+def machine_line(env: dict, *, threads: bool = True) -> str:
+    """The first words of a results page: CPU, core (or thread) count, versions and date of `environment()`."""
+    count = f"{env['threads']} thread(s)" if threads else f"{env['os_cpu_count']} cores"
+    return (f"CPU {env['cpu_model']} ({count}), torch {env['torch']}, transformers {env['transformers']}; "
+            f"{env['date_utc']}")
+
+
 def add_timing_arguments(parser: argparse.ArgumentParser, *, repeats: int, warmup: int) -> None:
     """The options every timing benchmark has: `--repeats`, `--warmup`, `--threads`, `--seed`, `--out`."""
     parser.add_argument("--repeats", type=int, default=repeats)

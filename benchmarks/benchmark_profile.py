@@ -98,8 +98,7 @@ def measure(size: int, models: dict, timers: dict, processor, args: argparse.Nam
 def markdown(payload: dict) -> list[str]:
     meta, env = payload["meta"], payload["meta"]["env"]
     lines = ["# Where the inference time goes: stock Mask2Former vs ecom2f at full depth", "",
-             f"CPU {env['cpu_model']}, {env['threads']} thread(s), torch {env['torch']}, transformers "
-             f"{env['transformers']}; {env['date_utc']}. Swin-T, random weights, batch 1, eager, inference mode; "
+             f"{common.machine_line(env)}. Swin-T, random weights, batch 1, eager, inference mode; "
              f"{meta['repeats']} timed rounds after {meta['warmup']} warm-up, the two models interleaved. Median ms "
              f"(IQR); GFLOPs in the fvcore convention. {meta['note']}", ""]
     for size, res in payload["sizes"].items():

@@ -325,8 +325,7 @@ def _frac(row: dict) -> str:
 def markdown(payload: dict) -> list[str]:
     meta, env = payload["meta"], payload["meta"]["env"]
     lines = ["# Speed protocol: ecom2f at full depth vs stock Mask2Former", "",
-             f"CPU {env['cpu_model']} ({env['os_cpu_count']} cores), torch {env['torch']}, transformers "
-             f"{env['transformers']}; {env['date_utc']}; model `{meta['model']}`, random weights shared by both "
+             f"{common.machine_line(env, threads=False)}; model `{meta['model']}`, random weights shared by both "
              f"models, eager, inference mode; {meta['rounds']} interleaved rounds after {meta['warmup']} warm-up. "
              f"Times: median (min) ms. Fraction = G multiply-adds (fvcore convention) per second over the "
              f"{GEMM_N}x{GEMM_N} float32 GEMM rate at the same thread count, measured in this run (the faster of "
