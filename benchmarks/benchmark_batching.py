@@ -26,14 +26,12 @@ import contextlib
 import json
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_common as common  # noqa: E402
-import torch  # noqa: E402
+import bench_common as common
+import torch
 
-import modeling_ecom2f.modeling_ecom2f as modeling  # noqa: E402
-from modeling_ecom2f.ecom2f_size_groups import pad_images  # noqa: E402
+import modeling_ecom2f.modeling_ecom2f as modeling
+from modeling_ecom2f.ecom2f_size_groups import pad_images
 
 DEFAULT_MIXED = ["256x256", "256x384", "192x320", "320x224"]
 

@@ -24,15 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_common as common  # noqa: E402
-import benchmark_msda_core as msda_core  # noqa: E402
-import benchmark_train_step as train_step  # noqa: E402
-import speed_protocol as protocol  # noqa: E402
-import torch  # noqa: E402
-from transformers.models.mask2former.modeling_mask2former import multi_scale_deformable_attention  # noqa: E402
+import bench_common as common
+import benchmark_msda_core as msda_core
+import benchmark_train_step as train_step
+import speed_protocol as protocol
+import torch
+from transformers.models.mask2former.modeling_mask2former import multi_scale_deformable_attention
 
-from modeling_ecom2f.ecom2f_msda import multi_scale_deformable_attention_embedding_bag  # noqa: E402
+from modeling_ecom2f.ecom2f_msda import multi_scale_deformable_attention_embedding_bag
 
 CORES = ("reference", "embedding_bag")
 

@@ -33,29 +33,28 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_common as common  # noqa: E402
-import benchmark_profile as profile  # noqa: E402
-import benchmark_report as report  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from transformers import SwinConfig  # noqa: E402
-from transformers.models.mask2former.modeling_mask2former import (  # noqa: E402
+import bench_common as common
+import benchmark_profile as profile
+import benchmark_report as report
+import torch
+from torch import nn
+from transformers import SwinConfig
+from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerMaskedAttentionDecoder,
     Mask2FormerMaskPredictor,
 )
-from transformers.models.swin.modeling_swin import SwinLayer  # noqa: E402
+from transformers.models.swin.modeling_swin import SwinLayer
 
-from modeling_ecom2f import EcoMask2FormerConfig, EcoMask2FormerForUniversalSegmentation  # noqa: E402
-from modeling_ecom2f.ecom2f_decoder import EcoMaskedCrossAttention, EcoMaskPredictor  # noqa: E402
-from modeling_ecom2f.ecom2f_encoder import EcoMask2FormerPixelDecoderEncoderLayer  # noqa: E402
-from modeling_ecom2f.ecom2f_fast_encoder_layer import EcoFastPixelDecoderEncoderLayer  # noqa: E402
-from modeling_ecom2f.ecom2f_masked_decoder import EcoMaskedAttentionDecoder  # noqa: E402
-from modeling_ecom2f import ecom2f_onednn_linear as onednn_linear  # noqa: E402
-from modeling_ecom2f.ecom2f_onednn_linear import EcoLinear  # noqa: E402
-from modeling_ecom2f.ecom2f_swin_layer import EcoSwinLayer  # noqa: E402
-from modeling_ecom2f.ecom2f_flops import count_gflops  # noqa: E402
-from processing.image_processing_ecom2f import EcoMask2FormerImageProcessor  # noqa: E402
+from modeling_ecom2f import EcoMask2FormerConfig, EcoMask2FormerForUniversalSegmentation
+from modeling_ecom2f.ecom2f_decoder import EcoMaskedCrossAttention, EcoMaskPredictor
+from modeling_ecom2f.ecom2f_encoder import EcoMask2FormerPixelDecoderEncoderLayer
+from modeling_ecom2f.ecom2f_fast_encoder_layer import EcoFastPixelDecoderEncoderLayer
+from modeling_ecom2f.ecom2f_masked_decoder import EcoMaskedAttentionDecoder
+from modeling_ecom2f import ecom2f_onednn_linear as onednn_linear
+from modeling_ecom2f.ecom2f_onednn_linear import EcoLinear
+from modeling_ecom2f.ecom2f_swin_layer import EcoSwinLayer
+from modeling_ecom2f.ecom2f_flops import count_gflops
+from processing.image_processing_ecom2f import EcoMask2FormerImageProcessor
 
 GEMM_N = 2048
 # part shown -> count_gflops field (multiply-adds); parts without one have no rate
