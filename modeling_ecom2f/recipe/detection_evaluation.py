@@ -26,10 +26,11 @@ from typing import Sequence
 import numpy as np
 
 from ..ecom2f_detr_flops import count_detection_gflops
+from ..ecom2f_size_groups import image_extents
 from ..metrics import coco_summary, per_image_box_ap
 from .data import inference_dataloader, shard_indices
 from .detection import EcoDeformableDetrCollator
-from .segmentation_evaluation import GFlopsTable, exit_outputs, processed_sizes, spread
+from .segmentation_evaluation import GFlopsTable, exit_outputs, spread
 from .reporting import mode_table, percent, points_delta
 from .runtime import RecipeError, progress_bar
 
@@ -87,13 +88,13 @@ class DetectionBatchEvaluator:
                                 encoder_layers_used=outputs.encoder_layers_used.cpu())
         padded_h, padded_w = batch["pixel_mask"].shape[-2:]
         scales = [(h0 * padded_h / h, w0 * padded_w / w)
-                  for (h0, w0), (h, w) in zip(batch["target_sizes"], processed_sizes(batch["pixel_mask"]))]
+                  for (h0, w0), (h, w) in zip(batch["target_sizes"], image_extents(batch["pixel_mask"]))]
         return self.processor.post_process_object_detection(light, threshold=self.threshold, target_sizes=scales)
 
     def records(self, outputs, batch, *, gate: bool) -> list[DetectionRecord]:
         predictions = self.predictions(outputs, batch)
         depths = outputs.encoder_layers_used.tolist()
-        sizes = processed_sizes(batch["pixel_mask"])
+        sizes = image_extents(batch["pixel_mask"])
         records = []
         for i, (index, prediction, reference) in enumerate(zip(batch["indices"].tolist(), predictions,
                                                                  batch["references"])):

@@ -1,5 +1,5 @@
 """Per-image evaluation of an EcoMask2Former model (the segmentation task's evaluator, records, accumulator and
-data-set summary) and the helpers detection shares (`GFlopsTable`, `processed_sizes`, `spread`, `exit_outputs`).
+data-set summary) and the helpers detection shares (`GFlopsTable`, `spread`, `exit_outputs`).
 Every figure comes from `modeling_ecom2f.metrics` (PQ, mIoU, COCOeval); this module only gathers their inputs. The
 modes themselves (every fixed depth, gates, random routing, oracle) are evaluated by `mode_evaluation.evaluate_modes`.
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..ecom2f_flops import count_gflops
+from ..ecom2f_size_groups import image_extents
 from ..metrics import (
     coco_gt_and_detections,
     coco_summary,
@@ -82,13 +83,6 @@ def _cpu_or_none(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return None if tensor is None else tensor.cpu()
 
 
-def processed_sizes(pixel_mask: torch.Tensor) -> list[tuple[int, int]]:
-    """Unpadded `(height, width)` of each image (the processor pads at the bottom/right)."""
-    rows = pixel_mask.bool().any(dim=2).sum(dim=1).tolist()
-    cols = pixel_mask.bool().any(dim=1).sum(dim=1).tolist()
-    return [(int(h), int(w)) for h, w in zip(rows, cols)]
-
-
 class BatchEvaluator:
     """Turns model outputs for a collated batch into `ImageRecord`s (post-processing + per-image metrics)."""
 
@@ -138,7 +132,7 @@ class BatchEvaluator:
                 overlap_mask_area_threshold=self.args.overlap_mask_area_threshold, **kwargs)
         depths = light.encoder_layers_used.tolist()
         records = []
-        for i, (index, size) in enumerate(zip(batch["indices"].tolist(), processed_sizes(batch["pixel_mask"]))):
+        for i, (index, size) in enumerate(zip(batch["indices"].tolist(), image_extents(batch["pixel_mask"]))):
             total, encoder = self.gflops(size[0], size[1], int(depths[i]), gate) if self.with_gflops else (0.0, 0.0)
             counts = np.stack([scores.true_positives[i], scores.false_positives[i], scores.false_negatives[i],
                                scores.iou_sum[i]]).astype(np.float64)
@@ -250,7 +244,6 @@ __all__ = [
     "coco_mask_ap",
     "forward_at_depth",
     "panoptic_from_counts",
-    "processed_sizes",
     "spread",
     "exit_outputs",
     "summarize_mode",
