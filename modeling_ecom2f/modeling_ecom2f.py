@@ -231,7 +231,7 @@ class EcoMask2FormerForUniversalSegmentation(EcoMask2FormerPreTrainedModel, Mask
         }
         self.class_predictor = nn.Linear(config.hidden_dim, config.num_labels + 1)
         self.criterion = Mask2FormerLoss(config=config, weight_dict=self.weight_dict)
-        use_fast_modules(self)  # the head too
+        use_fast_modules(self.class_predictor)  # the head (self.model installed its own stand-ins)
         self.post_init()
 
     def forward_exits(

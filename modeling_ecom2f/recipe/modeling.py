@@ -199,7 +199,7 @@ def rebuild_gate(model, *, hidden_size: int | None, objective: str, pooling: str
     first = old.classifier if isinstance(old.classifier, torch.nn.Linear) else old.classifier[0]
     in_channels = first.in_features // (2 if getattr(old, "pooling", "mean") == "mean_std" else 1)
     gate = EcoExitGate(in_channels=in_channels, num_exits=model.config.num_exits, hidden_size=hidden_size,
-                              pooling=pooling)
+                       pooling=pooling)
     torch.nn.init.normal_(gate.classifier.weight if hidden_size is None else gate.classifier[0].weight,
                           std=model.config.init_std)
     for layer in gate.modules():

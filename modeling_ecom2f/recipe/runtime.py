@@ -159,7 +159,7 @@ def push_to_hub(accelerator, args: argparse.Namespace, *, model_dir: str | Path,
         raise RecipeError("--push_to_hub needs --hub_model_id namespace/name")
     if getattr(args, "task", None) == "detection":
         raise RecipeError("--push_to_hub is for segmentation models; write a detector's Hub folder with `python -m "
-                          "hub.eco_deformable_detr_folder MODEL_DIR EXPORT_DIR`, then `ecom2f-push EXPORT_DIR ...`")
+                          "hub.eco_deformable_detr_folder MODEL_DIR HUB_DIR`, then `ecom2f-push HUB_DIR ...`")
     if publish is None:
         raise RecipeError("--push_to_hub needs a publisher: run the step through its console script (which passes "
                           "hub's push_model) or call it with publish=hub.push.push_model")
